@@ -1,0 +1,194 @@
+//! The contract between containerdsnoop's eBPF programs and user space: the ring-buffer record
+//! header and its flags, the kernel structure layout read from BTF, and socket path patterns.
+//!
+//! Everything here is `#[repr(C)]`, defined once and used on both sides; user space parses
+//! records with length checks (`containerdsnoop::wire`), never by transmuting ring-buffer bytes.
+#![no_std]
+
+/// Bytes of a task comm (`TASK_COMM_LEN`).
+pub const COMM_LEN: usize = 16;
+/// Bytes reserved for a socket path in a record: `sun_path` is 108 bytes, rounded up to 8.
+pub const PATH_LEN: usize = 112;
+/// Bytes of `sockaddr_un.sun_path`.
+pub const SUN_PATH_MAX: usize = 108;
+/// Most payload bytes one ring-buffer record carries. grpc-go flushes 32 KiB buffers, so a
+/// default gRPC write fits one record; bigger sends are split into several records.
+pub const CHUNK_DATA_MAX: usize = 32 * 1024;
+/// Upper bound on records emitted for one send call (the eBPF loop bound). A 4 MiB send in
+/// one buffer needs 128; sends with many iovecs use one record per segment piece.
+pub const MAX_RECORDS_PER_CALL: u32 = 192;
+/// Most iovec segments walked for one call; bytes past them are reported as truncated.
+pub const MAX_IOV_SEGMENTS: u32 = 128;
+/// Most socket path patterns the kernel-side filter holds.
+pub const MAX_PATTERNS: u32 = 16;
+/// Default per-call capture cap (`--max-call-bytes`).
+pub const DEFAULT_MAX_CALL_BYTES: u32 = 4 * 1024 * 1024;
+
+/// Flags of a [`ChunkHeader`].
+pub mod flags {
+    /// The span has bytes past the per-call cap (or past the loop bounds) that were not copied.
+    pub const TRUNCATED: u32 = 1 << 0;
+    /// The payload could not be read at all (no stashed user buffer, e.g. io_uring, sendmmsg,
+    /// a kernel sender), only its length is known.
+    pub const NO_PAYLOAD: u32 = 1 << 1;
+    /// `bpf_probe_read_user` failed (e.g. a non-resident page); the length is exact.
+    pub const READ_FAULT: u32 = 1 << 2;
+    /// The `iov_iter` flavour carries no user pointer (KVEC, BVEC/splice, ...).
+    pub const UNSUPPORTED_ITER: u32 = 1 << 3;
+    /// This is the last record of its send call.
+    pub const CALL_END: u32 = 1 << 4;
+    /// Captured by the kprobe/kretprobe backend.
+    pub const BACKEND_KPROBE: u32 = 1 << 8;
+    /// Captured by the tracepoint backend (`sock_send_length` + syscall tracepoints).
+    pub const BACKEND_TRACEPOINT: u32 = 1 << 9;
+    /// The matched path is the peer socket's bound address (else the socket's own).
+    pub const PATH_IS_PEER: u32 = 1 << 10;
+}
+
+/// Header of every ring-buffer record; `cap_len` payload bytes follow it.
+///
+/// A record covers the sender's direction stream range `[stream_pos, stream_pos + span_len)`.
+/// Only the first `cap_len` bytes of that range are present; the rest is missing for the reason
+/// given in `flags`. Records of one call tile `[stream_pos - chunk_off, ... + call_len)`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ChunkHeader {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the send returned.
+    pub ts_ns: u64,
+    /// Inode number of the sending socket (sockfs).
+    pub sock_ino: u64,
+    /// Inode number of its peer socket, 0 when unconnected.
+    pub peer_ino: u64,
+    /// Position of this record's first byte in the sender's direction stream.
+    pub stream_pos: u64,
+    /// Bytes the send call reported as sent (its return value).
+    pub call_len: u32,
+    /// Offset of this record's span within the call.
+    pub chunk_off: u32,
+    /// Stream bytes this record covers.
+    pub span_len: u32,
+    /// Payload bytes that follow the header (`<= span_len`).
+    pub cap_len: u32,
+    /// [`flags`] bits.
+    pub flags: u32,
+    /// Sender's process id (tgid) and thread id.
+    pub tgid: u32,
+    pub tid: u32,
+    /// Peer process id from `sk_peer_pid` (SO_PEERCRED semantics), 0 when unknown.
+    pub peer_tgid: u32,
+    /// Records on this socket that the ring buffer refused since the previous record got out.
+    pub lost_records: u32,
+    /// Bytes of `path` in use (0: unnamed).
+    pub path_len: u16,
+    /// Index of the pattern that selected this socket.
+    pub pattern: u8,
+    pub _pad0: u8,
+    /// `socket.type`: 1 stream, 2 dgram, 5 seqpacket.
+    pub sock_type: u16,
+    pub _pad1: [u8; 6],
+    /// Sending thread's comm, and its process (group leader) comm.
+    pub comm: [u8; COMM_LEN],
+    pub process_comm: [u8; COMM_LEN],
+    /// The matched socket path as in `sun_path` (abstract names start with NUL).
+    pub path: [u8; PATH_LEN],
+}
+
+pub const CHUNK_HEADER_LEN: usize = core::mem::size_of::<ChunkHeader>();
+const _: () = assert!(CHUNK_HEADER_LEN == 224);
+const _: () = assert!(CHUNK_HEADER_LEN % 8 == 0);
+
+/// A socket path pattern as the kernel-side filter applies it to `unix_address.name`.
+///
+/// A socket matches when `sun_len >= match_len`, its first `match_len` bytes of `sun_path` equal
+/// `bytes` (compared a word at a time under `mask`, which is 0xff for the first `match_len` bytes
+/// and 0 after), and, when `exact` is set, `sun_len == match_len`. `sun_len` is
+/// `unix_address.len - offsetof(sockaddr_un, sun_path)`; for pathname sockets it includes the
+/// terminating NUL, so an exact path pattern carries that NUL in `bytes`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathPattern {
+    pub bytes: [u8; PATH_LEN],
+    pub mask: [u8; PATH_LEN],
+    pub match_len: u32,
+    pub exact: u32,
+}
+const _: () = assert!(core::mem::size_of::<PathPattern>() == 232);
+
+/// Byte offsets of kernel structure members and enum values, read from BTF in user space and
+/// passed to the programs as one read-only global. `u32::MAX` marks "absent in this kernel".
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct KernelLayout {
+    // struct msghdr / struct iov_iter (kprobe backend)
+    pub msghdr_msg_iter: u32,
+    /// Offset of the flavour field: `iter_type` (u8, >= 5.14) or `type` (u32, older).
+    pub iov_iter_type: u32,
+    /// 1 when the flavour field is the old `unsigned int type` with direction bits.
+    pub iov_iter_type_is_u32: u32,
+    pub iov_iter_iov_offset: u32,
+    pub iov_iter_count: u32,
+    /// `iov`/`__iov` (the iovec pointer) and `ubuf`; `ubuf` is u32::MAX before 6.0.
+    pub iov_iter_iov: u32,
+    pub iov_iter_ubuf: u32,
+    pub iov_iter_nr_segs: u32,
+    /// `enum iter_type` values (old kernels: the bit values, direction bit masked off).
+    pub iter_ubuf: u32,
+    pub iter_iovec: u32,
+    // struct sock / unix_sock / unix_address
+    pub sock_common_skc_family: u32,
+    pub sock_sk_socket: u32,
+    pub sock_sk_peer_pid: u32,
+    pub unix_sock_addr: u32,
+    pub unix_sock_peer: u32,
+    pub unix_address_len: u32,
+    /// Offset of `sun_path` from the start of `unix_address` (name + offsetof(sun_path)).
+    pub unix_address_sun_path: u32,
+    // struct socket / socket_alloc / inode
+    pub socket_type: u32,
+    pub socket_sk: u32,
+    pub socket_alloc_vfs_inode: u32,
+    pub inode_i_ino: u32,
+    // struct pid / upid
+    pub pid_numbers: u32,
+    pub upid_nr: u32,
+    // struct task_struct (process comm via group_leader)
+    pub task_group_leader: u32,
+    pub task_comm: u32,
+}
+
+/// Drop counters kept per CPU by the programs; user space sums them.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct DropCounters {
+    /// Records the ring buffer refused.
+    pub lost_records: u64,
+    /// Stream bytes those records covered.
+    pub lost_bytes: u64,
+    /// Sends whose kretprobe fired without a stashed entry (kretprobe maxactive exhausted).
+    pub missed_entries: u64,
+    /// Sends of matched sockets seen in total.
+    pub sends: u64,
+}
+
+/// Per-socket state: the next stream position and records lost since the last one delivered.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct SockState {
+    pub next_pos: u64,
+    pub lost_records: u32,
+    pub _pad: u32,
+}
+
+#[cfg(feature = "user")]
+mod user {
+    use super::*;
+    // SAFETY: plain-old-data `#[repr(C)]` structs with explicit padding and no pointers; any bit
+    // pattern is a valid value.
+    unsafe impl aya::Pod for KernelLayout {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for PathPattern {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for DropCounters {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for SockState {}
+}

@@ -1,0 +1,78 @@
+//! The maps shared by both backends.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+};
+use containerdsnoop_common::{
+    CHUNK_DATA_MAX, ChunkHeader, DropCounters, MAX_PATTERNS, PathPattern, SockState,
+};
+
+/// Records to user space: a `ChunkHeader` followed by `cap_len` payload bytes. User space sets
+/// its size (`--ring-buffer-size`) at load time.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(32 << 20, 0);
+
+/// One record under construction per CPU. Its value (header + 32 KiB) is over the 32 KiB limit
+/// of per-CPU arrays, so it is a plain array indexed by CPU id; user space sizes it to the
+/// number of possible CPUs. The programs that use it run with preemption disabled (kretprobe
+/// and raw tracepoint handlers), so two records never share a slot.
+#[map]
+pub static SCRATCH: Array<Scratch> = Array::with_max_entries(1024, 0);
+
+#[repr(C)]
+pub struct Scratch {
+    pub hdr: ChunkHeader,
+    pub data: [u8; CHUNK_DATA_MAX],
+    /// Loop state of the call being emitted (not sent). See `emit::Cursor`.
+    pub cursor: crate::emit::Cursor,
+}
+
+/// Per socket (by inode): next stream position and records lost since the last delivered.
+#[map]
+pub static SOCK_STATE: LruHashMap<u64, SockState> = LruHashMap::with_max_entries(65536, 0);
+
+/// Per thread (pid_tgid): what a send call is about to send, recorded at its entry and used when
+/// it returns. LRU, so entries of threads killed mid-call cannot pile up.
+#[map]
+pub static STASH: LruHashMap<u64, Stash> = LruHashMap::with_max_entries(65536, 0);
+
+/// Socket path patterns; `PATTERN_COUNT` of them are valid.
+#[map]
+pub static PATTERNS: Array<PathPattern> = Array::with_max_entries(MAX_PATTERNS, 0);
+
+/// Drop and activity counters, per CPU.
+#[map]
+pub static DROPS: PerCpuArray<DropCounters> = PerCpuArray::with_max_entries(1, 0);
+
+/// Where the bytes of a send call are.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Stash {
+    /// `struct sock *` (kprobe backend; 0 for the tracepoint backend, which gets it later).
+    pub sk: u64,
+    /// User buffer, or iovec array (user or kernel memory, see `kind`).
+    pub ptr: u64,
+    /// Bytes to skip at the start of the first segment (`iov_iter.iov_offset`).
+    pub skip: u64,
+    pub kind: u32,
+    /// Number of iovecs.
+    pub nr_segs: u32,
+}
+
+/// `Stash.kind`: one user buffer (write, sendto, ITER_UBUF).
+pub const STASH_USER_BUF: u32 = 1;
+/// An iovec array in user memory (writev, sendmsg as seen at syscall entry).
+pub const STASH_USER_IOV: u32 = 2;
+/// An iovec array in kernel memory (ITER_IOVEC: the kernel's copy made by import_iovec).
+pub const STASH_KERNEL_IOV: u32 = 3;
+/// An iov_iter flavour with no user pointer (KVEC, BVEC/splice, ...).
+pub const STASH_UNSUPPORTED: u32 = 4;
+
+#[inline(always)]
+pub fn count_drop(f: impl FnOnce(&mut DropCounters)) {
+    if let Some(c) = DROPS.get_ptr_mut(0) {
+        // SAFETY: the pointer comes from the map lookup and is this CPU's slot.
+        f(unsafe { &mut *c });
+    }
+}

@@ -1,0 +1,342 @@
+//! Kernel capture: loads the embedded eBPF object, picks and attaches a backend (kprobe or
+//! tracepoint), and drains the ring buffer. The only module besides `main` that touches aya,
+//! tokio or the kernel; everything it produces is plain record bytes for `wire::parse`.
+
+use std::{fmt, os::fd::AsRawFd as _, path::Path};
+
+use anyhow::{Context as _, anyhow, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, MapData, PerCpuArray, RingBuf},
+    programs::{KProbe, ProgramError, RawTracePoint, TracePoint},
+};
+use containerdsnoop_common::{DropCounters, KernelLayout, PathPattern};
+use tokio::io::unix::AsyncFd;
+
+/// The eBPF object built by build.rs.
+static EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/containerdsnoop"));
+
+/// `--backend`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// The kprobe backend where kprobes can attach, else the tracepoint backend.
+    Auto,
+    Kprobe,
+    Tracepoint,
+}
+
+/// The backend that runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Kprobe,
+    Tracepoint,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Kprobe => "kprobe",
+            Backend::Tracepoint => "tracepoint",
+        })
+    }
+}
+
+pub struct CaptureConfig {
+    pub backend: BackendChoice,
+    pub patterns: Vec<PathPattern>,
+    pub max_call_bytes: u32,
+    /// Ring buffer size in bytes: a power of two, at least one page.
+    pub ring_bytes: u32,
+    pub layout: KernelLayout,
+}
+
+/// Functions the kprobe backend attaches to (seqpacket tail-calls dgram: not probed).
+const KPROBE_FUNCTIONS: [&str; 2] = ["unix_stream_sendmsg", "unix_dgram_sendmsg"];
+/// Syscall tracepoints and the program that stashes each one's buffer.
+const SYSCALL_ENTRIES: [(&str, &str); 4] = [
+    ("sys_enter_write", "sys_enter_buf"),
+    ("sys_enter_sendto", "sys_enter_buf"),
+    ("sys_enter_writev", "sys_enter_writev"),
+    ("sys_enter_sendmsg", "sys_enter_sendmsg"),
+];
+const SYSCALL_EXITS: [&str; 4] = [
+    "sys_exit_write",
+    "sys_exit_sendto",
+    "sys_exit_writev",
+    "sys_exit_sendmsg",
+];
+
+pub struct Capture {
+    // Keeps programs, links and maps alive.
+    _ebpf: Ebpf,
+    ring: AsyncFd<RingBuf<MapData>>,
+    drops: PerCpuArray<MapData, DropCounters>,
+    pub backend: Backend,
+    /// Why `auto` did not pick the kprobe backend.
+    pub fallback_reason: Option<String>,
+}
+
+impl Capture {
+    /// Loads the programs and attaches the chosen backend. Must run inside a tokio runtime.
+    pub fn start(config: &CaptureConfig) -> anyhow::Result<Capture> {
+        let mut ebpf = load_object(config)?;
+        let (backend, fallback_reason) = match config.backend {
+            BackendChoice::Kprobe => {
+                attach_kprobes(&mut ebpf)?;
+                (Backend::Kprobe, None)
+            }
+            BackendChoice::Tracepoint => {
+                attach_tracepoints(&mut ebpf)?;
+                (Backend::Tracepoint, None)
+            }
+            BackendChoice::Auto => match attach_kprobes(&mut ebpf) {
+                Ok(()) => (Backend::Kprobe, None),
+                Err(kprobe_error) => {
+                    attach_tracepoints(&mut ebpf).with_context(|| {
+                        format!("kprobe backend unavailable too ({kprobe_error:#})")
+                    })?;
+                    (Backend::Tracepoint, Some(format!("{kprobe_error:#}")))
+                }
+            },
+        };
+        let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS missing")?)?;
+        // SAFETY: the ring buffer map owns its fd and AsyncFd owns the map, so the fd stays open
+        // (and is not reused) for as long as it is registered.
+        let ring = unsafe { AsyncFd::register(ring) }
+            .map_err(|e| anyhow!("registering the ring buffer with tokio: {e}"))?;
+        let drops = PerCpuArray::try_from(ebpf.take_map("DROPS").context("map DROPS missing")?)?;
+        Ok(Capture {
+            _ebpf: ebpf,
+            ring,
+            drops,
+            backend,
+            fallback_reason,
+        })
+    }
+
+    /// Waits until records are available, then appends every available record to `out`.
+    pub async fn read(&mut self, out: &mut Vec<Vec<u8>>) -> anyhow::Result<()> {
+        let mut guard = self.ring.readable_mut().await?;
+        let ring = guard.get_inner_mut();
+        while let Some(item) = ring.next() {
+            out.push(item.to_vec());
+        }
+        guard.clear_ready();
+        Ok(())
+    }
+
+    /// Drains whatever is in the ring buffer without waiting (at exit).
+    pub fn read_now(&mut self, out: &mut Vec<Vec<u8>>) {
+        let ring = self.ring.get_mut();
+        while let Some(item) = ring.next() {
+            out.push(item.to_vec());
+        }
+    }
+
+    /// The kernel-side counters, summed over CPUs.
+    pub fn drop_counters(&self) -> anyhow::Result<DropCounters> {
+        let per_cpu = self.drops.get(&0, 0)?;
+        Ok(per_cpu.iter().fold(DropCounters::default(), |mut sum, c| {
+            sum.lost_records += c.lost_records;
+            sum.lost_bytes += c.lost_bytes;
+            sum.missed_entries += c.missed_entries;
+            sum.sends += c.sends;
+            sum
+        }))
+    }
+
+    pub fn ring_fd(&self) -> i32 {
+        self.ring.get_ref().as_raw_fd()
+    }
+}
+
+fn load_object(config: &CaptureConfig) -> anyhow::Result<Ebpf> {
+    let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow!("{what}: {e}"))? as u32;
+    let tracer_tgid = std::process::id();
+    let pattern_count = config.patterns.len() as u32;
+    let mut ebpf = EbpfLoader::new()
+        .override_global("LAYOUT", &config.layout, true)
+        .override_global("TRACER_TGID", &tracer_tgid, true)
+        .override_global("MAX_CALL_BYTES", &config.max_call_bytes, true)
+        .override_global("PATTERN_COUNT", &pattern_count, true)
+        .map_max_entries("SCRATCH", cpus)
+        .map_max_entries("EVENTS", config.ring_bytes)
+        .load(EBPF_OBJECT)
+        .map_err(explain_load_error)?;
+    let mut patterns: Array<_, PathPattern> =
+        Array::try_from(ebpf.map_mut("PATTERNS").context("map PATTERNS missing")?)?;
+    for (i, p) in config.patterns.iter().enumerate() {
+        patterns
+            .set(i as u32, p, 0)
+            .context("writing socket patterns")?;
+    }
+    Ok(ebpf)
+}
+
+fn explain_load_error(e: aya::EbpfError) -> anyhow::Error {
+    let text = format!("{e:#}");
+    if text.contains("Operation not permitted") || text.contains("EPERM") {
+        anyhow!(
+            "loading eBPF maps/programs was refused ({text}): run as root, or grant CAP_BPF and \
+             CAP_PERFMON (and CAP_SYS_ADMIN on kernels before 5.8)"
+        )
+    } else {
+        anyhow!("loading the eBPF object failed: {text}")
+    }
+}
+
+/// Verifies (loads) every program without attaching anything: `--load-only`, used by tests to
+/// prove the kprobe programs pass the verifier on kernels where they cannot attach.
+pub fn verify_all(config: &CaptureConfig) -> anyhow::Result<Vec<String>> {
+    let mut ebpf = load_object(config)?;
+    let mut loaded = Vec::new();
+    for name in ["unix_sendmsg_entry", "unix_sendmsg_return"] {
+        kprobe(&mut ebpf, name)?;
+        loaded.push(name.to_string());
+    }
+    for name in [
+        "sys_enter_buf",
+        "sys_enter_writev",
+        "sys_enter_sendmsg",
+        "sys_exit_send",
+    ] {
+        tracepoint(&mut ebpf, name)?;
+        loaded.push(name.to_string());
+    }
+    raw_tracepoint(&mut ebpf, "sock_send_length")?;
+    loaded.push("sock_send_length".to_string());
+    Ok(loaded)
+}
+
+fn kprobe<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut KProbe> {
+    let program: &mut KProbe = ebpf
+        .program_mut(name)
+        .with_context(|| format!("program {name} missing"))?
+        .try_into()?;
+    if program.fd().is_err() {
+        program.load().map_err(|e| verifier_error(name, e))?;
+    }
+    Ok(program)
+}
+
+fn tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut TracePoint> {
+    let program: &mut TracePoint = ebpf
+        .program_mut(name)
+        .with_context(|| format!("program {name} missing"))?
+        .try_into()?;
+    if program.fd().is_err() {
+        program.load().map_err(|e| verifier_error(name, e))?;
+    }
+    Ok(program)
+}
+
+fn raw_tracepoint<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut RawTracePoint> {
+    let program: &mut RawTracePoint = ebpf
+        .program_mut(name)
+        .with_context(|| format!("program {name} missing"))?
+        .try_into()?;
+    if program.fd().is_err() {
+        program.load().map_err(|e| verifier_error(name, e))?;
+    }
+    Ok(program)
+}
+
+fn verifier_error(name: &str, e: ProgramError) -> anyhow::Error {
+    match &e {
+        ProgramError::LoadError { verifier_log, .. } => {
+            // The tail of the log says why; the whole log can be thousands of lines.
+            let log = verifier_log.to_string();
+            let tail: Vec<&str> = log.lines().rev().take(25).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            anyhow!(
+                "the kernel's verifier rejected program {name}:\n{}",
+                tail.join("\n")
+            )
+        }
+        _ => anyhow!("loading program {name}: {e}"),
+    }
+}
+
+fn attach_kprobes(ebpf: &mut Ebpf) -> anyhow::Result<()> {
+    // Load both first: the verifier runs even where kprobes cannot attach.
+    kprobe(ebpf, "unix_sendmsg_entry")?;
+    kprobe(ebpf, "unix_sendmsg_return")?;
+    if !Path::new("/sys/bus/event_source/devices/kprobe/type").exists()
+        && !Path::new("/sys/kernel/tracing/kprobe_events").exists()
+        && !Path::new("/sys/kernel/debug/tracing/kprobe_events").exists()
+    {
+        bail!(
+            "this kernel cannot attach kprobes (no kprobe PMU in /sys/bus/event_source/devices, \
+             no kprobe_events: CONFIG_KPROBE_EVENTS is off); the programs passed the verifier"
+        );
+    }
+    for function in KPROBE_FUNCTIONS {
+        kprobe(ebpf, "unix_sendmsg_entry")?
+            .attach(function, 0)
+            .with_context(|| format!("attaching kprobe to {function}"))?;
+        kprobe(ebpf, "unix_sendmsg_return")?
+            .attach(function, 0)
+            .with_context(|| format!("attaching kretprobe to {function}"))?;
+    }
+    Ok(())
+}
+
+fn attach_tracepoints(ebpf: &mut Ebpf) -> anyhow::Result<()> {
+    ensure_tracefs()?;
+    if !Path::new(TRACEFS)
+        .join("events/sock/sock_send_length")
+        .exists()
+    {
+        bail!(
+            "the tracepoint backend needs the sock:sock_send_length tracepoint (Linux >= 6.3), \
+             which this kernel lacks; on older kernels use --backend kprobe"
+        );
+    }
+    // Raw tracepoint first: if it cannot attach there is no point stashing buffers.
+    raw_tracepoint(ebpf, "sock_send_length")?
+        .attach("sock_send_length")
+        .context("attaching raw tracepoint sock_send_length")?;
+    for (event, program) in SYSCALL_ENTRIES {
+        tracepoint(ebpf, program)?
+            .attach("syscalls", event)
+            .with_context(|| format!("attaching tracepoint syscalls:{event}"))?;
+    }
+    for event in SYSCALL_EXITS {
+        tracepoint(ebpf, "sys_exit_send")?
+            .attach("syscalls", event)
+            .with_context(|| format!("attaching tracepoint syscalls:{event}"))?;
+    }
+    Ok(())
+}
+
+const TRACEFS: &str = "/sys/kernel/tracing";
+
+/// Syscall tracepoints are attached through tracefs ids; mount it when it is missing (a fresh
+/// machine or a container often has it unmounted).
+fn ensure_tracefs() -> anyhow::Result<()> {
+    let events = Path::new(TRACEFS).join("events");
+    if events.exists() || Path::new("/sys/kernel/debug/tracing/events").exists() {
+        return Ok(());
+    }
+    let target = std::ffi::CString::new(TRACEFS)?;
+    let fstype = std::ffi::CString::new("tracefs")?;
+    // SAFETY: plain mount(2) with valid NUL-terminated strings and no data.
+    let rc = unsafe {
+        libc::mount(
+            fstype.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 || !events.exists() {
+        bail!(
+            "tracefs is not mounted at {TRACEFS} and mounting it failed ({}): run \
+             `mount -t tracefs tracefs {TRACEFS}`",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! Connection-level tests: protocol traces built from wire bytes, adversarial input, real
+//! traffic recorded from the `h2` crate, and split invariance.
+
+mod adversarial;
+mod builders;
+mod real_traffic;
+mod split;
+mod traces;

@@ -1,0 +1,16 @@
+//! containerdsnoop: trace what flows over the unix sockets of container runtimes.
+//!
+//! Only `capture` (and the binary's `main`) touch aya, tokio or the kernel; every other module
+//! is bytes in, values out, and is tested without root.
+
+pub mod btf;
+pub mod call;
+pub mod capture;
+pub mod cli;
+pub mod grpc;
+pub mod http2;
+pub mod paths;
+pub mod reassembly;
+pub mod render;
+pub mod schema;
+pub mod wire;

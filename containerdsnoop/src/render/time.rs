@@ -1,0 +1,98 @@
+//! Kernel timestamps (CLOCK_MONOTONIC ns, from `bpf_ktime_get_ns`) to wall-clock times.
+
+/// Maps monotonic timestamps to wall-clock time, using the offset between the two clocks taken
+/// once at start-up.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    /// wall ns - monotonic ns.
+    offset_ns: i128,
+}
+
+fn clock_ns(id: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(id, &mut ts) };
+    ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+}
+
+impl Clock {
+    pub fn now() -> Clock {
+        Clock {
+            offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC),
+        }
+    }
+
+    /// A clock for timestamps that already are wall-clock ns (offline captures, tests).
+    pub fn identity() -> Clock {
+        Clock { offset_ns: 0 }
+    }
+
+    pub fn wall_ns(&self, monotonic_ns: u64) -> i128 {
+        monotonic_ns as i128 + self.offset_ns
+    }
+
+    /// `HH:MM:SS.micros` in local time.
+    pub fn hms(&self, monotonic_ns: u64) -> String {
+        let wall = self.wall_ns(monotonic_ns);
+        let secs = wall.div_euclid(1_000_000_000) as libc::time_t;
+        let micros = wall.rem_euclid(1_000_000_000) / 1000;
+        // SAFETY: localtime_r fills the tm we own from a valid time_t.
+        let tm = unsafe {
+            let mut tm: libc::tm = std::mem::zeroed();
+            libc::localtime_r(&secs, &mut tm);
+            tm
+        };
+        format!(
+            "{:02}:{:02}:{:02}.{:06}",
+            tm.tm_hour, tm.tm_min, tm.tm_sec, micros
+        )
+    }
+
+    /// RFC 3339 UTC with microseconds, for JSON.
+    pub fn rfc3339(&self, monotonic_ns: u64) -> String {
+        let wall = self.wall_ns(monotonic_ns);
+        let secs = wall.div_euclid(1_000_000_000) as libc::time_t;
+        let micros = wall.rem_euclid(1_000_000_000) / 1000;
+        // SAFETY: gmtime_r fills the tm we own from a valid time_t.
+        let tm = unsafe {
+            let mut tm: libc::tm = std::mem::zeroed();
+            libc::gmtime_r(&secs, &mut tm);
+            tm
+        };
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+            tm.tm_year + 1900,
+            tm.tm_mon + 1,
+            tm.tm_mday,
+            tm.tm_hour,
+            tm.tm_min,
+            tm.tm_sec,
+            micros
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_of_known_instant() {
+        let c = Clock::identity();
+        assert_eq!(
+            c.rfc3339(1_700_000_000_123_456_789),
+            "2023-11-14T22:13:20.123456Z"
+        );
+    }
+
+    #[test]
+    fn monotonic_maps_near_now() {
+        let c = Clock::now();
+        let mono = clock_ns(libc::CLOCK_MONOTONIC) as u64;
+        let wall = clock_ns(libc::CLOCK_REALTIME);
+        assert!((c.wall_ns(mono) - wall).abs() < 1_000_000_000);
+    }
+}

@@ -1,0 +1,191 @@
+//! A private containerd (with its CRI plugin) in a temporary folder.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use super::image::{SANDBOX_REF, image_tar};
+use super::process::{self, Run, run};
+use super::{remove_temp_dir, socket_accepts, tail, temp_dir, wait_until};
+
+/// How long containerd may take to listen (it takes well under a second here).
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default deadline for one `ctr` command.
+const CTR_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running containerd; killed, with its shims and containers, on drop.
+#[derive(Debug)]
+pub struct Containerd {
+    dir: PathBuf,
+    socket: PathBuf,
+    child: Child,
+    /// How long it took from spawn until the socket accepted a connection.
+    pub startup: Duration,
+}
+
+impl Containerd {
+    /// Starts containerd with a config that keeps root, state and sockets in a new folder
+    /// under /tmp and waits until its gRPC socket accepts connections.
+    pub fn start() -> Result<Containerd> {
+        let dir = temp_dir("ctrd")?;
+        let socket = dir.join("containerd.sock");
+        let config = dir.join("config.toml");
+        fs::create_dir_all(dir.join("cni/conf"))?;
+        fs::create_dir_all(dir.join("cni/bin"))?;
+        fs::write(&config, config_toml(&dir, &socket)).context("write containerd config")?;
+        let log_path = dir.join("containerd.log");
+        let log = File::create(&log_path).context("create containerd log")?;
+        process::become_subreaper();
+        // Shims of an earlier test in this process that exited after its clean-up.
+        process::reap_shims();
+        let started = Instant::now();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawn containerd (apt-get install containerd)")?;
+        // Build the handle now, so a failed wait still cleans up through Drop.
+        let mut c = Containerd {
+            dir,
+            socket,
+            child,
+            startup: Duration::ZERO,
+        };
+        let ready = wait_until(START_TIMEOUT, "containerd's socket", || {
+            if let Some(status) = c.child.try_wait()? {
+                bail!("containerd exited ({status}):\n{}", tail(&log_path, 4000));
+            }
+            Ok(socket_accepts(&c.socket))
+        });
+        if let Err(e) = ready {
+            return Err(e.context(format!("log tail:\n{}", tail(&log_path, 4000))));
+        }
+        c.startup = started.elapsed();
+        Ok(c)
+    }
+
+    /// The gRPC socket (also the CRI endpoint).
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The temporary folder holding config, log, root and state.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("containerd.log")
+    }
+
+    /// Runs `ctr --address SOCK ARGS...` with a 60 s deadline.
+    pub fn ctr(&self, args: &[&str]) -> Result<Run> {
+        self.ctr_timeout(args, CTR_TIMEOUT)
+    }
+
+    pub fn ctr_timeout(&self, args: &[&str], timeout: Duration) -> Result<Run> {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("--address").arg(&self.socket).args(args);
+        run(cmd, timeout)
+    }
+
+    /// Makes pod sandboxes startable: imports a busybox image named like the configured
+    /// `sandbox_image` into the CRI namespace `k8s.io` (the pause image cannot be pulled here).
+    pub fn prepare_cri(&self) -> Result<()> {
+        let tar = image_tar(&self.dir, SANDBOX_REF, &["/bin/sleep", "2147483647"])?;
+        let tar = tar.to_str().context("non-UTF-8 temp path")?;
+        self.ctr(&["-n", "k8s.io", "images", "import", tar])?.ok()?;
+        Ok(())
+    }
+
+    /// Shim processes serving this containerd (they outlive it when it is killed).
+    pub fn shim_pids(&self) -> Vec<i32> {
+        let addr = self.socket.to_string_lossy();
+        process::processes()
+            .into_iter()
+            .filter(|(_, _, argv)| {
+                argv.first().is_some_and(|a| a.contains("containerd-shim"))
+                    && argv.iter().any(|a| *a == addr)
+            })
+            .map(|(pid, _, _)| pid)
+            .collect()
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        process::stop_child(&mut self.child, libc::SIGTERM, Duration::from_secs(5));
+        // Shims and their containers keep running without containerd; kill them, and remove the
+        // shim sockets in /run/containerd/s/ that a killed shim cannot remove itself.
+        let shims = self.shim_pids();
+        let sockets: Vec<PathBuf> = shims
+            .iter()
+            .flat_map(|&p| process::unix_socket_paths(p))
+            .filter(|p| p.starts_with("/run/containerd/s"))
+            .collect();
+        process::delete_runc_containers(Path::new("/run/containerd/runc"), &self.dir);
+        process::kill_and_wait(&process::with_descendants(&shims), Duration::from_secs(5));
+        for s in sockets {
+            let _ = fs::remove_file(s);
+        }
+        process::reap_shims();
+        process::unmount_under(&self.dir);
+        remove_temp_dir(&self.dir);
+    }
+}
+
+/// containerd 1.6 config (version 2). The CRI section follows TESTBED.md: no CAP_SYS_RESOURCE
+/// (so restrict_oom_score_adj), runc v2 shims, and an empty CNI folder since pods use the host
+/// network.
+fn config_toml(dir: &Path, socket: &Path) -> String {
+    let d = dir.display();
+    let s = socket.display();
+    format!(
+        r#"version = 2
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = [
+  "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.zfs",
+]
+
+[grpc]
+  address = "{s}"
+
+[ttrpc]
+  address = "{s}.ttrpc"
+
+[debug]
+  address = "{d}/debug.sock"
+  level = "info"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d}/opt"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{SANDBOX_REF}"
+  restrict_oom_score_adj = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{d}/cni/bin"
+    conf_dir = "{d}/cni/conf"
+"#
+    )
+}

@@ -1,0 +1,211 @@
+//! Shared harness for the privileged end-to-end tests: real containerd, dockerd and runc started
+//! in throw-away folders, the test peer, and the tracer as a child process.
+//!
+//! Everything here is plain std (no async) so that a test reads top to bottom. Handles clean up
+//! on `Drop`, so a failing assertion still kills daemons, shims and containers and unmounts what
+//! they mounted. Drop a `Dockerd` before the `Containerd` it uses (declare it after, as locals are
+//! dropped in reverse order).
+//!
+//! Environment:
+//! - `CONTAINERDSNOOP_TESTPEER`: path of the `containerdsnoop-testpeer` binary; without it the
+//!   binary is looked for next to the running test, in `target/<profile>/` (build it first with
+//!   `cargo build -p containerdsnoop-testpeer`, as cargo does not build other packages' binaries
+//!   for a test).
+//! - `CONTAINERDSNOOP_E2E=require`: a test that would be skipped (not root, daemon missing) fails
+//!   instead, so that CI cannot pass by skipping everything.
+//! - `CONTAINERDSNOOP_KEEP_TESTDIR=1`: keep each temporary folder (logs, configs) after the test;
+//!   mounts and processes are still cleaned up.
+
+// Each test file compiles its own copy of this module and uses only part of it.
+#![allow(dead_code, unused_imports, unused_macros)]
+
+pub mod containerd;
+pub mod dockerd;
+pub mod image;
+pub mod peer;
+pub mod process;
+pub mod tracer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::{env, fs, thread};
+
+use anyhow::{Context, Result, bail};
+
+pub use containerd::Containerd;
+pub use dockerd::Dockerd;
+pub use image::{BUSYBOX_REF, SANDBOX_REF, busybox_image_tar, image_tar};
+pub use peer::{cri, spawn_testpeer, testpeer, testpeer_json};
+pub use process::{Run, run};
+pub use tracer::{Tracer, TracerOutput};
+
+/// What a test needs from the machine; a missing one skips the test (see `require!`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    Root,
+    Containerd,
+    Dockerd,
+    TestPeer,
+}
+
+/// Why the test cannot run here, or `None` when every need is met.
+pub fn missing(needs: &[Need]) -> Option<String> {
+    for need in needs {
+        let reason = match need {
+            Need::Root if !is_root() => "needs root (eBPF, daemons, mounts)".to_string(),
+            Need::Containerd => match ["containerd", "ctr", "runc", "containerd-shim-runc-v2"]
+                .iter()
+                .find(|b| which(b).is_none())
+            {
+                Some(b) => format!("{b} not found in PATH (apt-get install containerd runc)"),
+                None => continue,
+            },
+            Need::Dockerd => match ["dockerd", "docker"].iter().find(|b| which(b).is_none()) {
+                Some(b) => format!("{b} not found in PATH (apt-get install docker.io)"),
+                None => continue,
+            },
+            Need::TestPeer => match testpeer_path() {
+                Ok(_) => continue,
+                Err(e) => format!("{e:#}"),
+            },
+            _ => continue,
+        };
+        return Some(reason);
+    }
+    None
+}
+
+/// Whether unskippable mode is on (`CONTAINERDSNOOP_E2E=require`).
+pub fn skips_are_failures() -> bool {
+    env::var("CONTAINERDSNOOP_E2E").is_ok_and(|v| v == "require")
+}
+
+/// Returns from the calling test, printing why, when a need is not met. With
+/// `CONTAINERDSNOOP_E2E=require` it panics instead.
+///
+/// ```ignore
+/// support::require!(Need::Root, Need::Containerd);
+/// ```
+macro_rules! require {
+    ($($need:expr),+ $(,)?) => {
+        if let Some(reason) = $crate::support::missing(&[$($need),+]) {
+            if $crate::support::skips_are_failures() {
+                panic!("cannot run (CONTAINERDSNOOP_E2E=require): {reason}");
+            }
+            eprintln!("SKIPPED: {reason}");
+            return;
+        }
+    };
+}
+pub(crate) use require;
+
+/// `require!(Need::Root)`.
+macro_rules! skip_unless_root {
+    () => {
+        $crate::support::require!($crate::support::Need::Root)
+    };
+}
+pub(crate) use skip_unless_root;
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The first executable called `name` in PATH (or in the sbin folders, which a non-login root
+/// shell may lack).
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = env::var_os("PATH").unwrap_or_default();
+    env::split_paths(&path)
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Path of the built `containerdsnoop-testpeer`: `$CONTAINERDSNOOP_TESTPEER`, else
+/// `target/<profile>/containerdsnoop-testpeer` found from the running test executable
+/// (`target/<profile>/deps/<test>-<hash>`), else from `CARGO_MANIFEST_DIR/../target/debug`.
+pub fn testpeer_path() -> Result<PathBuf> {
+    const NAME: &str = "containerdsnoop-testpeer";
+    if let Some(p) = env::var_os("CONTAINERDSNOOP_TESTPEER") {
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return Ok(p);
+        }
+        bail!("CONTAINERDSNOOP_TESTPEER={} does not exist", p.display());
+    }
+    let mut candidates = Vec::new();
+    if let Some(profile_dir) = env::current_exe()
+        .ok()
+        .and_then(|e| Some(e.parent()?.parent()?.to_path_buf()))
+    {
+        candidates.push(profile_dir.join(NAME));
+    }
+    candidates.push(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/debug")
+            .join(NAME),
+    );
+    candidates.iter().find(|p| p.is_file()).cloned().with_context(|| {
+        format!("{NAME} not built (looked at {candidates:?}): run `cargo build -p {NAME}` or set CONTAINERDSNOOP_TESTPEER")
+    })
+}
+
+/// A fresh folder under /tmp, short because unix socket paths are limited to 107 bytes.
+pub fn temp_dir(tag: &str) -> Result<PathBuf> {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let dir = PathBuf::from(format!(
+        "/tmp/csn-{tag}-{}-{}-{nanos:x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Polls `ready` every 20 ms until it returns true or `timeout` passes.
+pub fn wait_until(
+    timeout: Duration,
+    what: &str,
+    mut ready: impl FnMut() -> Result<bool>,
+) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        if ready()? {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether something accepts connections on the unix socket at `path`.
+pub fn socket_accepts(path: &Path) -> bool {
+    std::os::unix::net::UnixStream::connect(path).is_ok()
+}
+
+/// The last `max` bytes of a log file, for error messages.
+pub fn tail(path: &Path, max: usize) -> String {
+    let data = fs::read(path).unwrap_or_default();
+    let from = data.len().saturating_sub(max);
+    String::from_utf8_lossy(&data[from..]).into_owned()
+}
+
+/// Removes a temporary folder unless `CONTAINERDSNOOP_KEEP_TESTDIR` is set. Mounts under it must
+/// be gone already (see `process::unmount_under`).
+pub fn remove_temp_dir(dir: &Path) {
+    if env::var_os("CONTAINERDSNOOP_KEEP_TESTDIR").is_some() {
+        eprintln!("keeping {}", dir.display());
+        return;
+    }
+    if let Err(e) = fs::remove_dir_all(dir) {
+        eprintln!("warning: could not remove {}: {e}", dir.display());
+    }
+}

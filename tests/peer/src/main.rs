@@ -1,0 +1,45 @@
+//! A test peer for containerdsnoop's end-to-end tests: it produces unix socket traffic of known
+//! content and known syscall shape, and speaks CRI to containerd, so the tests can compare what
+//! the tracer saw with what was really sent.
+
+mod cri;
+mod dgram;
+mod exchange;
+mod prng;
+mod shape;
+mod util;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "containerdsnoop-testpeer", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// A unix stream connection whose ends send pseudo-random bytes with a chosen syscall shape.
+    Exchange(exchange::Args),
+    /// A connected pair of unix datagram sockets.
+    Dgram(dgram::Args),
+    /// A CRI runtime.v1 client.
+    Cri(cri::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Exchange(a) => exchange::run(a),
+        Cmd::Dgram(a) => dgram::run(a),
+        Cmd::Cri(a) => cri::run(a),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("containerdsnoop-testpeer: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
