@@ -7,6 +7,7 @@ pub mod btf;
 pub mod call;
 pub mod capture;
 pub mod cli;
+pub mod decoder;
 pub mod grpc;
 pub mod http2;
 pub mod paths;
