@@ -91,10 +91,15 @@ pub struct ChunkHeader {
     pub process_comm: [u8; COMM_LEN],
     /// The matched socket path as in `sun_path` (abstract names start with NUL).
     pub path: [u8; PATH_LEN],
+    /// The sending `struct sock *` and its peer's (0 when unconnected). They identify the
+    /// connection from its first byte: a server-side socket gets its inode only at `accept()`,
+    /// after the client may already have written. User space never prints them.
+    pub sk: u64,
+    pub peer_sk: u64,
 }
 
 pub const CHUNK_HEADER_LEN: usize = core::mem::size_of::<ChunkHeader>();
-const _: () = assert!(CHUNK_HEADER_LEN == 224);
+const _: () = assert!(CHUNK_HEADER_LEN == 240);
 const _: () = assert!(CHUNK_HEADER_LEN % 8 == 0);
 
 /// A socket path pattern as the kernel-side filter applies it to `unix_address.name`.

@@ -43,6 +43,8 @@ pub fn select(sk: u64, hdr: &mut ChunkHeader) -> Option<u32> {
     if !matched {
         return None;
     }
+    hdr.sk = sk;
+    hdr.peer_sk = peer;
     hdr.sock_ino = socket_inode(sk);
     hdr.peer_ino = if peer != 0 { socket_inode(peer) } else { 0 };
     hdr.peer_tgid = peer_tgid(sk);

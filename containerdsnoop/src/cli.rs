@@ -93,6 +93,7 @@ pub struct Args {
 pub enum RowType {
     Req,
     Resp,
+    End,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -12,12 +12,17 @@ use clap::Parser as _;
 use containerdsnoop::{
     btf,
     capture::{Capture, CaptureConfig},
-    cli::{Args, Config, OutputFormat},
-    reassembly::Reassembler,
+    cli::{Args, Config, OutputFormat, RowType},
+    filter::{Filter, MethodPattern},
+    pipeline::{Pipeline, Printer},
     render::{
+        json::JsonPrinter,
         raw::{RawFormat, RawPrinter},
+        table::TablePrinter,
         time::Clock,
     },
+    rows::RowKind,
+    schema::{RenderOptions, Schema},
     wire,
 };
 use tokio::signal::unix::{SignalKind, signal};
@@ -78,21 +83,96 @@ fn output() -> (Box<dyn Write>, bool) {
     }
 }
 
+/// The terminal's width in columns, when stdout is a terminal.
+fn terminal_width() -> Option<usize> {
+    // SAFETY: TIOCGWINSZ fills the winsize struct we own; fd 1 is stdout.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) };
+    (rc == 0 && ws.ws_col > 0).then_some(ws.ws_col as usize)
+}
+
+fn build_pipeline(config: &Config) -> anyhow::Result<(Pipeline, bool)> {
+    let (out, is_tty) = output();
+    let clock = Clock::now();
+    let args = &config.args;
+    let printer = if args.raw {
+        let format = match args.output {
+            Some(OutputFormat::Json) => RawFormat::Json,
+            Some(OutputFormat::String) => RawFormat::String,
+            _ => RawFormat::Hex,
+        };
+        Printer::Raw(RawPrinter::new(out, format, clock))
+    } else if args.output == Some(OutputFormat::Json) {
+        Printer::Json(JsonPrinter::new(out, clock))
+    } else {
+        let width = if is_tty && !args.full {
+            terminal_width()
+        } else {
+            None
+        };
+        Printer::Table(TablePrinter::new(out, clock, width))
+    };
+    let mut schema = Schema::embedded().context("loading the embedded protobuf schema")?;
+    if !args.protos.is_empty() {
+        schema.add_proto_paths(&args.protos).context("--proto")?;
+    }
+    for path in &args.descriptor_sets {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        schema
+            .add_descriptor_set(&bytes)
+            .with_context(|| format!("--descriptor-set {}", path.display()))?;
+    }
+    let opts = RenderOptions {
+        redact: !args.no_redact,
+        ..RenderOptions::default()
+    };
+    let filter = Filter {
+        pids: args.pids.clone(),
+        comms: args.comms.clone(),
+        methods: args.methods.iter().map(|m| MethodPattern::new(m)).collect(),
+        kinds: match args.row_type {
+            Some(RowType::Req) => vec![RowKind::Req],
+            Some(RowType::Resp) => vec![RowKind::Resp],
+            Some(RowType::End) => vec![RowKind::End],
+            None => vec![],
+        },
+    };
+    Ok((
+        Pipeline::new(schema, opts, filter, printer, args.count),
+        is_tty,
+    ))
+}
+
+/// A per-run key for masking kernel pointers (see `wire::mask_pointer`).
+fn random_key() -> u64 {
+    let mut key = [0u8; 8];
+    // SAFETY: getrandom writes at most 8 bytes into the array we own.
+    let n = unsafe { libc::getrandom(key.as_mut_ptr().cast(), key.len(), 0) };
+    if n == 8 {
+        u64::from_ne_bytes(key)
+    } else {
+        monotonic_now_ns().rotate_left(17)
+    }
+}
+
+fn monotonic_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 async fn trace(config: Config, capture_config: CaptureConfig) -> anyhow::Result<()> {
+    let (mut pipeline, is_tty) = build_pipeline(&config)?;
     let mut capture = Capture::start(&capture_config)?;
     if let Some(reason) = &capture.fallback_reason {
         eprintln!(
             "containerdsnoop: kprobe backend unavailable ({reason}); using the tracepoint backend"
         );
     }
-    let (out, is_tty) = output();
-    let format = match config.args.output {
-        Some(OutputFormat::Json) => RawFormat::Json,
-        Some(OutputFormat::String) => RawFormat::String,
-        _ => RawFormat::Hex,
-    };
-    let mut printer = RawPrinter::new(out, format, Clock::now());
-    let mut reassembler = Reassembler::default();
     eprintln!(
         "Tracing {} with {} backend... Ctrl-C to end.",
         config.describe_sockets(),
@@ -106,58 +186,48 @@ async fn trace(config: Config, capture_config: CaptureConfig) -> anyhow::Result<
     tokio::pin!(sleep);
     let mut flush_tick = tokio::time::interval(Duration::from_millis(500));
     let mut records = Vec::new();
-    let mut pieces = Vec::new();
-    let mut printed: u64 = 0;
-    let mut bad_records: u64 = 0;
     let mut stop = false;
-    while !stop {
-        tokio::select! {
-            r = capture.read(&mut records) => r?,
-            _ = sigint.recv() => stop = true,
-            _ = sigterm.recv() => stop = true,
-            _ = &mut sleep => stop = true,
-            _ = flush_tick.tick() => printer.flush()?,
-        }
-        if stop {
-            capture.read_now(&mut records);
-        }
-        for record in records.drain(..) {
-            let chunk = match wire::parse(&record) {
-                Ok(c) => c,
-                Err(_) => {
-                    bad_records += 1;
-                    continue;
+    let pointer_key = random_key();
+    let result: anyhow::Result<()> = async {
+        while !stop {
+            tokio::select! {
+                r = capture.read(&mut records) => r?,
+                _ = sigint.recv() => stop = true,
+                _ = sigterm.recv() => stop = true,
+                _ = &mut sleep => stop = true,
+                _ = flush_tick.tick() => pipeline.flush()?,
+            }
+            if stop {
+                capture.read_now(&mut records);
+            }
+            for record in records.drain(..) {
+                match wire::parse(&record, pointer_key) {
+                    Ok(chunk) => {
+                        if !pipeline.push(&chunk)? {
+                            stop = true;
+                            break;
+                        }
+                    }
+                    Err(_) => pipeline.stats.malformed_records += 1,
                 }
-            };
-            if !config.args.pids.is_empty()
-                && !config
-                    .args
-                    .pids
-                    .iter()
-                    .any(|&p| p == chunk.tgid || p == chunk.peer_tgid)
-            {
-                continue;
             }
-            pieces.clear();
-            reassembler.accept(&chunk, &mut pieces);
-            printer.record(&chunk, &pieces)?;
-            printed += 1;
-            if config.args.count.is_some_and(|n| printed >= n) {
-                stop = true;
-                break;
+            if is_tty {
+                pipeline.flush()?;
             }
         }
-        if is_tty {
-            printer.flush()?;
-        }
+        Ok(())
     }
-    printer.flush()?;
+    .await;
+    let finished = pipeline.finish(monotonic_now_ns());
     if !config.args.quiet {
-        let drops = capture.drop_counters()?;
-        eprintln!(
-            "containerdsnoop: {} records, {} lost records ({} bytes) in the kernel, {} malformed records",
-            printed, drops.lost_records, drops.lost_bytes, bad_records
-        );
+        if let Ok(drops) = capture.drop_counters() {
+            pipeline.stats.lost_records = drops.lost_records;
+            pipeline.stats.lost_bytes = drops.lost_bytes;
+            pipeline.stats.missed_entries = drops.missed_entries;
+        }
+        eprintln!("{}", pipeline.stats.summary());
     }
+    result?;
+    finished?;
     Ok(())
 }

@@ -134,6 +134,8 @@ mod tests {
             ts_ns: 0,
             sock_ino: ino,
             peer_ino: 0,
+            sock_id: ino,
+            peer_id: 0,
             stream_pos: pos,
             call_len: span,
             chunk_off: 0,

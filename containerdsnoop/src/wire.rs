@@ -9,6 +9,10 @@ pub struct Chunk {
     pub ts_ns: u64,
     pub sock_ino: u64,
     pub peer_ino: u64,
+    /// Opaque identities of the sending socket and its peer (kernel pointers masked with a
+    /// per-run key): stable for a connection's life, known from its first byte.
+    pub sock_id: u64,
+    pub peer_id: u64,
     /// Position of the span's first byte in the sender's direction stream.
     pub stream_pos: u64,
     pub call_len: u32,
@@ -119,9 +123,19 @@ pub fn display_path(sun_path: &[u8]) -> String {
     }
 }
 
-/// Parses one record. Offsets follow `containerdsnoop_common::ChunkHeader` (checked by the
+/// Masks kernel pointers so that identities are comparable within a run but never reveal
+/// kernel addresses (output can end up in logs and bug reports).
+pub fn mask_pointer(ptr: u64, key: u64) -> u64 {
+    if ptr == 0 {
+        0
+    } else {
+        (ptr ^ key).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1
+    }
+}
+
+/// Parses one record, masking socket pointers with `key`. Offsets follow `containerdsnoop_common::ChunkHeader` (checked by the
 /// `header_offsets_match_common` test).
-pub fn parse(record: &[u8]) -> Result<Chunk, WireError> {
+pub fn parse(record: &[u8], key: u64) -> Result<Chunk, WireError> {
     if record.len() < CHUNK_HEADER_LEN {
         return Err(WireError::Short {
             have: record.len(),
@@ -146,6 +160,8 @@ pub fn parse(record: &[u8]) -> Result<Chunk, WireError> {
         ts_ns: u64_at(record, 0),
         sock_ino: u64_at(record, 8),
         peer_ino: u64_at(record, 16),
+        sock_id: mask_pointer(u64_at(record, 224), key),
+        peer_id: mask_pointer(u64_at(record, 232), key),
         stream_pos: u64_at(record, 24),
         call_len: u32_at(record, 32),
         chunk_off: u32_at(record, 36),
@@ -191,6 +207,12 @@ pub(crate) mod tests {
         assert_eq!(offset_of!(ChunkHeader, comm), 80);
         assert_eq!(offset_of!(ChunkHeader, process_comm), 96);
         assert_eq!(offset_of!(ChunkHeader, path), 112);
+        assert_eq!(offset_of!(ChunkHeader, sk), 224);
+        assert_eq!(offset_of!(ChunkHeader, peer_sk), 232);
+    }
+
+    pub fn parse_test(r: &[u8]) -> Result<Chunk, WireError> {
+        parse(r, 0)
     }
 
     /// Builds record bytes the way the kernel side lays them out (tests and fuzzing).
@@ -222,13 +244,15 @@ pub(crate) mod tests {
         h.process_comm[..3].copy_from_slice(b"ctr");
         h.path[..path.len()].copy_from_slice(path);
         h.path_len = path.len() as u16;
+        h.sk = 0xffff_8880_0000_1000;
+        h.peer_sk = 0xffff_8880_0000_2000;
         h
     }
 
     #[test]
     fn parses_a_record() {
         let h = header(b"/run/containerd/containerd.sock\0", 5);
-        let c = parse(&record(&h, b"hello")).expect("parse");
+        let c = parse_test(&record(&h, b"hello")).expect("parse");
         assert_eq!(c.path, "/run/containerd/containerd.sock");
         assert_eq!(c.comm, "ctr");
         assert_eq!((c.tgid, c.tid, c.peer_tgid), (10, 11, 12));
@@ -242,7 +266,7 @@ pub(crate) mod tests {
     fn abstract_path_gets_at_sign() {
         let h = header(b"\0containerd-shim", 0);
         assert_eq!(
-            parse(&record(&h, b"")).expect("parse").path,
+            parse_test(&record(&h, b"")).expect("parse").path,
             "@containerd-shim"
         );
     }
@@ -251,16 +275,19 @@ pub(crate) mod tests {
     fn rejects_short_and_inconsistent_records() {
         let h = header(b"/x\0", 5);
         let full = record(&h, b"hello");
-        assert!(matches!(parse(&full[..10]), Err(WireError::Short { .. })));
         assert!(matches!(
-            parse(&full[..full.len() - 1]),
+            parse_test(&full[..10]),
+            Err(WireError::Short { .. })
+        ));
+        assert!(matches!(
+            parse_test(&full[..full.len() - 1]),
             Err(WireError::Short { .. })
         ));
         let mut bad = h;
         bad.cap_len = 9;
         bad.span_len = 5;
         assert_eq!(
-            parse(&record(&bad, b"hellohell")),
+            parse_test(&record(&bad, b"hellohell")),
             Err(WireError::Inconsistent)
         );
     }
@@ -270,7 +297,7 @@ pub(crate) mod tests {
         let mut h = header(b"/x\0", 5);
         h.span_len = 100;
         h.flags |= flags::TRUNCATED;
-        let c = parse(&record(&h, b"hello")).expect("parse");
+        let c = parse_test(&record(&h, b"hello")).expect("parse");
         assert_eq!(c.missing(), 95);
         assert!(c.missing_reason().starts_with("truncated"));
     }
@@ -279,7 +306,63 @@ pub(crate) mod tests {
     fn oversized_path_len_is_clamped() {
         let mut h = header(b"/x\0", 0);
         h.path_len = 60000;
-        let c = parse(&record(&h, b"")).expect("parse");
+        let c = parse_test(&record(&h, b"")).expect("parse");
         assert!(c.path.len() <= PATH_LEN);
     }
+}
+
+/// Reads back one `--raw -o json` object (`"event": "data"`) as the chunk it came from: recorded
+/// captures replay through the same pipeline (golden tests, fixtures). Other events (lost,
+/// missing, joined) are derived again by the reassembler, so they return None.
+pub fn chunk_from_raw_json(v: &serde_json::Value) -> Option<Chunk> {
+    use base64::Engine as _;
+    if v.get("event")?.as_str()? != "data" {
+        return None;
+    }
+    let u = |k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(v.get("data")?.as_str()?)
+        .ok()?;
+    let mut flags = match v.get("backend").and_then(|b| b.as_str()) {
+        Some("kprobe") => flags::BACKEND_KPROBE,
+        _ => flags::BACKEND_TRACEPOINT,
+    };
+    if v.get("flags")?
+        .as_array()?
+        .iter()
+        .any(|f| f.as_str() == Some("path_is_peer"))
+    {
+        flags |= flags::PATH_IS_PEER;
+    }
+    Some(Chunk {
+        ts_ns: u("ts_ns"),
+        sock_ino: u("sock_ino"),
+        peer_ino: u("peer_ino"),
+        sock_id: u("sock_id"),
+        peer_id: u("peer_sock_id"),
+        stream_pos: u("stream_pos"),
+        call_len: u("call_len") as u32,
+        chunk_off: u("chunk_off") as u32,
+        span_len: data.len() as u32,
+        flags,
+        tgid: u("pid") as u32,
+        tid: u("tid") as u32,
+        peer_tgid: u("peer_pid") as u32,
+        lost_records: 0,
+        pattern: 0,
+        sock_type: u("sock_type") as u16,
+        comm: s("comm"),
+        process_comm: s("process_comm"),
+        path: s("path"),
+        data,
+    })
+}
+
+/// Reads a `--raw -o json` capture (JSON Lines) into chunks, skipping non-data lines.
+pub fn chunks_from_raw_jsonl(text: &str) -> Vec<Chunk> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| chunk_from_raw_json(&v))
+        .collect()
 }

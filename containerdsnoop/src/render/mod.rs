@@ -2,5 +2,7 @@
 //! stream pieces, decoded rows) and never see the capture or the protocol decoders.
 
 pub mod escape;
+pub mod json;
 pub mod raw;
+pub mod table;
 pub mod time;

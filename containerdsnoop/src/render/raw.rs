@@ -163,6 +163,8 @@ impl<W: Write> RawPrinter<W> {
             "path": chunk.path,
             "sock_ino": chunk.sock_ino,
             "peer_ino": chunk.peer_ino,
+            "sock_id": chunk.sock_id,
+            "peer_sock_id": chunk.peer_id,
             "sock_type": chunk.sock_type,
             "backend": chunk.backend(),
             "stream_pos": pos,
@@ -213,10 +215,7 @@ pub fn hexdump<W: Write>(out: &mut W, data: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{
-        parse,
-        tests::{header, record},
-    };
+    use crate::wire::tests::{header, parse_test as parse, record};
 
     fn chunk(data: &[u8]) -> Chunk {
         parse(&record(&header(b"/run/x.sock\0", data.len() as u32), data)).expect("parse")

@@ -1,0 +1,399 @@
+//! The connection table: pairs both directions of a unix socket pair into one connection,
+//! detects its protocol from the first bytes, feeds its decoder, and bounds how many
+//! connections it holds (least recently active evicted, counted).
+
+use std::collections::HashMap;
+
+use crate::{
+    call::{Body, CallEvent, CallEventKind, Role, Side},
+    decoder::ConnDecoder,
+    detect::{self, Detection},
+    wire::Chunk,
+};
+
+/// Most connections tracked at once.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// Bytes per connection held while its protocol is not yet known.
+pub const MAX_UNDETECTED_BYTES: usize = 64 * 1024;
+
+/// One end of a connection as last seen sending.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Endpoint {
+    pub pid: u32,
+    pub tid: u32,
+    /// Process comm (the group leader's).
+    pub comm: String,
+}
+
+/// How a connection's decoding started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncState {
+    /// The tracer saw the connection from its first byte.
+    FromStart,
+    /// The tracer attached while the connection was already open.
+    LateJoin,
+}
+
+impl SyncState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncState::FromStart => "from_start",
+            SyncState::LateJoin => "late_join",
+        }
+    }
+}
+
+/// What renderers and filters know about a connection.
+#[derive(Clone, Debug)]
+pub struct ConnInfo {
+    /// Sequence number of the connection in this run.
+    pub id: u64,
+    /// Socket inode numbers of side A and side B (0 while unknown).
+    pub inodes: [u64; 2],
+    /// The matched socket path.
+    pub path: String,
+    /// The side whose own address matched the path: the listening (server) side.
+    pub server: Option<Side>,
+    /// Last sender seen on each side.
+    pub ends: [Option<Endpoint>; 2],
+    /// Each side's peer pid as the kernel reports it (SO_PEERCRED: fixed at connect time).
+    pub peer_pids: [u32; 2],
+    pub protocol: &'static str,
+    pub sync: SyncState,
+}
+
+impl ConnInfo {
+    pub fn end(&self, side: Side) -> Option<&Endpoint> {
+        self.ends[side_index(side)].as_ref()
+    }
+
+    /// The pid at the other end from `side`'s point of view.
+    pub fn peer_pid(&self, side: Side) -> u32 {
+        match self.end(side.other()) {
+            Some(e) => e.pid,
+            None => self.peer_pids[side_index(side)],
+        }
+    }
+}
+
+pub fn side_index(side: Side) -> usize {
+    match side {
+        Side::A => 0,
+        Side::B => 1,
+    }
+}
+
+struct Conn {
+    info: ConnInfo,
+    decoder: Option<Box<dyn ConnDecoder>>,
+    /// Bytes seen before the protocol was known, in arrival order.
+    pending: Vec<(Side, u64, Vec<u8>)>,
+    pending_len: usize,
+    /// First bytes of each side, for detection.
+    head: [Vec<u8>; 2],
+    /// Stream bytes seen from each side.
+    sent: [u64; 2],
+    last_used: u64,
+}
+
+/// Counters of the connection layer.
+#[derive(Clone, Debug, Default)]
+pub struct ConnStats {
+    pub connections: u64,
+    pub evicted: u64,
+    pub late_joins: u64,
+    /// Connections replaced because their socket identities were reused.
+    pub reused: u64,
+    pub gaps: u64,
+    pub lost_bytes: u64,
+}
+
+#[derive(Default)]
+pub struct ConnTable {
+    conns: HashMap<(u64, u64), Conn>,
+    next_id: u64,
+    clock: u64,
+    pub stats: ConnStats,
+}
+
+/// A connection-level event for the row builder.
+pub struct ConnEvent<'a> {
+    pub info: &'a ConnInfo,
+    pub event: CallEvent,
+}
+
+impl ConnTable {
+    /// The key of a chunk's connection (its two socket identities, lower first) and which side
+    /// sent it. Socket identities, not inodes: a server-side socket has no inode until
+    /// `accept()`, and clients write their preface before that.
+    fn key(chunk: &Chunk) -> ((u64, u64), Side) {
+        if chunk.peer_id == 0 || chunk.sock_id <= chunk.peer_id {
+            ((chunk.sock_id, chunk.peer_id), Side::A)
+        } else {
+            ((chunk.peer_id, chunk.sock_id), Side::B)
+        }
+    }
+
+    fn conn_for(
+        &mut self,
+        chunk: &Chunk,
+        out: &mut Vec<(ConnInfo, CallEvent)>,
+    ) -> (&mut Conn, Side) {
+        self.clock += 1;
+        let (key, side) = Self::key(chunk);
+        // Socket memory is reused as soon as a connection closes: the same pair of identities
+        // with a different inode, or a side starting over at position 0, is a new connection.
+        if let Some(old) = self.conns.get(&key) {
+            let i = side_index(side);
+            let recorded = old.info.inodes[i];
+            let reused = (recorded != 0 && chunk.sock_ino != 0 && recorded != chunk.sock_ino)
+                || (chunk.stream_pos == 0 && old.sent[i] > 0);
+            if reused {
+                if let Some(mut old) = self.conns.remove(&key) {
+                    self.stats.reused += 1;
+                    let mut events = Vec::new();
+                    if let Some(d) = old.decoder.as_mut() {
+                        d.close(chunk.ts_ns, &mut events);
+                    }
+                    out.extend(events.into_iter().map(|e| (old.info.clone(), e)));
+                }
+            }
+        }
+        if !self.conns.contains_key(&key) {
+            if self.conns.len() >= MAX_CONNECTIONS {
+                self.evict_oldest();
+            }
+            self.next_id += 1;
+            self.stats.connections += 1;
+            let sync = if chunk.stream_pos > 0 {
+                self.stats.late_joins += 1;
+                SyncState::LateJoin
+            } else {
+                SyncState::FromStart
+            };
+            let server = if chunk.has(containerdsnoop_common::flags::PATH_IS_PEER) {
+                side.other()
+            } else {
+                side
+            };
+            let info = ConnInfo {
+                id: self.next_id,
+                inodes: [0, 0],
+                path: chunk.path.clone(),
+                server: Some(server),
+                ends: [None, None],
+                peer_pids: [0, 0],
+                protocol: "unknown",
+                sync,
+            };
+            self.conns.insert(
+                key,
+                Conn {
+                    info,
+                    decoder: None,
+                    pending: Vec::new(),
+                    pending_len: 0,
+                    head: [Vec::new(), Vec::new()],
+                    sent: [0, 0],
+                    last_used: 0,
+                },
+            );
+        }
+        let clock = self.clock;
+        let conn = self.conns.get_mut(&key).expect("inserted above");
+        conn.last_used = clock;
+        let i = side_index(side);
+        conn.info.ends[i] = Some(Endpoint {
+            pid: chunk.tgid,
+            tid: chunk.tid,
+            comm: chunk.process_comm.clone(),
+        });
+        conn.info.peer_pids[i] = chunk.peer_tgid;
+        conn.sent[i] = conn.sent[i].max(chunk.stream_pos + chunk.span_len as u64);
+        conn.info.inodes[i] = chunk.sock_ino;
+        if chunk.peer_ino != 0 {
+            conn.info.inodes[1 - i] = chunk.peer_ino;
+        }
+        (conn, side)
+    }
+
+    /// Feeds in-order payload bytes of `chunk`; events go to `out` with the connection info.
+    pub fn data(&mut self, chunk: &Chunk, bytes: &[u8], out: &mut Vec<(ConnInfo, CallEvent)>) {
+        let (conn, side) = self.conn_for(chunk, out);
+        let mut events = Vec::new();
+        conn.feed(side, chunk.ts_ns, bytes, &mut events);
+        for e in events {
+            out.push((conn.info.clone(), e));
+        }
+    }
+
+    /// `missing` bytes of `chunk`'s direction were lost or not captured.
+    pub fn gap(&mut self, chunk: &Chunk, missing: u64, out: &mut Vec<(ConnInfo, CallEvent)>) {
+        self.stats.gaps += 1;
+        self.stats.lost_bytes += missing;
+        let (conn, side) = self.conn_for(chunk, out);
+        let mut events = Vec::new();
+        match conn.decoder.as_mut() {
+            Some(d) => d.gap(side, chunk.ts_ns, missing, &mut events),
+            None => {
+                // Undetected: what was pending can no longer be trusted to start the stream.
+                conn.pending.clear();
+                conn.pending_len = 0;
+                conn.info.sync = SyncState::LateJoin;
+            }
+        }
+        for e in events {
+            out.push((conn.info.clone(), e));
+        }
+    }
+
+    /// Ends every connection (the tracer stops).
+    pub fn close_all(&mut self, ts_ns: u64, out: &mut Vec<(ConnInfo, CallEvent)>) {
+        for conn in self.conns.values_mut() {
+            let mut events = Vec::new();
+            if let Some(d) = conn.decoder.as_mut() {
+                d.close(ts_ns, &mut events);
+            }
+            for e in events {
+                out.push((conn.info.clone(), e));
+            }
+        }
+        self.conns.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// Bytes held by decoders and detection buffers.
+    pub fn buffered(&self) -> usize {
+        self.conns
+            .values()
+            .map(|c| c.pending_len + c.decoder.as_ref().map_or(0, |d| d.buffered()))
+            .sum()
+    }
+
+    /// Whether any connection has a desynchronised direction (for the summary).
+    pub fn desynchronised(&self) -> usize {
+        self.conns
+            .values()
+            .filter(|c| {
+                c.decoder
+                    .as_ref()
+                    .is_some_and(|d| d.is_desynchronised(Side::A) || d.is_desynchronised(Side::B))
+            })
+            .count()
+    }
+
+    fn evict_oldest(&mut self) {
+        if let Some(key) = self
+            .conns
+            .iter()
+            .min_by_key(|(_, c)| c.last_used)
+            .map(|(k, _)| *k)
+        {
+            self.conns.remove(&key);
+            self.stats.evicted += 1;
+        }
+    }
+}
+
+impl Conn {
+    fn feed(&mut self, side: Side, ts: u64, bytes: &[u8], out: &mut Vec<CallEvent>) {
+        if let Some(d) = self.decoder.as_mut() {
+            d.feed(side, ts, bytes, out);
+            return;
+        }
+        let i = side_index(side);
+        let room = MAX_UNDETECTED_BYTES.saturating_sub(self.head[i].len());
+        self.head[i].extend_from_slice(&bytes[..bytes.len().min(room)]);
+        self.pending.push((side, ts, bytes.to_vec()));
+        self.pending_len += bytes.len();
+        let full = self.pending_len >= MAX_UNDETECTED_BYTES;
+        let detection = detect::detect(&self.head[0], &self.head[1]);
+        let decoder: Box<dyn ConnDecoder> = match detection {
+            Detection::NeedMore if !full => return,
+            Detection::NeedMore => Box::new(RawDecoder::new(self.info.server)),
+            d => detect::decoder_for(d, self.info.server),
+        };
+        self.info.protocol = decoder.protocol();
+        self.decoder = Some(decoder);
+        self.head = [Vec::new(), Vec::new()];
+        self.pending_len = 0;
+        let pending = std::mem::take(&mut self.pending);
+        if let Some(d) = self.decoder.as_mut() {
+            for (side, ts, bytes) in pending {
+                d.feed(side, ts, &bytes, out);
+            }
+        }
+    }
+}
+
+/// Connections of no known protocol: every chunk is a message of raw bytes, so nothing is
+/// hidden; the renderer shows them escaped.
+pub struct RawDecoder {
+    server: Option<Side>,
+    counts: [u64; 2],
+}
+
+/// Bytes of one raw message at most (the rest of a chunk is another message).
+const RAW_MESSAGE_MAX: usize = 64 * 1024;
+
+impl RawDecoder {
+    pub fn new(server: Option<Side>) -> Self {
+        RawDecoder {
+            server,
+            counts: [0, 0],
+        }
+    }
+}
+
+impl ConnDecoder for RawDecoder {
+    fn feed(&mut self, side: Side, ts_ns: u64, bytes: &[u8], out: &mut Vec<CallEvent>) {
+        let role = if Some(side) == self.server {
+            Role::Response
+        } else {
+            Role::Request
+        };
+        for piece in bytes.chunks(RAW_MESSAGE_MAX) {
+            let i = side_index(side);
+            out.push(CallEvent {
+                ts_ns,
+                side,
+                stream: 0,
+                kind: CallEventKind::Message {
+                    role,
+                    index: self.counts[i],
+                    method: None,
+                    namespace: None,
+                    body: Body::Raw(piece.to_vec()),
+                },
+            });
+            self.counts[i] += 1;
+        }
+    }
+    fn gap(&mut self, side: Side, ts_ns: u64, missing: u64, out: &mut Vec<CallEvent>) {
+        out.push(CallEvent {
+            ts_ns,
+            side,
+            stream: 0,
+            kind: CallEventKind::Notice {
+                text: format!("{missing} bytes lost"),
+            },
+        });
+    }
+    fn close(&mut self, _ts_ns: u64, _out: &mut Vec<CallEvent>) {}
+    fn protocol(&self) -> &'static str {
+        "raw"
+    }
+    fn buffered(&self) -> usize {
+        0
+    }
+    fn is_desynchronised(&self, _side: Side) -> bool {
+        false
+    }
+}

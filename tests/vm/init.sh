@@ -1,0 +1,151 @@
+#!/bin/busybox sh
+# /init of the `cargo xtask vm-test` guest (xtask/src/vm.rs packs it into the initramfs).
+#
+# Runs the tracer against the test peer with each backend and ships the raw results to the
+# host over the second serial port (/dev/ttyS1): the tracer's JSON and stderr, each peer's
+# summary, and sha256/size of what each receiver read. It judges nothing: the host does.
+# Progress lines on the console start with "vm-test:".
+#
+# Data channel records:  @@KV <key> <value>\n   and   @@FILE <name> <size>\n<size bytes>\n
+# ending with @@END.
+
+/bin/busybox --install -s /bin
+export PATH=/usr/local/bin:/bin
+. /test/env
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mount -t tmpfs tmpfs /tmp
+# tracefs is left unmounted on purpose: the tracer mounts it itself when it needs it.
+
+exec 3>/dev/ttyS1
+stty -F /dev/ttyS1 raw -echo
+
+say() { echo "vm-test: $*"; }
+kv() { printf '@@KV %s %s\n' "$1" "$2" >&3; }
+emit() { # NAME FILE
+    n=0
+    [ -f "$2" ] && n=$(wc -c < "$2")
+    printf '@@FILE %s %s\n' "$1" "$n" >&3
+    [ "$n" -gt 0 ] && cat "$2" >&3
+    printf '\n' >&3
+}
+now() { cut -d' ' -f1 /proc/uptime; }
+finish() {
+    printf '@@END\n' >&3
+    # The last close of the serial port waits until its output has drained.
+    exec 3>&-
+    sleep 1
+    poweroff -f
+}
+
+say "booted $(uname -r) at $(now)s"
+kv kernel "$(uname -r)"
+kv kprobe_pmu "$(cat /sys/bus/event_source/devices/kprobe/type 2>/dev/null || echo none)"
+kv sock_send_length_in_kallsyms "$(grep -c ' sock_send_length' /proc/kallsyms)"
+
+mkdir -p /tmp/out /tmp/vt
+t0=$(now)
+containerdsnoop --load-only > /tmp/out/load.out 2> /tmp/out/load.err
+kv load.rc $?
+kv load.seconds "$(awk "BEGIN{print $(now) - $t0}")"
+emit load.err /tmp/out/load.err
+say "load-only: $(tail -c 300 /tmp/out/load.err)"
+
+TPID=
+TRC=
+# start_tracer SESSION BACKEND SOCKET... : returns 0 once the tracer says it is tracing.
+start_tracer() {
+    s=$1; b=$2; shift 2
+    containerdsnoop --backend "$b" --raw -o json "$@" \
+        > /tmp/out/$s/tracer.out 2> /tmp/out/$s/tracer.err &
+    TPID=$!
+    i=0
+    while [ $i -lt 600 ]; do
+        grep -q '^Tracing ' /tmp/out/$s/tracer.err && return 0
+        if ! kill -0 $TPID 2>/dev/null; then
+            wait $TPID
+            TRC=$?
+            return 1
+        fi
+        usleep 200000
+        i=$((i + 1))
+    done
+    kill -KILL $TPID
+    wait $TPID
+    TRC=timeout
+    return 1
+}
+
+# run_case SESSION CASE CMD... : CMD ends with its output-folder flag; the folder is appended.
+run_case() {
+    s=$1; c=$2; shift 2
+    d=/tmp/out/$s/$c
+    mkdir -p $d
+    t=$(now)
+    timeout 300 "$@" $d > $d/peer.out 2> $d/peer.err
+    rc=$?
+    (cd $d && sha256sum client_to_server.bin server_to_client.bin) > $d/sums 2>&1
+    kv $s/$c.rc $rc
+    kv $s/$c.seconds "$(awk "BEGIN{print $(now) - $t}")"
+    say "$s/$c: peer exit $rc ($(awk "BEGIN{print $(now) - $t}")s)"
+}
+
+CASES="write writev send sendmsg nonblock dgram-write dgram-sendmsg http2"
+
+# session NAME BACKEND CASES...
+session() {
+    s=$1; b=$2; shift 2
+    cases="$*"
+    v=/tmp/vt/$s
+    mkdir -p /tmp/out/$s $v
+    socks=
+    for c in $cases; do socks="$socks $v/$c.sock"; done
+    t=$(now)
+    kv $s.cases "$cases"
+    kv $s.dir "$v"
+    if ! start_tracer $s $b $socks; then
+        say "$s: tracer did not start (exit $TRC): $(tail -c 400 /tmp/out/$s/tracer.err)"
+        kv $s/tracer.rc "$TRC"
+        emit $s/tracer.err /tmp/out/$s/tracer.err
+        return
+    fi
+    say "$s: $(grep '^Tracing ' /tmp/out/$s/tracer.err) ($(awk "BEGIN{print $(now) - $t}")s)"
+    P=containerdsnoop-testpeer
+    for c in $cases; do
+        case $c in
+        write) run_case $s $c $P exchange --path $v/$c.sock --mode write --bytes 262144 --seed 11 --out-dir ;;
+        writev) run_case $s $c $P exchange --path $v/$c.sock --mode writev --bytes 262144 --seed 12 --out-dir ;;
+        send) run_case $s $c $P exchange --path $v/$c.sock --mode send --bytes 262144 --seed 13 --out-dir ;;
+        sendmsg) run_case $s $c $P exchange --path $v/$c.sock --mode sendmsg --iovecs 100 \
+            --bytes 1048576 --seed 14 --out-dir ;;
+        nonblock) run_case $s $c $P exchange --path $v/$c.sock --mode nonblock \
+            --bytes 1048576 --seed 15 --out-dir ;;
+        dgram-write) run_case $s $c $P dgram --path $v/$c.sock --mode write --count 24 --seed 16 --out-dir ;;
+        dgram-sendmsg) run_case $s $c $P dgram --path $v/$c.sock --mode sendmsg --count 24 \
+            --seed 17 --out-dir ;;
+        http2) run_case $s $c xtask vm-test --guest-replay /test/ctr-version.h2trace \
+            --guest-socket $v/$c.sock --guest-out-dir ;;
+        esac
+    done
+    kill -TERM $TPID
+    wait $TPID
+    kv $s/tracer.rc $?
+    kv $s.seconds "$(awk "BEGIN{print $(now) - $t}")"
+    say "$s: tracer exit, $(tail -n 1 /tmp/out/$s/tracer.err)"
+    emit $s/tracer.err /tmp/out/$s/tracer.err
+    emit $s/tracer.out /tmp/out/$s/tracer.out
+    for c in $cases; do
+        emit $s/$c/peer.out /tmp/out/$s/$c/peer.out
+        emit $s/$c/peer.err /tmp/out/$s/$c/peer.err
+        emit $s/$c/sums /tmp/out/$s/$c/sums
+    done
+    rm -rf /tmp/out/$s /tmp/vt/$s
+}
+
+session kprobe kprobe $CASES
+session auto auto write
+session tracepoint tracepoint $CASES
+say "done at $(now)s"
+finish

@@ -1,0 +1,220 @@
+//! `cargo xtask vm-test`: boots real Debian kernels under QEMU (TCG) and runs the tracer's
+//! backends there against the test peer, because the development machine cannot attach kprobes.
+//!
+//! The host side fetches kernels and busybox from Debian's packages, builds the tracer, the test
+//! peer and this xtask binary (which doubles as a guest-side helper: `--guest-replay`), packs
+//! them with `tests/vm/init.sh` as `/init` into an initramfs, boots each kernel, and checks what
+//! the guest sends back over its second serial port. The guest only runs things and ships raw
+//! results (the tracer's JSON, the peers' summaries, sha256 of what each receiver read); every
+//! verdict is made here, on the host.
+
+mod check;
+mod guest;
+mod initramfs;
+mod packages;
+mod qemu;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+
+/// Kernels `--kernel all` runs, oldest first.
+const ALL_KERNELS: [&str; 2] = ["6.1", "6.12"];
+
+#[derive(Debug, clap::Args)]
+pub struct VmTestArgs {
+    /// Kernel to boot: 6.1, 6.12 (Debian's packages) or all.
+    #[arg(long, default_value = "all")]
+    kernel: String,
+
+    /// Where downloaded kernels and busybox are kept [default: <workspace>/target/vm-cache].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Seconds one VM may run before it is killed and counted as failed.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+
+    /// Use already built binaries from the target directory instead of running cargo build.
+    #[arg(long)]
+    no_build: bool,
+
+    /// Print the whole serial console, not just the test script's progress lines.
+    #[arg(short, long)]
+    verbose: bool,
+
+    /// Guest side (inside the VM): replay a recorded exchange (`tests/vm/*.h2trace`) over a
+    /// fresh unix stream connection.
+    #[arg(long, hide = true, value_name = "TRACE")]
+    guest_replay: Option<PathBuf>,
+    #[arg(long, hide = true, value_name = "SOCK")]
+    guest_socket: Option<PathBuf>,
+    #[arg(long, hide = true, value_name = "DIR")]
+    guest_out_dir: Option<PathBuf>,
+}
+
+pub fn run(args: VmTestArgs) -> anyhow::Result<()> {
+    if let Some(trace) = &args.guest_replay {
+        let (Some(socket), Some(out_dir)) = (&args.guest_socket, &args.guest_out_dir) else {
+            bail!("--guest-replay needs --guest-socket and --guest-out-dir");
+        };
+        return guest::replay(trace, socket, out_dir);
+    }
+    let kernels: Vec<&str> = match args.kernel.as_str() {
+        "all" => ALL_KERNELS.to_vec(),
+        k if ALL_KERNELS.contains(&k) => vec![k],
+        k => bail!("unknown --kernel {k:?}: use {} or all", ALL_KERNELS.join(", ")),
+    };
+    let workspace = workspace_root();
+    let cache = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| workspace.join("target/vm-cache"));
+    std::fs::create_dir_all(&cache).with_context(|| format!("create {}", cache.display()))?;
+    let started = Instant::now();
+
+    qemu::check_installed()?;
+    let busybox = packages::busybox(&cache)?;
+    let kernel_images = kernels
+        .iter()
+        .map(|k| packages::kernel(&cache, k))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let binaries = build(&workspace, args.no_build)?;
+
+    let work = cache.join("run");
+    std::fs::create_dir_all(&work)?;
+    let initrd = work.join("initramfs.cpio.gz");
+    let image = initramfs::Contents {
+        busybox: &busybox,
+        init_script: &workspace.join("tests/vm/init.sh"),
+        h2_trace: &workspace.join("tests/vm/ctr-version.h2trace"),
+        tracer: &binaries.tracer,
+        peer: &binaries.peer,
+        helper: &binaries.helper,
+    };
+    let size = initramfs::write(&image, &initrd)?;
+    eprintln!(
+        "vm-test: initramfs {} ({:.1} MiB); setup took {:.1}s",
+        initrd.display(),
+        size as f64 / (1 << 20) as f64,
+        started.elapsed().as_secs_f64()
+    );
+
+    let h2_trace = guest::Trace::read(&workspace.join("tests/vm/ctr-version.h2trace"))?;
+    let mut reports = Vec::new();
+    for image in &kernel_images {
+        let dir = work.join(&image.label);
+        std::fs::create_dir_all(&dir)?;
+        let run = qemu::boot(
+            &qemu::Boot {
+                label: &image.label,
+                vmlinuz: &image.vmlinuz,
+                initrd: &initrd,
+                dir: &dir,
+                timeout: std::time::Duration::from_secs(args.timeout),
+                verbose: args.verbose,
+            },
+        )?;
+        let report = check::check_run(&image.label, &image.package, &run, &h2_trace);
+        report.print();
+        reports.push(report);
+    }
+
+    eprintln!();
+    eprintln!("vm-test summary ({:.0}s in all):", started.elapsed().as_secs_f64());
+    let mut failed = 0;
+    for r in &reports {
+        r.print_summary();
+        failed += r.failures();
+    }
+    if failed > 0 {
+        bail!("vm-test: {failed} check(s) failed (logs under {})", work.display());
+    }
+    Ok(())
+}
+
+/// The workspace this xtask belongs to.
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+struct Binaries {
+    tracer: PathBuf,
+    peer: PathBuf,
+    /// This program: the guest-side replay helper.
+    helper: PathBuf,
+}
+
+/// Builds the tracer and the test peer (release) and returns the executables cargo reports.
+fn build(workspace: &Path, no_build: bool) -> anyhow::Result<Binaries> {
+    let helper = std::env::current_exe().context("locating the xtask binary")?;
+    if no_build {
+        let dir = target_dir(workspace).join("release");
+        return Ok(Binaries {
+            tracer: existing(dir.join("containerdsnoop"))?,
+            peer: existing(dir.join("containerdsnoop-testpeer"))?,
+            helper,
+        });
+    }
+    eprintln!("vm-test: cargo build --release -p containerdsnoop -p containerdsnoop-testpeer");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(workspace)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "containerdsnoop",
+            "-p",
+            "containerdsnoop-testpeer",
+            "--message-format=json-render-diagnostics",
+        ])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running cargo build")?;
+    if !out.status.success() {
+        bail!("cargo build failed ({})", out.status);
+    }
+    let mut tracer = None;
+    let mut peer = None;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let (Some(name), Some(exe)) = (
+            msg["target"]["name"].as_str(),
+            msg["executable"].as_str(),
+        ) else {
+            continue;
+        };
+        match name {
+            "containerdsnoop" => tracer = Some(PathBuf::from(exe)),
+            "containerdsnoop-testpeer" => peer = Some(PathBuf::from(exe)),
+            _ => {}
+        }
+    }
+    Ok(Binaries {
+        tracer: tracer.context("cargo build reported no containerdsnoop executable")?,
+        peer: peer.context("cargo build reported no containerdsnoop-testpeer executable")?,
+        helper,
+    })
+}
+
+fn target_dir(workspace: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target"))
+}
+
+fn existing(p: PathBuf) -> anyhow::Result<PathBuf> {
+    if p.is_file() {
+        Ok(p)
+    } else {
+        bail!("{} does not exist (build it, or drop --no-build)", p.display())
+    }
+}
