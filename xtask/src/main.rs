@@ -1,1 +1,71 @@
-fn main() {}
+//! containerdsnoop's task runner. It runs things; it builds nothing itself (the eBPF object is
+//! built by containerdsnoop/build.rs, as in aya-template).
+//!
+//! - `cargo xtask setup`: installs what building needs, idempotently (each step skipped when
+//!   already present).
+//! - `cargo xtask run -- ARGS`: setup, build, run the tracer as root.
+//! - `cargo xtask test`: setup (with the test peers: containerd, runc, dockerd, tshark), then
+//!   every test, privileged ones included; ends with `N passed, N failed`.
+
+mod setup;
+mod test;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install the build prerequisites (nightly rust-src, LLVM 22, bpf-linker 0.13.0).
+    Setup {
+        /// Also install the real peers the end-to-end tests drive.
+        #[arg(long)]
+        test_deps: bool,
+    },
+    /// Build (release) and run the tracer with ARGS.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run every test, privileged end-to-end tests included.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Setup { test_deps } => setup::setup(test_deps),
+        Command::Run { args } => run(&args),
+        Command::Test { args } => test::test(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &[String]) -> anyhow::Result<()> {
+    setup::setup(false)?;
+    setup::cargo(&["build", "--release", "-p", "containerdsnoop"])?;
+    let binary = setup::workspace_root()?.join("target/release/containerdsnoop");
+    let status = std::process::Command::new(&binary).args(args).status()?;
+    // Ctrl-C reaches the tracer too; its own exit code is what matters.
+    if !status.success() && status.code().is_some() {
+        anyhow::bail!("{} exited with {status}", binary.display());
+    }
+    Ok(())
+}

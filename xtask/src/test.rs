@@ -1,0 +1,109 @@
+//! `cargo xtask test`: every test — unit, decoding, and the privileged end-to-end tests that
+//! drive real containerd, runc, dockerd and tshark through the real tracer — then one closing
+//! line `N passed, N failed`.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    process::{Command, Stdio},
+};
+
+use anyhow::Context as _;
+
+use crate::setup;
+
+/// Adds up `test result: ok. 12 passed; 0 failed; ...` lines.
+#[derive(Default)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+}
+
+impl Tally {
+    fn read(&mut self, line: &str) {
+        let Some(rest) = line.trim().strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(kind), Some(n)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let n: u64 = n
+                .trim_start_matches(|c: char| !c.is_ascii_digit())
+                .parse()
+                .unwrap_or(0);
+            match kind {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Runs cargo with `args`, echoing its output and counting test results.
+fn cargo_counted(args: &[&str], envs: &[(&str, &str)], tally: &mut Tally) -> anyhow::Result<bool> {
+    let mut child = Command::new(env!("CARGO"))
+        .args(args)
+        .envs(envs.iter().copied())
+        .current_dir(setup::workspace_root()?)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running cargo")?;
+    let stdout = child.stdout.take().context("cargo stdout")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        tally.read(&line);
+    }
+    Ok(child.wait()?.success())
+}
+
+pub fn test(extra: &[String]) -> anyhow::Result<()> {
+    if !setup::is_root() {
+        eprintln!(
+            "xtask test: not root — installing prerequisites and the privileged end-to-end \
+             tests need root; run `sudo -E cargo xtask test`"
+        );
+    }
+    setup::setup(true)?;
+    // The end-to-end tests run the test peer's binary; `cargo test` does not build other
+    // packages' binaries, so build it (and the tracer) first.
+    setup::cargo(&[
+        "build",
+        "-p",
+        "containerdsnoop",
+        "-p",
+        "containerdsnoop-testpeer",
+    ])?;
+    let mut tally = Tally::default();
+    let mut ok = true;
+    let mut args: Vec<&str> = vec!["test", "--no-fail-fast"];
+    args.extend(extra.iter().map(String::as_str));
+    // In CI a missing daemon or missing root must fail the run, not skip it.
+    let require = if std::env::var_os("CI").is_some() {
+        "require"
+    } else {
+        ""
+    };
+    ok &= cargo_counted(&args, &[("CONTAINERDSNOOP_E2E", require)], &mut tally)?;
+    println!("{} passed, {} failed", tally.passed, tally.failed);
+    if !ok || tally.failed > 0 {
+        anyhow::bail!("tests failed");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tally_reads_cargo_summaries() {
+        let mut t = Tally::default();
+        t.read("test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out");
+        t.read("test result: FAILED. 3 passed; 2 failed; 0 ignored");
+        t.read("running 3 tests");
+        assert_eq!((t.passed, t.failed), (15, 2));
+    }
+}
