@@ -6,6 +6,8 @@
 pub struct Clock {
     /// wall ns - monotonic ns.
     offset_ns: i128,
+    /// Print `hms` in UTC rather than local time (golden files, offline replays).
+    utc: bool,
 }
 
 fn clock_ns(id: libc::clockid_t) -> i128 {
@@ -22,12 +24,16 @@ impl Clock {
     pub fn now() -> Clock {
         Clock {
             offset_ns: clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC),
+            utc: false,
         }
     }
 
     /// A clock for timestamps that already are wall-clock ns (offline captures, tests).
     pub fn identity() -> Clock {
-        Clock { offset_ns: 0 }
+        Clock {
+            offset_ns: 0,
+            utc: true,
+        }
     }
 
     pub fn wall_ns(&self, monotonic_ns: u64) -> i128 {
@@ -42,7 +48,11 @@ impl Clock {
         // SAFETY: localtime_r fills the tm we own from a valid time_t.
         let tm = unsafe {
             let mut tm: libc::tm = std::mem::zeroed();
-            libc::localtime_r(&secs, &mut tm);
+            if self.utc {
+                libc::gmtime_r(&secs, &mut tm);
+            } else {
+                libc::localtime_r(&secs, &mut tm);
+            }
             tm
         };
         format!(

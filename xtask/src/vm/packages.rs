@@ -16,8 +16,11 @@ pub struct KernelImage {
     pub vmlinuz: PathBuf,
 }
 
+/// Orders the packages of one kernel series: None for names outside it.
+type SeriesOrder = fn(&str) -> Option<u64>;
+
 /// Debian package names of each kernel series, and the number that orders releases in it.
-fn series_pattern(label: &str) -> anyhow::Result<(&'static str, fn(&str) -> Option<u64>)> {
+fn series_pattern(label: &str) -> anyhow::Result<(&'static str, SeriesOrder)> {
     // linux-image-6.1.0-<ABI>-amd64 (bookworm) and linux-image-6.12.<N>+deb<R>-amd64
     // (bookworm's 6.12 series); the signed images boot under QEMU like the unsigned ones.
     fn abi_6_1(name: &str) -> Option<u64> {

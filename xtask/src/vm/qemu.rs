@@ -90,9 +90,11 @@ pub fn boot(b: &Boot<'_>) -> anyhow::Result<Run> {
         if first_script_line.is_none() && line.starts_with("vm-test:") {
             first_script_line = Some(at - start);
         }
-        if b.verbose || line.starts_with("vm-test:") || line.starts_with("qemu:") {
-            eprintln!("  [{} {:6.1}s] {line}", b.label, (at - start).as_secs_f64());
-        } else if line.contains("Kernel panic") || line.contains("BUG:") {
+        let interesting = line.starts_with("vm-test:")
+            || line.starts_with("qemu:")
+            || line.contains("Kernel panic")
+            || line.contains("BUG:");
+        if b.verbose || interesting {
             eprintln!("  [{} {:6.1}s] {line}", b.label, (at - start).as_secs_f64());
         }
         console.push_str(&line);
