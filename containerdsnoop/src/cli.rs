@@ -150,6 +150,26 @@ impl Config {
         })
     }
 
+    /// Selected filesystem paths that exist now (a prefix pattern counts when its directory
+    /// exists); abstract names cannot be checked and count as present.
+    pub fn existing_sockets(&self) -> Vec<&str> {
+        self.socket_names
+            .iter()
+            .filter(|name| {
+                if name.starts_with('@') {
+                    return true;
+                }
+                match name.strip_suffix('*') {
+                    Some(prefix) => std::path::Path::new(prefix)
+                        .parent()
+                        .is_some_and(|dir| dir.is_dir()),
+                    None => std::path::Path::new(name.as_str()).exists(),
+                }
+            })
+            .map(String::as_str)
+            .collect()
+    }
+
     /// What `Tracing <what> with ...` names.
     pub fn describe_sockets(&self) -> String {
         if self.args.sockets.is_empty() {

@@ -173,6 +173,12 @@ async fn trace(config: Config, capture_config: CaptureConfig) -> anyhow::Result<
             "containerdsnoop: kprobe backend unavailable ({reason}); using the tracepoint backend"
         );
     }
+    if config.existing_sockets().is_empty() {
+        eprintln!(
+            "containerdsnoop: none of the selected sockets exists yet; tracing continues and \
+             matches them as soon as they are used"
+        );
+    }
     eprintln!(
         "Tracing {} with {} backend... Ctrl-C to end.",
         config.describe_sockets(),

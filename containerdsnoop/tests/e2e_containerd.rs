@@ -345,3 +345,35 @@ fn base64_decode(s: &str) -> Vec<u8> {
         .decode(s)
         .expect("base64")
 }
+
+#[test]
+fn closed_pipe_ends_the_tracer_with_status_0() {
+    support::require!(Need::Root, Need::Containerd);
+    let containerd = Containerd::start().expect("containerd starts");
+    let sock = containerd.socket().to_str().expect("utf-8").to_string();
+    let err_path = containerd.dir().join("tracer-pipe.err");
+    let mut child = std::process::Command::new(TRACER)
+        .args(["-o", "json", &sock])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
+        .spawn()
+        .expect("spawn tracer");
+    support::wait_until(Duration::from_secs(30), "the tracer to attach", || {
+        Ok(std::fs::read_to_string(&err_path).is_ok_and(|e| e.contains("Tracing ")))
+    })
+    .expect("tracer attaches");
+    // The reader goes away (like `containerdsnoop | head -1` after its line).
+    drop(child.stdout.take());
+    server_version(&containerd);
+    let status = support::process::wait_timeout(&mut child, Duration::from_secs(10))
+        .expect("wait")
+        .unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("tracer kept running after its stdout closed")
+        });
+    assert!(
+        status.success(),
+        "exit status {status:?}: {}",
+        std::fs::read_to_string(&err_path).unwrap_or_default()
+    );
+}

@@ -53,6 +53,16 @@ pub struct VmTestArgs {
     guest_socket: Option<PathBuf>,
     #[arg(long, hide = true, value_name = "DIR")]
     guest_out_dir: Option<PathBuf>,
+
+    /// Guest side: shrink the tracer's `--raw -o json` output for the slow serial line (the
+    /// payload of each record replaced by its length, plus sha256 of each socket's stream).
+    #[arg(long, hide = true, value_name = "FILE")]
+    guest_digest: Option<PathBuf>,
+
+    /// Ship the tracer's whole output (payload included) from the guest instead of digests:
+    /// slower (the serial line moves ~0.4 MB/s under TCG), for debugging a mismatch.
+    #[arg(long)]
+    full_payload: bool,
 }
 
 pub fn run(args: VmTestArgs) -> anyhow::Result<()> {
@@ -62,10 +72,16 @@ pub fn run(args: VmTestArgs) -> anyhow::Result<()> {
         };
         return guest::replay(trace, socket, out_dir);
     }
+    if let Some(output) = &args.guest_digest {
+        return guest::digest(output);
+    }
     let kernels: Vec<&str> = match args.kernel.as_str() {
         "all" => ALL_KERNELS.to_vec(),
         k if ALL_KERNELS.contains(&k) => vec![k],
-        k => bail!("unknown --kernel {k:?}: use {} or all", ALL_KERNELS.join(", ")),
+        k => bail!(
+            "unknown --kernel {k:?}: use {} or all",
+            ALL_KERNELS.join(", ")
+        ),
     };
     let workspace = workspace_root();
     let cache = args
@@ -107,30 +123,35 @@ pub fn run(args: VmTestArgs) -> anyhow::Result<()> {
     for image in &kernel_images {
         let dir = work.join(&image.label);
         std::fs::create_dir_all(&dir)?;
-        let run = qemu::boot(
-            &qemu::Boot {
-                label: &image.label,
-                vmlinuz: &image.vmlinuz,
-                initrd: &initrd,
-                dir: &dir,
-                timeout: std::time::Duration::from_secs(args.timeout),
-                verbose: args.verbose,
-            },
-        )?;
+        let run = qemu::boot(&qemu::Boot {
+            label: &image.label,
+            vmlinuz: &image.vmlinuz,
+            initrd: &initrd,
+            dir: &dir,
+            timeout: std::time::Duration::from_secs(args.timeout),
+            verbose: args.verbose,
+            full_payload: args.full_payload,
+        })?;
         let report = check::check_run(&image.label, &image.package, &run, &h2_trace);
         report.print();
         reports.push(report);
     }
 
     eprintln!();
-    eprintln!("vm-test summary ({:.0}s in all):", started.elapsed().as_secs_f64());
+    eprintln!(
+        "vm-test summary ({:.0}s in all):",
+        started.elapsed().as_secs_f64()
+    );
     let mut failed = 0;
     for r in &reports {
         r.print_summary();
         failed += r.failures();
     }
     if failed > 0 {
-        bail!("vm-test: {failed} check(s) failed (logs under {})", work.display());
+        bail!(
+            "vm-test: {failed} check(s) failed (logs under {})",
+            work.display()
+        );
     }
     Ok(())
 }
@@ -186,10 +207,8 @@ fn build(workspace: &Path, no_build: bool) -> anyhow::Result<Binaries> {
         let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
-        let (Some(name), Some(exe)) = (
-            msg["target"]["name"].as_str(),
-            msg["executable"].as_str(),
-        ) else {
+        let (Some(name), Some(exe)) = (msg["target"]["name"].as_str(), msg["executable"].as_str())
+        else {
             continue;
         };
         match name {
@@ -215,6 +234,9 @@ fn existing(p: PathBuf) -> anyhow::Result<PathBuf> {
     if p.is_file() {
         Ok(p)
     } else {
-        bail!("{} does not exist (build it, or drop --no-build)", p.display())
+        bail!(
+            "{} does not exist (build it, or drop --no-build)",
+            p.display()
+        )
     }
 }

@@ -4,13 +4,14 @@
 //! record's pid, peer pid, path and backend are checked against the peer's own report.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Read as _;
 use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
-use super::guest::{Side, Trace};
+use super::guest::{Side, Trace, hex};
 use super::qemu::Run;
 
 /// The sock:sock_send_length tracepoint the tracepoint backend needs appeared in 6.3.
@@ -77,11 +78,7 @@ impl Report {
         let mut by_backend: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
         for r in &self.rows {
             let e = by_backend.entry(&r.backend).or_default();
-            if r.ok {
-                e.0 += 1
-            } else {
-                e.1 += 1
-            }
+            if r.ok { e.0 += 1 } else { e.1 += 1 }
         }
         let parts: Vec<String> = by_backend
             .iter()
@@ -139,7 +136,8 @@ fn parse_channel(data: &[u8]) -> Result<Channel, String> {
             if at + size > data.len() {
                 return Err(format!("file {name} truncated ({size} bytes announced)"));
             }
-            ch.files.insert(name.to_string(), data[at..at + size].to_vec());
+            ch.files
+                .insert(name.to_string(), data[at..at + size].to_vec());
             at += size;
         } else {
             return Err(format!("unexpected line {line:?} at byte {at}"));
@@ -158,7 +156,11 @@ pub fn check_run(label: &str, package: &str, run: &Run, h2: &Trace) -> Report {
         rows: Vec::new(),
     };
     if run.timed_out {
-        report.push("vm", "boot", Err(format!("timed out; see {}", run.console_path.display())));
+        report.push(
+            "vm",
+            "boot",
+            Err(format!("timed out; see {}", run.console_path.display())),
+        );
     }
     let ch = match parse_channel(&run.data) {
         Ok(ch) => ch,
@@ -217,11 +219,20 @@ fn parse_release(r: &str) -> Option<(u32, u32)> {
     Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
 
+/// A shipped file as text (`NAME`, or `NAME.gz` which the guest compressed); empty if absent.
 fn text(ch: &Channel, name: &str) -> String {
-    ch.files
-        .get(name)
-        .map(|b| String::from_utf8_lossy(b).into_owned())
-        .unwrap_or_default()
+    if let Some(b) = ch.files.get(name) {
+        return String::from_utf8_lossy(b).into_owned();
+    }
+    let Some(gz) = ch.files.get(&format!("{name}.gz")) else {
+        return String::new();
+    };
+    let mut out = String::new();
+    match flate2::read::GzDecoder::new(&gz[..]).read_to_string(&mut out) {
+        Ok(_) => out,
+        // Checks that parse the text report what is wrong with it.
+        Err(e) => format!("(corrupt {name}.gz: {e})"),
+    }
 }
 
 fn tail(s: &str, lines: usize) -> String {
@@ -241,14 +252,24 @@ fn check_load_only(ch: &Channel) -> Result<String, String> {
 /// Before 6.3 the tracepoint backend must refuse to start, and say why.
 fn check_tracepoint_refusal(ch: &Channel) -> Result<String, String> {
     let err = text(ch, "tracepoint/tracer.err");
-    let rc = ch.kv.get("tracepoint/tracer.rc").cloned().unwrap_or_default();
+    let rc = ch
+        .kv
+        .get("tracepoint/tracer.rc")
+        .cloned()
+        .unwrap_or_default();
     if rc == "0" || rc.is_empty() || err.contains("Tracing ") {
-        return Err(format!("the tracer started (exit {rc:?}): {}", tail(&err, 5)));
+        return Err(format!(
+            "the tracer started (exit {rc:?}): {}",
+            tail(&err, 5)
+        ));
     }
     if err.contains("sock_send_length") && err.contains("6.3") {
         Ok(format!("exit {rc}: {}", err.trim()))
     } else {
-        Err(format!("exit {rc} without naming sock_send_length / 6.3: {}", err.trim()))
+        Err(format!(
+            "exit {rc} without naming sock_send_length / 6.3: {}",
+            err.trim()
+        ))
     }
 }
 
@@ -265,23 +286,50 @@ struct Record {
     path: String,
     backend: String,
     flags: Vec<String>,
-    data: Vec<u8>,
+    /// The payload, when the guest shipped it (`--full-payload`).
+    data: Option<Vec<u8>>,
+    /// Payload bytes present in the record.
+    data_len: u64,
 }
 
-fn parse_records(out: &str) -> Result<Vec<Record>, String> {
+/// A socket's payload bytes in stream order, as the guest's `--guest-digest` summed them.
+struct Digest {
+    bytes: u64,
+    sha256: String,
+}
+
+/// The tracer's records, whole or digested by the guest (then with per-socket digests).
+fn parse_records(out: &str) -> Result<(Vec<Record>, HashMap<u64, Digest>), String> {
     let mut v = Vec::new();
+    let mut digests = HashMap::new();
     for (n, line) in out.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         let j: Value =
             serde_json::from_str(line).map_err(|e| format!("tracer line {}: {e}", n + 1))?;
+        if let Some(d) = j.get("digest") {
+            digests.insert(
+                d["sock_ino"].as_u64().unwrap_or(0),
+                Digest {
+                    bytes: d["bytes"].as_u64().unwrap_or(0),
+                    sha256: d["sha256"].as_str().unwrap_or("").to_string(),
+                },
+            );
+            continue;
+        }
         let num = |k: &str| j[k].as_u64().unwrap_or(u64::MAX);
         let data = match j["data"].as_str() {
-            Some(b) => base64::engine::general_purpose::STANDARD
-                .decode(b)
-                .map_err(|e| format!("tracer line {}: base64: {e}", n + 1))?,
-            None => Vec::new(),
+            Some(b) => Some(
+                base64::engine::general_purpose::STANDARD
+                    .decode(b)
+                    .map_err(|e| format!("tracer line {}: base64: {e}", n + 1))?,
+            ),
+            None => None,
+        };
+        let data_len = match &data {
+            Some(d) => d.len() as u64,
+            None => j["data_len"].as_u64().unwrap_or(0),
         };
         v.push(Record {
             event: j["event"].as_str().unwrap_or("?").to_string(),
@@ -303,9 +351,16 @@ fn parse_records(out: &str) -> Result<Vec<Record>, String> {
                 })
                 .unwrap_or_default(),
             data,
+            data_len,
         });
     }
-    Ok(v)
+    Ok((v, digests))
+}
+
+/// One direction of a connection as captured.
+struct Stream {
+    len: u64,
+    sha256: String,
 }
 
 struct Session<'a> {
@@ -331,7 +386,10 @@ impl Session<'_> {
     }
 
     fn kv(&self, key: &str) -> Option<&str> {
-        self.ch.kv.get(&format!("{}{key}", self.name)).map(String::as_str)
+        self.ch
+            .kv
+            .get(&format!("{}{key}", self.name))
+            .map(String::as_str)
     }
 
     fn check_all(&self, report: &mut Report) {
@@ -355,7 +413,10 @@ impl Session<'_> {
                 report.push(
                     self.name,
                     "attach",
-                    Err(format!("wanted `{want}`, stderr: {}", tail(&err, 10).replace('\n', " | "))),
+                    Err(format!(
+                        "wanted `{want}`, stderr: {}",
+                        tail(&err, 10).replace('\n', " | ")
+                    )),
                 );
                 let _ = l;
             }
@@ -363,29 +424,50 @@ impl Session<'_> {
                 report.push(
                     self.name,
                     "attach",
-                    Err(format!("tracer did not start (exit {rc}):\n{}", tail(&err, 40))),
+                    Err(format!(
+                        "tracer did not start (exit {rc}):\n{}",
+                        tail(&err, 40)
+                    )),
                 );
                 return;
             }
         }
-        // "containerdsnoop: N records, L lost records (B bytes) in the kernel, M malformed records"
+        // The exit summary: "... lost 0 records (0 bytes) in the kernel, ... 0 malformed records"
+        // (older tracers: "N records, 0 lost records (0 bytes) in the kernel, 0 malformed").
         let summary = err
             .lines()
             .rev()
-            .find(|l| l.contains(" lost records"))
+            .find(|l| l.contains("malformed"))
             .unwrap_or("")
             .to_string();
-        let clean = summary.contains(" 0 lost records") && summary.contains(" 0 malformed");
+        let clean = (summary.contains("lost 0 records") || summary.contains(" 0 lost records"))
+            && summary.contains(" 0 malformed");
         report.push(
             self.name,
             "tracer exit",
             if rc == "0" && clean {
-                Ok(format!("{} ({secs}s for the session)", summary.trim()))
+                Ok(format!(
+                    "{} ({secs}s for the session, {}s to ship its results)",
+                    summary.trim(),
+                    self.kv(".ship_seconds").unwrap_or("?")
+                ))
             } else {
                 Err(format!("exit {rc}: {}", tail(&err, 10)))
             },
         );
-        let records = match parse_records(&self.file("tracer.out")) {
+        let mut output = self.file("tracer.out");
+        if output.is_empty() {
+            output = self.file("tracer.digest");
+        }
+        if let Some(rc) = self.kv("/digest.rc").filter(|rc| *rc != "0") {
+            report.push(
+                self.name,
+                "guest digest",
+                Err(format!("exit {rc}: {}", tail(&self.file("digest.err"), 10))),
+            );
+            return;
+        }
+        let (records, digests) = match parse_records(&output) {
             Ok(r) => r,
             Err(e) => {
                 report.push(self.name, "tracer output", Err(e));
@@ -399,7 +481,7 @@ impl Session<'_> {
         let mut claimed = 0;
         for case in &cases {
             let path = format!("{dir}/{case}.sock");
-            let result = self.check_case(case, &path, &by_ino, &mut claimed);
+            let result = self.check_case(case, &path, &by_ino, &digests, &mut claimed);
             report.push(self.name, case, result);
         }
         if claimed != records.len() {
@@ -424,8 +506,8 @@ impl Session<'_> {
                 tail(&self.file(&format!("{case}/peer.err")), 10)
             ));
         }
-        let json: Value = serde_json::from_str(out.trim())
-            .map_err(|e| format!("peer summary {out:?}: {e}"))?;
+        let json: Value =
+            serde_json::from_str(out.trim()).map_err(|e| format!("peer summary {out:?}: {e}"))?;
         let num = |k: &str| {
             json[k]
                 .as_u64()
@@ -458,6 +540,7 @@ impl Session<'_> {
         case: &str,
         path: &str,
         by_ino: &HashMap<u64, Vec<&Record>>,
+        digests: &HashMap<u64, Digest>,
         claimed: &mut usize,
     ) -> Result<String, String> {
         let peer = self.peer_summary(case)?;
@@ -466,31 +549,48 @@ impl Session<'_> {
         let c_recs = by_ino.get(&peer.client_ino).unwrap_or(&empty);
         let s_recs = by_ino.get(&peer.server_ino).unwrap_or(&empty);
         *claimed += c_recs.len() + s_recs.len();
-        let c2s = self.direction("c2s", c_recs, path, peer.client_pid, peer.server_pid)?;
-        let s2c = self.direction("s2c", s_recs, path, peer.server_pid, peer.client_pid)?;
+        // SO_PEERCRED (the tracer's peer pid) is set by stream connect/accept only: a connected
+        // datagram socket has no peer credentials, so its records carry peer_pid 0.
+        let dgram = case.starts_with("dgram");
+        let peer_of = |pid: u64| if dgram { 0 } else { pid };
+        let c2s = self.direction(
+            "c2s",
+            c_recs,
+            digests.get(&peer.client_ino),
+            path,
+            peer.client_pid,
+            peer_of(peer.server_pid),
+        )?;
+        let s2c = self.direction(
+            "s2c",
+            s_recs,
+            digests.get(&peer.server_ino),
+            path,
+            peer.server_pid,
+            peer_of(peer.client_pid),
+        )?;
         for (what, got, want_sum, want_len) in [
             ("c2s", &c2s, &c2s_sum, peer.json["c2s_len"].as_u64()),
             ("s2c", &s2c, &s2c_sum, peer.json["s2c_len"].as_u64()),
         ] {
-            if Some(got.len() as u64) != want_len {
+            if Some(got.len) != want_len {
                 return Err(format!(
                     "{what}: captured {} bytes, the receiver read {want_len:?}",
-                    got.len()
+                    got.len
                 ));
             }
-            let sum = hex(&Sha256::digest(got));
-            if &sum != want_sum {
+            if &got.sha256 != want_sum {
                 return Err(format!(
-                    "{what}: captured {} bytes whose sha256 {sum} differs from what the receiver read ({want_sum})",
-                    got.len()
+                    "{what}: captured {} bytes whose sha256 {} differs from what the receiver read ({want_sum})",
+                    got.len, got.sha256
                 ));
             }
         }
         let mut notes = vec![format!(
             "c2s {} B in {} records, s2c {} B in {} records",
-            c2s.len(),
+            c2s.len,
             c_recs.len(),
-            s2c.len(),
+            s2c.len,
             s_recs.len()
         )];
         match case {
@@ -503,7 +603,8 @@ impl Session<'_> {
                 notes.push(format!("{partial} partial writes, {eagain} EAGAIN"));
             }
             "dgram-write" | "dgram-sendmsg" => {
-                for (what, recs, key) in [("c2s", c_recs, "c2s_sizes"), ("s2c", s_recs, "s2c_sizes")]
+                for (what, recs, key) in
+                    [("c2s", c_recs, "c2s_sizes"), ("s2c", s_recs, "s2c_sizes")]
                 {
                     let calls: Vec<u64> = recs
                         .iter()
@@ -520,14 +621,20 @@ impl Session<'_> {
                         ));
                     }
                 }
-                notes.push("one call per datagram".into());
+                notes.push("one call per datagram, peer_pid 0 (no SO_PEERCRED)".into());
             }
             "http2" => {
-                if c2s != self.h2.stream(Side::Client) || s2c != self.h2.stream(Side::Server) {
+                let client = self.h2.stream(Side::Client);
+                if c2s.sha256 != hex(&Sha256::digest(&client))
+                    || s2c.sha256 != hex(&Sha256::digest(self.h2.stream(Side::Server)))
+                {
                     return Err("captured bytes differ from the recorded HTTP/2 exchange".into());
                 }
-                if !c2s.starts_with(H2_PREFACE) {
-                    return Err("c2s does not start with the HTTP/2 client preface".into());
+                // The recording itself is checked too: the capture began with the preface.
+                if !client.starts_with(H2_PREFACE) {
+                    return Err(
+                        "the recording does not start with the HTTP/2 client preface".into(),
+                    );
                 }
                 notes.push(format!("= recording ({} chunks)", self.h2.chunks.len()));
                 // TODO(decoded mode): once `containerdsnoop` without --raw prints rows, run a
@@ -544,25 +651,33 @@ impl Session<'_> {
         Ok(notes.join(", "))
     }
 
-    /// Checks one direction's records and returns its reassembled bytes.
+    /// Checks one direction's records: in order from position 0 without gap or overlap, each
+    /// naming the right process, peer, path and backend. Returns the stream's length and sha256
+    /// (reassembled here from the payloads, or the guest's digest when it shipped none).
     fn direction(
         &self,
         what: &str,
         recs: &[&Record],
+        digest: Option<&Digest>,
         path: &str,
         pid: u64,
         peer_pid: u64,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Stream, String> {
         let mut recs: Vec<&Record> = recs.to_vec();
         recs.sort_by_key(|r| r.pos);
-        let mut out = Vec::new();
+        let mut next = 0u64;
+        let mut bytes = Vec::new();
+        let mut have_payload = true;
         for r in &recs {
             let at = format!("{what} record at stream_pos {}", r.pos);
             if r.event != "data" {
                 return Err(format!("{at}: event {:?} (len {})", r.event, r.len));
             }
             if r.backend != self.backend {
-                return Err(format!("{at}: backend {:?}, wanted {:?}", r.backend, self.backend));
+                return Err(format!(
+                    "{at}: backend {:?}, wanted {:?}",
+                    r.backend, self.backend
+                ));
             }
             if r.pid != pid || r.peer_pid != peer_pid {
                 return Err(format!(
@@ -581,25 +696,40 @@ impl Session<'_> {
             }) {
                 return Err(format!("{at}: flag {f}"));
             }
-            if r.pos != out.len() as u64 {
+            if r.pos != next {
                 return Err(format!(
-                    "{at}: expected stream_pos {} ({} bytes {})",
-                    out.len(),
-                    r.pos.abs_diff(out.len() as u64),
-                    if r.pos > out.len() as u64 { "missing" } else { "repeated" }
+                    "{at}: expected stream_pos {next} ({} bytes {})",
+                    r.pos.abs_diff(next),
+                    if r.pos > next { "missing" } else { "repeated" }
                 ));
             }
-            if r.data.len() as u64 != r.len {
-                return Err(format!("{at}: len {} but {} data bytes", r.len, r.data.len()));
+            if r.data_len != r.len {
+                return Err(format!("{at}: len {} but {} data bytes", r.len, r.data_len));
             }
-            out.extend_from_slice(&r.data);
+            next += r.len;
+            match &r.data {
+                Some(d) => bytes.extend_from_slice(d),
+                None => have_payload = false,
+            }
         }
-        Ok(out)
+        if have_payload {
+            return Ok(Stream {
+                len: next,
+                sha256: hex(&Sha256::digest(&bytes)),
+            });
+        }
+        let d = digest.ok_or_else(|| format!("{what}: the guest sent no digest"))?;
+        if d.bytes != next {
+            return Err(format!(
+                "{what}: digest covers {} bytes, the records {next}",
+                d.bytes
+            ));
+        }
+        Ok(Stream {
+            len: next,
+            sha256: d.sha256.clone(),
+        })
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 #[cfg(test)]

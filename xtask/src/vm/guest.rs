@@ -3,12 +3,15 @@
 //! recorded chunk, and reports like the test peer does. Also the parser the host uses to know
 //! what the replay must have sent.
 
+use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
 use std::os::fd::AsRawFd as _;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
+use base64::Engine as _;
+use sha2::{Digest as _, Sha256};
 
 /// Which end wrote a chunk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,7 +47,10 @@ impl Trace {
                 "s" => Side::Server,
                 _ => bail!("line {}: side must be c or s", n + 1),
             };
-            chunks.push((side, hex_decode(hex).with_context(|| format!("line {}", n + 1))?));
+            chunks.push((
+                side,
+                hex_decode(hex).with_context(|| format!("line {}", n + 1))?,
+            ));
         }
         if chunks.is_empty() {
             bail!("no chunks");
@@ -118,6 +124,52 @@ pub fn replay(trace: &Path, socket: &Path, out_dir: &Path) -> anyhow::Result<()>
     let _ = std::fs::remove_file(socket);
     println!("{summary}");
     Ok(())
+}
+
+/// Runs in the VM: prints the tracer's JSON records with each `data` replaced by `data_len`,
+/// then one `{"digest": {"sock_ino", "bytes", "sha256"}}` line per socket: the sha256 of its
+/// records' payloads concatenated in `stream_pos` order. The host checks positions and lengths
+/// from the records and compares the digest with what the receiver read.
+pub fn digest(output: &Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(output).with_context(|| format!("read {}", output.display()))?;
+    let mut streams: BTreeMap<u64, Vec<(u64, Vec<u8>)>> = BTreeMap::new();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut v: serde_json::Value = serde_json::from_str(line).context("tracer output")?;
+        if let Some(obj) = v.as_object_mut()
+            && let Some(data) = obj.remove("data")
+        {
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(data.as_str().unwrap_or(""))
+                .context("base64 payload")?;
+            obj.insert("data_len".into(), data.len().into());
+            let ino = obj.get("sock_ino").and_then(|i| i.as_u64()).unwrap_or(0);
+            let pos = obj.get("stream_pos").and_then(|p| p.as_u64()).unwrap_or(0);
+            streams.entry(ino).or_default().push((pos, data));
+        }
+        writeln!(out, "{v}")?;
+    }
+    for (ino, mut pieces) in streams {
+        pieces.sort_by_key(|(pos, _)| *pos);
+        let mut h = Sha256::new();
+        let mut bytes = 0;
+        for (_, d) in &pieces {
+            h.update(d);
+            bytes += d.len();
+        }
+        let line = serde_json::json!({
+            "digest": { "sock_ino": ino, "bytes": bytes, "sha256": hex(&h.finalize()) }
+        });
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// The socket's inode number, as `/proc/self/fd/N` names it: `socket:[INO]`.

@@ -24,7 +24,17 @@ pub struct Contents<'a> {
 pub fn write(c: &Contents<'_>, out: &Path) -> anyhow::Result<u64> {
     let mut a = Archive::default();
     for d in [
-        "bin", "dev", "etc", "lib", "proc", "sys", "tmp", "run", "test", "usr", "usr/local",
+        "bin",
+        "dev",
+        "etc",
+        "lib",
+        "proc",
+        "sys",
+        "tmp",
+        "run",
+        "test",
+        "usr",
+        "usr/local",
         "usr/local/bin",
     ] {
         a.dir(d);

@@ -30,7 +30,9 @@ fn series_pattern(label: &str) -> anyhow::Result<(&'static str, SeriesOrder)> {
             .ok()
     }
     fn rel_6_12(name: &str) -> Option<u64> {
-        let rest = name.strip_prefix("linux-image-6.12.")?.strip_suffix("-amd64")?;
+        let rest = name
+            .strip_prefix("linux-image-6.12.")?
+            .strip_suffix("-amd64")?;
         let (n, deb) = rest.split_once("+deb")?;
         deb.parse::<u64>().ok()?;
         n.parse().ok()
@@ -119,8 +121,13 @@ pub fn busybox(cache: &Path) -> anyhow::Result<PathBuf> {
     if bin.is_file() {
         return Ok(bin);
     }
-    download_and_unpack(cache, "busybox-static", &dir, &["./bin/busybox", "./usr/bin/busybox"])
-        .context("fetching busybox-static (run `apt-get update` first?)")?;
+    download_and_unpack(
+        cache,
+        "busybox-static",
+        &dir,
+        &["./bin/busybox", "./usr/bin/busybox"],
+    )
+    .context("fetching busybox-static (run `apt-get update` first?)")?;
     for p in [dir.join("bin/busybox"), dir.join("usr/bin/busybox")] {
         if p.is_file() {
             return Ok(p);

@@ -30,6 +30,8 @@ pub struct Boot<'a> {
     pub dir: &'a Path,
     pub timeout: Duration,
     pub verbose: bool,
+    /// Tells the guest (kernel command line `vmtest.full`) to ship whole tracer outputs.
+    pub full_payload: bool,
 }
 
 pub struct Run {
@@ -56,7 +58,11 @@ pub fn boot(b: &Boot<'_>) -> anyhow::Result<Run> {
         .arg(b.vmlinuz)
         .arg("-initrd")
         .arg(b.initrd)
-        .args(["-append", "console=ttyS0 quiet panic=-1"])
+        .arg("-append")
+        .arg(format!(
+            "console=ttyS0 quiet panic=-1{}",
+            if b.full_payload { " vmtest.full" } else { "" }
+        ))
         .args(["-serial", "stdio", "-serial"])
         .arg(format!("file:{}", data_path.display()))
         .stdin(Stdio::null())
@@ -71,7 +77,9 @@ pub fn boot(b: &Boot<'_>) -> anyhow::Result<Run> {
     let tx2 = tx.clone();
     let out_thread = std::thread::spawn(move || {
         for line in BufReader::new(stdout).split(b'\n').map_while(Result::ok) {
-            let line = String::from_utf8_lossy(&line).trim_end_matches('\r').to_string();
+            let line = String::from_utf8_lossy(&line)
+                .trim_end_matches('\r')
+                .to_string();
             if tx.send((Instant::now(), line)).is_err() {
                 break;
             }
@@ -128,7 +136,11 @@ pub fn boot(b: &Boot<'_>) -> anyhow::Result<Run> {
     eprintln!(
         "vm-test [{}]: VM {} after {:.1}s",
         b.label,
-        if timed_out { "killed (timeout)" } else { "exited" },
+        if timed_out {
+            "killed (timeout)"
+        } else {
+            "exited"
+        },
         elapsed.as_secs_f64()
     );
     Ok(Run {
