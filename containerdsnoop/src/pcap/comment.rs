@@ -22,6 +22,9 @@ pub struct Meta {
     pub path: String,
     pub sock_ino: u64,
     pub peer_ino: u64,
+    /// The sockets' opaque identities (`Chunk::sock_id`/`peer_id`).
+    pub sock_id: u64,
+    pub peer_id: u64,
     /// Stream position of the packet's first payload byte.
     pub stream_pos: Option<u64>,
     pub flags: u32,
@@ -46,6 +49,8 @@ impl Meta {
             path: c.path.clone(),
             sock_ino: c.sock_ino,
             peer_ino: c.peer_ino,
+            sock_id: c.sock_id,
+            peer_id: c.peer_id,
             stream_pos: None,
             flags: c.flags,
             lost_records: c.lost_records,
@@ -72,6 +77,8 @@ impl Meta {
         line("path", &self.path);
         line("sock_ino", &self.sock_ino.to_string());
         line("peer_ino", &self.peer_ino.to_string());
+        line("sock_id", &format!("{:#x}", self.sock_id));
+        line("peer_id", &format!("{:#x}", self.peer_id));
         if let Some(p) = self.stream_pos {
             line("stream_pos", &p.to_string());
         }
@@ -107,6 +114,10 @@ impl Meta {
             };
             let v = unescape(v);
             let num = |v: &str| v.parse::<u64>().ok();
+            let hex = |v: &str| {
+                v.strip_prefix("0x")
+                    .and_then(|h| u64::from_str_radix(h, 16).ok())
+            };
             match k {
                 "comm" => m.comm = v,
                 "process" => m.process_comm = v,
@@ -116,13 +127,10 @@ impl Meta {
                 "path" => m.path = v,
                 "sock_ino" => m.sock_ino = num(&v).unwrap_or(0),
                 "peer_ino" => m.peer_ino = num(&v).unwrap_or(0),
+                "sock_id" => m.sock_id = hex(&v).unwrap_or(0),
+                "peer_id" => m.peer_id = hex(&v).unwrap_or(0),
                 "stream_pos" => m.stream_pos = num(&v),
-                "flags" => {
-                    m.flags = v
-                        .strip_prefix("0x")
-                        .and_then(|h| u32::from_str_radix(h, 16).ok())
-                        .unwrap_or(0)
-                }
+                "flags" => m.flags = hex(&v).and_then(|f| u32::try_from(f).ok()).unwrap_or(0),
                 "lost_records" => m.lost_records = num(&v).unwrap_or(0) as u32,
                 "missing" => m.missing = num(&v).unwrap_or(0),
                 "gap" => m.gap = num(&v).unwrap_or(0),
@@ -178,6 +186,8 @@ mod tests {
             path: "@weird\\name\nwith: newline".into(),
             sock_ino: 100,
             peer_ino: 101,
+            sock_id: 0xdead_beef_0000_0001,
+            peer_id: 0x1234,
             stream_pos: Some(24),
             flags: 0x210,
             lost_records: 2,

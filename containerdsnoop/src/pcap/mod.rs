@@ -24,7 +24,7 @@
 //!     r.accept(c, &mut pieces);
 //!     w.record(c, &pieces, &ConnMeta::from_chunk(c, Protocol::from_name("grpc")))?;
 //! }
-//! w.close_conn(chunks[0].sock_ino, chunks[0].peer_ino, chunks[0].ts_ns)?;
+//! w.close_conn(chunks[0].sock_id, chunks[0].peer_id, chunks[0].ts_ns)?;
 //! w.finish()?;
 //!
 //! // -r FILE (or "-"): the same chunks back, plus connection ends.
@@ -32,7 +32,7 @@
 //! while let Some(ev) = rd.next_event() {
 //!     match ev? {
 //!         Event::Chunk(c) => { /* as from the ring buffer */ }
-//!         Event::Closed { sock_ino, peer_ino, .. } => { /* forget the connection */ }
+//!         Event::Closed { sock_id, peer_id, .. } => { /* forget the connection */ }
 //!     }
 //! }
 //! # Ok(()) }

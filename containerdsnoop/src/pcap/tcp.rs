@@ -36,6 +36,9 @@ pub enum Event {
         ts_ns: u64,
         sock_ino: u64,
         peer_ino: u64,
+        /// The identities the chunks carried (`Chunk::sock_id`/`peer_id`).
+        sock_id: u64,
+        peer_id: u64,
     },
 }
 
@@ -102,7 +105,9 @@ impl Dir {
 
 struct End {
     addr: SocketAddr,
+    /// Synthesised, or learnt from our export's comments.
     ino: Option<u64>,
+    id: Option<u64>,
     tx: Option<Dir>,
 }
 
@@ -204,6 +209,7 @@ impl TcpTracker {
             let end = |addr| End {
                 addr,
                 ino: None,
+                id: None,
                 tx: None,
             };
             self.conns.insert(
@@ -237,6 +243,12 @@ impl TcpTracker {
             }
             if m.peer_ino != 0 && conn.ends[1 - s].ino.is_none() {
                 conn.ends[1 - s].ino = Some(m.peer_ino);
+            }
+            if m.sock_id != 0 && conn.ends[s].id.is_none() {
+                conn.ends[s].id = Some(m.sock_id);
+            }
+            if m.peer_id != 0 && conn.ends[1 - s].id.is_none() {
+                conn.ends[1 - s].id = Some(m.peer_id);
             }
         }
         // Bytes the peer acknowledged were received: a hole below that will never be filled
@@ -364,6 +376,8 @@ impl TcpTracker {
                 ts_ns,
                 sock_ino: a,
                 peer_ino: b,
+                sock_id: conn.ends[0].id.unwrap_or(a),
+                peer_id: conn.ends[1].id.unwrap_or(b),
             });
         }
     }
@@ -474,6 +488,8 @@ impl Conn {
             .clone();
         let sock_ino = *self.ends[s].ino.get_or_insert_with(|| ctx.ino());
         let peer_ino = *self.ends[1 - s].ino.get_or_insert_with(|| ctx.ino());
+        let sock_id = *self.ends[s].id.get_or_insert(sock_ino);
+        let peer_id = *self.ends[1 - s].id.get_or_insert(peer_ino);
         let Some(dir) = self.ends[s].tx.as_mut() else {
             return;
         };
@@ -496,10 +512,13 @@ impl Conn {
         self.delivered = true;
         let span_len = u32::try_from(p.span).unwrap_or(u32::MAX);
         let chunk = match p.meta {
+            // Our own export: the identities exactly as captured (an inode may still be 0).
             Some(m) => Chunk {
                 ts_ns: p.ts_ns,
-                sock_ino,
-                peer_ino,
+                sock_ino: m.sock_ino,
+                peer_ino: m.peer_ino,
+                sock_id: m.sock_id,
+                peer_id: m.peer_id,
                 stream_pos: rel + offset,
                 call_len: span_len,
                 chunk_off: 0,
@@ -529,6 +548,8 @@ impl Conn {
                     ts_ns: p.ts_ns,
                     sock_ino,
                     peer_ino,
+                    sock_id,
+                    peer_id,
                     stream_pos: rel + offset,
                     call_len: span_len,
                     chunk_off: 0,

@@ -1,6 +1,6 @@
 //! `-w`: presents each traced unix connection as a synthetic TCP/IPv4 connection in a pcapng
 //! stream. Each connection gets its own made-up client address (127.1.0.1 and up) and client
-//! port (from the client socket's inode), each socket path its own server address (127.0.0.1
+//! port (from the client socket's identity), each socket path its own server address (127.0.0.1
 //! and up), each protocol its own server port ([`Protocol::server_port`]). Sequence numbers
 //! count the direction's stream bytes from the first one seen, so bytes the capture lost or
 //! truncated show as holes in the sequence space ("previous segment not captured"), never as
@@ -63,6 +63,9 @@ pub struct WriterStats {
 }
 
 struct End {
+    /// The socket's identity (`Chunk::sock_id`, or its inode for chunks without one).
+    id: u64,
+    /// Its inode, 0 until known (a server socket gets one only at `accept()`).
     ino: u64,
     addr: [u8; 4],
     port: u16,
@@ -183,8 +186,19 @@ impl<W: Write> PcapWriter<W> {
         meta: &ConnMeta,
     ) -> Result<(), Error> {
         self.last_ts = self.last_ts.max(chunk.ts_ns);
-        let key = conn_key(chunk.sock_ino, chunk.peer_ino);
+        let key = conn_key(chunk);
         self.clock += 1;
+        // Socket memory is reused once a connection closes: the same identities with another
+        // inode, or a side starting over at position 0, is a new connection.
+        if let Some(conn) = self.conns.get(&key) {
+            let e = &conn.ends[side(conn, chunk)];
+            let reused = (e.ino != 0 && chunk.sock_ino != 0 && e.ino != chunk.sock_ino)
+                || (chunk.stream_pos == 0 && e.next > 0);
+            if reused && let Some(old) = self.conns.remove(&key) {
+                self.lru.remove(&old.last_used);
+                self.teardown(old, chunk.ts_ns);
+            }
+        }
         if !self.conns.contains_key(&key) {
             self.open(key, chunk, meta);
         }
@@ -196,11 +210,13 @@ impl<W: Write> PcapWriter<W> {
         conn.last_used = clock;
         self.lru.insert(clock, key);
 
-        let d = if chunk.sock_ino == conn.ends[CLIENT].ino {
-            CLIENT
-        } else {
-            SERVER
-        };
+        let d = side(conn, chunk);
+        if conn.ends[d].ino == 0 {
+            conn.ends[d].ino = chunk.sock_ino;
+        }
+        if conn.ends[1 - d].ino == 0 {
+            conn.ends[1 - d].ino = chunk.peer_ino;
+        }
         let origin = *conn.ends[d].origin.get_or_insert(chunk.stream_pos);
         let rel = |pos: u64| pos.saturating_sub(origin);
 
@@ -317,10 +333,11 @@ impl<W: Write> PcapWriter<W> {
         self.commit()
     }
 
-    /// The connection of sockets `sock_ino`/`peer_ino` is gone: FIN it.
-    pub fn close_conn(&mut self, sock_ino: u64, peer_ino: u64, ts_ns: u64) -> Result<(), Error> {
+    /// The connection of sockets `a` and `b` is gone: FIN it. `a`/`b` are the chunks'
+    /// `sock_id`/`peer_id` (either order), or their inodes for chunks without identities.
+    pub fn close_conn(&mut self, a: u64, b: u64, ts_ns: u64) -> Result<(), Error> {
         self.last_ts = self.last_ts.max(ts_ns);
-        let key = conn_key(sock_ino, peer_ino);
+        let key = (a.min(b), a.max(b));
         if let Some(conn) = self.conns.remove(&key) {
             self.lru.remove(&conn.last_used);
             self.teardown(conn, ts_ns);
@@ -360,10 +377,14 @@ impl<W: Write> PcapWriter<W> {
             self.stats.evicted += 1;
             self.teardown(conn, chunk.ts_ns);
         }
-        let (client_ino, server_ino) = if meta.sender_is_server {
-            (chunk.peer_ino, chunk.sock_ino)
+        let (sender, peer) = (
+            (sender_id(chunk), chunk.sock_ino),
+            (peer_id(chunk), chunk.peer_ino),
+        );
+        let ((client_id, client_ino), (server_id, server_ino)) = if meta.sender_is_server {
+            (peer, sender)
         } else {
-            (chunk.sock_ino, chunk.peer_ino)
+            (sender, peer)
         };
         let n = self.next_client % 0x00FE_FFFE;
         self.next_client = self.next_client.wrapping_add(1);
@@ -381,18 +402,20 @@ impl<W: Write> PcapWriter<W> {
         let conn = Conn {
             ends: [
                 End {
+                    id: client_id,
                     ino: client_ino,
                     addr: client_addr,
-                    port: 32768 + (client_ino % 28232) as u16,
-                    isn: isn(client_ino),
+                    port: 32768 + (mix(client_id) % 28232) as u16,
+                    isn: mix(client_id) as u32,
                     origin: None,
                     next: 0,
                 },
                 End {
+                    id: server_id,
                     ino: server_ino,
                     addr: server_addr,
                     port: meta.protocol.server_port(),
-                    isn: isn(server_ino),
+                    isn: mix(server_id) as u32,
                     origin: None,
                     next: 0,
                 },
@@ -407,10 +430,12 @@ impl<W: Write> PcapWriter<W> {
                 path: conn.path.clone(),
                 sock_ino: conn.ends[e].ino,
                 peer_ino: conn.ends[1 - e].ino,
+                sock_id: conn.ends[e].id,
+                peer_id: conn.ends[1 - e].id,
                 protocol: Some(conn.protocol.name().to_string()),
                 ..Meta::default()
             };
-            if conn.ends[e].ino == chunk.sock_ino {
+            if conn.ends[e].id == sender_id(chunk) {
                 m.comm = chunk.comm.clone();
                 m.process_comm = chunk.process_comm.clone();
                 m.tgid = chunk.tgid;
@@ -495,14 +520,43 @@ impl<W: Write> PcapWriter<W> {
     }
 }
 
-/// A connection is its pair of socket inodes, in either order.
-fn conn_key(a: u64, b: u64) -> (u64, u64) {
+/// A socket's identity: its `sock_id`, or its inode for chunks without identities.
+fn sender_id(c: &Chunk) -> u64 {
+    if c.sock_id != 0 {
+        c.sock_id
+    } else {
+        c.sock_ino
+    }
+}
+
+fn peer_id(c: &Chunk) -> u64 {
+    if c.sock_id != 0 {
+        c.peer_id
+    } else {
+        c.peer_ino
+    }
+}
+
+/// A connection is its pair of socket identities, in either order (as the connection table
+/// keys it).
+fn conn_key(c: &Chunk) -> (u64, u64) {
+    let (a, b) = (sender_id(c), peer_id(c));
     (a.min(b), a.max(b))
 }
 
-/// Initial sequence numbers are made up but stable: a hash of the inode.
-fn isn(ino: u64) -> u32 {
-    ((ino ^ (ino >> 32)) as u32).wrapping_mul(0x9E37_79B1) ^ 0x5EED_0000
+/// Which end of `conn` sent `c`.
+fn side(conn: &Conn, c: &Chunk) -> usize {
+    if sender_id(c) == conn.ends[CLIENT].id {
+        CLIENT
+    } else {
+        SERVER
+    }
+}
+
+/// Made-up but stable initial sequence numbers and client ports: a hash of the identity.
+fn mix(id: u64) -> u64 {
+    let x = (id ^ (id >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^ (x >> 32)
 }
 
 /// The pieces of a record taken as it is (no reassembler).

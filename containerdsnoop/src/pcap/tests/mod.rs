@@ -26,6 +26,9 @@ const SOCK_PATH: &str = "/run/containerd/containerd.sock";
 const VERSION: &str = "/containerd.services.version.v1.Version/Version";
 const CLIENT_INO: u64 = 31337;
 const SERVER_INO: u64 = 31338;
+/// Socket identities as the capture masks kernel pointers: unrelated to the inodes.
+const CLIENT_ID: u64 = 0x9e37_0000_0000_1001;
+const SERVER_ID: u64 = 0x1234_0000_0000_2001;
 const T0: u64 = 1_760_000_000_000_000_000;
 
 // ---- real HTTP/2 from h2 ----------------------------------------------------------------
@@ -164,15 +167,24 @@ fn h2_grpc_writes(big_response: usize) -> Vec<(bool, Vec<u8>)> {
 // ---- chunks as the live capture makes them --------------------------------------------
 
 fn chunk(client: bool, pos: u64, data: &[u8], ts_ns: u64) -> Chunk {
-    let (sock_ino, peer_ino, comm, tgid) = if client {
-        (CLIENT_INO, SERVER_INO, "ctr", 4242)
+    let (sock_ino, peer_ino, sock_id, peer_id, comm, tgid) = if client {
+        (CLIENT_INO, SERVER_INO, CLIENT_ID, SERVER_ID, "ctr", 4242)
     } else {
-        (SERVER_INO, CLIENT_INO, "containerd", 77)
+        (
+            SERVER_INO,
+            CLIENT_INO,
+            SERVER_ID,
+            CLIENT_ID,
+            "containerd",
+            77,
+        )
     };
     Chunk {
         ts_ns,
         sock_ino,
         peer_ino,
+        sock_id,
+        peer_id,
         stream_pos: pos,
         call_len: data.len() as u32,
         chunk_off: 0,

@@ -134,6 +134,8 @@ fn connections_get_distinct_addresses_and_the_server_port_of_their_protocol() {
         let mut c = chunk(true, 0, b"GET / HTTP/1.1\r\n\r\n", T0 + i);
         c.sock_ino = ino;
         c.peer_ino = ino + 1;
+        c.sock_id = ino << 20;
+        c.peer_id = (ino + 1) << 20;
         chunks.push(c);
     }
     let file = export(&chunks, Protocol::Http1);
@@ -148,4 +150,46 @@ fn connections_get_distinct_addresses_and_the_server_port_of_their_protocol() {
         }
     }
     assert_eq!(tuples.len(), 3);
+}
+
+#[test]
+fn a_server_inode_learnt_after_accept_and_a_reused_socket_pair() {
+    // The client writes its preface before the server has accepted: no server inode yet.
+    let mut first = chunk(true, 0, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", T0);
+    first.peer_ino = 0;
+    let reply = chunk(false, 0, b"\0\0\0\x04\0\0\0\0\0", T0 + 1);
+    // The same socket memory, a new connection: the client starts over at 0, new inodes.
+    let mut again = chunk(true, 0, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", T0 + 2);
+    again.sock_ino = 5;
+    again.peer_ino = 6;
+    let written = vec![first, reply, again];
+    let file = export(&written, Protocol::Grpc);
+    let back = read_chunks(&file);
+    let want: Vec<Chunk> = written.iter().map(as_read_back).collect();
+    assert_eq!(back, want);
+    // Two synthetic connections: two SYNs, two FIN exchanges.
+    let mut r = crate::pcap::file::CaptureFile::new(&file[..]).unwrap();
+    let (mut syns, mut fins) = (0, 0);
+    while let Some(f) = r.next_frame().unwrap() {
+        let s = crate::pcap::packet::parse_frame(f.linktype, &f.data).unwrap();
+        syns += usize::from(s.flags == tcp_flags::SYN);
+        fins += usize::from(s.flags & tcp_flags::FIN != 0);
+    }
+    assert_eq!((syns, fins), (2, 4));
+    let (ev, _, _) = read_events(&file);
+    let closed: Vec<(u64, u64)> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::Closed {
+                sock_id, peer_id, ..
+            } => Some((*sock_id, *peer_id)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closed.len(), 2);
+    assert!(
+        closed
+            .iter()
+            .all(|&(a, b)| (a.min(b), a.max(b)) == (SERVER_ID, CLIENT_ID))
+    );
 }

@@ -1,0 +1,14 @@
+//! ttrpc, the lightweight RPC containerd speaks to its shims (`/run/containerd/s/<hash>`) and
+//! shims use to publish events (`containerd.sock.ttrpc`): 10-byte frame headers, protobuf
+//! request/response envelopes, and a per-connection decoder that turns both directions'
+//! bytes into `CallEvent`s. Payloads are handed on as `Body::Protobuf`; the schema resolves
+//! them with `Schema::service_method(service, method)`.
+
+pub mod conn;
+pub mod envelope;
+pub mod frame;
+
+pub use conn::{Connection, Limits, NAMESPACE_KEY, Stats, TIMEOUT_KEY};
+
+#[cfg(test)]
+mod tests;
