@@ -60,6 +60,16 @@ pub struct Args {
     #[arg(long = "descriptor-set", value_name = "FILE")]
     pub descriptor_sets: Vec<PathBuf>,
 
+    /// Also write what is captured to FILE as pcapng (`-` for stdout): each unix connection as
+    /// a synthetic TCP connection that stock Wireshark decodes (gRPC: `-d tcp.port==50051,http2`).
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    pub write: Option<String>,
+
+    /// Decode a pcap/pcapng file instead of tracing (our exports, or tcpdump captures of
+    /// cleartext gRPC, ttrpc or HTTP/1.1 over TCP); needs no root.
+    #[arg(short = 'r', long = "read", value_name = "FILE")]
+    pub read: Option<String>,
+
     /// Capture backend.
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: crate::capture::BackendChoice,
@@ -140,6 +150,9 @@ impl Config {
                 bail!("--raw prints hex, string or json, not a table")
             }
             _ => {}
+        }
+        if args.read.is_some() && args.write.is_some() {
+            bail!("-r and -w cannot be used together");
         }
         let ring_bytes = args.ring_buffer_mib << 20;
         Ok(Config {

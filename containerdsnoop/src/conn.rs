@@ -247,6 +247,24 @@ impl ConnTable {
         }
     }
 
+    /// The protocol detected for `chunk`'s connection (`unknown` until detected).
+    pub fn protocol_of(&self, chunk: &Chunk) -> &'static str {
+        let (key, _) = Self::key(chunk);
+        self.conns.get(&key).map_or("unknown", |c| c.info.protocol)
+    }
+
+    /// Ends the connection of these two socket identities (offline captures see FIN/RST).
+    pub fn close(&mut self, ts_ns: u64, a: u64, b: u64, out: &mut Vec<(ConnInfo, CallEvent)>) {
+        let key = if a <= b || b == 0 { (a, b) } else { (b, a) };
+        if let Some(mut conn) = self.conns.remove(&key) {
+            let mut events = Vec::new();
+            if let Some(d) = conn.decoder.as_mut() {
+                d.close(ts_ns, &mut events);
+            }
+            out.extend(events.into_iter().map(|e| (conn.info.clone(), e)));
+        }
+    }
+
     /// Ends every connection (the tracer stops).
     pub fn close_all(&mut self, ts_ns: u64, out: &mut Vec<(ConnInfo, CallEvent)>) {
         for conn in self.conns.values_mut() {

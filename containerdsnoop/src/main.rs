@@ -14,6 +14,7 @@ use containerdsnoop::{
     capture::{Capture, CaptureConfig},
     cli::{Args, Config, OutputFormat, RowType},
     filter::{Filter, MethodPattern},
+    pcap::{Event, PcapReader, PcapWriter},
     pipeline::{Pipeline, Printer},
     render::{
         json::JsonPrinter,
@@ -48,6 +49,9 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 fn run(args: Args) -> anyhow::Result<()> {
     let config = Config::from_args(args)?;
+    if let Some(path) = config.args.read.clone() {
+        return read_file(&config, &path);
+    }
     let layout = btf::kernel_layout_from_sysfs().context("reading kernel structure layout")?;
     let capture_config = CaptureConfig {
         backend: config.args.backend,
@@ -91,11 +95,13 @@ fn terminal_width() -> Option<usize> {
     (rc == 0 && ws.ws_col > 0).then_some(ws.ws_col as usize)
 }
 
-fn build_pipeline(config: &Config) -> anyhow::Result<(Pipeline, bool)> {
+fn build_pipeline(config: &Config, clock: Clock) -> anyhow::Result<(Pipeline, bool)> {
     let (out, is_tty) = output();
-    let clock = Clock::now();
     let args = &config.args;
-    let printer = if args.raw {
+    let pcap_on_stdout = args.write.as_deref() == Some("-");
+    let printer = if pcap_on_stdout {
+        Printer::Silent
+    } else if args.raw {
         let format = match args.output {
             Some(OutputFormat::Json) => RawFormat::Json,
             Some(OutputFormat::String) => RawFormat::String,
@@ -137,10 +143,45 @@ fn build_pipeline(config: &Config) -> anyhow::Result<(Pipeline, bool)> {
             None => vec![],
         },
     };
-    Ok((
-        Pipeline::new(schema, opts, filter, printer, args.count),
-        is_tty,
-    ))
+    let mut pipeline = Pipeline::new(schema, opts, filter, printer, args.count);
+    if let Some(path) = &args.write {
+        let writer = PcapWriter::create(path).map_err(|e| anyhow::anyhow!("-w {path}: {e}"))?;
+        pipeline = pipeline.with_pcap(writer, clock);
+    }
+    Ok((pipeline, is_tty && !pcap_on_stdout))
+}
+
+/// `-r FILE`: decode a capture file through the same pipeline; no kernel, no root.
+fn read_file(config: &Config, path: &str) -> anyhow::Result<()> {
+    let mut reader = PcapReader::open(path).map_err(|e| anyhow::anyhow!("-r {path}: {e}"))?;
+    let (mut pipeline, _) = build_pipeline(config, Clock::wall())?;
+    let mut last_ts = 0;
+    let mut result = Ok(());
+    while let Some(event) = reader.next_event() {
+        match event {
+            Ok(Event::Chunk(chunk)) => {
+                last_ts = chunk.ts_ns;
+                if !pipeline.push(&chunk)? {
+                    break;
+                }
+            }
+            Ok(Event::Closed {
+                ts_ns,
+                sock_id,
+                peer_id,
+                ..
+            }) => pipeline.close_connection(ts_ns, sock_id, peer_id)?,
+            Err(e) => {
+                result = Err(anyhow::anyhow!("-r {path}: {e}"));
+                break;
+            }
+        }
+    }
+    pipeline.finish(last_ts)?;
+    if !config.args.quiet {
+        eprintln!("{}", pipeline.stats.summary());
+    }
+    result
 }
 
 /// A per-run key for masking kernel pointers (see `wire::mask_pointer`).
@@ -166,7 +207,7 @@ fn monotonic_now_ns() -> u64 {
 }
 
 async fn trace(config: Config, capture_config: CaptureConfig) -> anyhow::Result<()> {
-    let (mut pipeline, is_tty) = build_pipeline(&config)?;
+    let (mut pipeline, is_tty) = build_pipeline(&config, Clock::now())?;
     let mut capture = Capture::start(&capture_config)?;
     if let Some(reason) = &capture.fallback_reason {
         eprintln!(

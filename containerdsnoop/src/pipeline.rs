@@ -8,8 +8,9 @@ use crate::{
     call::{CallEvent, CallEventKind},
     conn::{ConnInfo, ConnTable},
     filter::Filter,
+    pcap::{self, ConnMeta, PcapWriter, Protocol},
     reassembly::{Piece, Reassembler},
-    render::{json::JsonPrinter, raw::RawPrinter, table::TablePrinter},
+    render::{json::JsonPrinter, raw::RawPrinter, table::TablePrinter, time::Clock},
     rows::{RowBuilder, render_body},
     schema::{RenderOptions, Schema},
     stats::Stats,
@@ -21,6 +22,12 @@ pub enum Printer {
     Table(TablePrinter<Box<dyn Write>>),
     Json(JsonPrinter<Box<dyn Write>>),
     Raw(RawPrinter<Box<dyn Write>>),
+    /// Rows are counted but not printed (`-w -`: stdout carries the pcap).
+    Silent,
+}
+
+fn pcap_error(e: pcap::Error) -> io::Error {
+    io::Error::other(format!("pcap export: {e}"))
 }
 
 pub struct Pipeline {
@@ -36,6 +43,9 @@ pub struct Pipeline {
     limit: Option<u64>,
     pieces: Vec<Piece>,
     events: Vec<(ConnInfo, CallEvent)>,
+    /// `-w`: the pcapng export, written alongside the rows, and the clock that turns kernel
+    /// timestamps into the wall-clock times a capture file carries.
+    pcap: Option<(PcapWriter<pcap::writer::Output>, Clock)>,
 }
 
 impl Pipeline {
@@ -58,7 +68,35 @@ impl Pipeline {
             limit,
             pieces: Vec::new(),
             events: Vec::new(),
+            pcap: None,
         }
+    }
+
+    /// Also writes every captured record to a pcapng export (`-w`).
+    pub fn with_pcap(mut self, writer: PcapWriter<pcap::writer::Output>, clock: Clock) -> Self {
+        self.pcap = Some((writer, clock));
+        self
+    }
+
+    /// The connection of these socket identities ended (offline captures).
+    pub fn close_connection(&mut self, ts_ns: u64, a: u64, b: u64) -> io::Result<()> {
+        self.conns.close(ts_ns, a, b, &mut self.events);
+        if let Some((w, clock)) = self.pcap.as_mut() {
+            let ts = clock.wall_ns(ts_ns).max(0) as u64;
+            w.close_conn(a, b, ts).map_err(pcap_error)?;
+        }
+        self.emit()
+    }
+
+    /// Writes `chunk` to the pcap export, if any, under `protocol`'s port.
+    fn export(&mut self, chunk: &Chunk, protocol: &str) -> io::Result<()> {
+        if let Some((w, clock)) = self.pcap.as_mut() {
+            let mut wall = chunk.clone();
+            wall.ts_ns = clock.wall_ns(chunk.ts_ns).max(0) as u64;
+            let meta = ConnMeta::from_chunk(&wall, Protocol::from_name(protocol));
+            w.record(&wall, &self.pieces, &meta).map_err(pcap_error)?;
+        }
+        Ok(())
     }
 
     /// Whether `-n` has been reached.
@@ -86,6 +124,9 @@ impl Pipeline {
                 Piece::Overlap { len, .. } => self.stats.overlap_bytes += len,
                 _ => {}
             }
+        }
+        if matches!(self.printer, Printer::Raw(_)) {
+            self.export(chunk, "raw")?;
         }
         if let Printer::Raw(p) = &mut self.printer {
             if !self.filter.pids.is_empty()
@@ -118,6 +159,9 @@ impl Pipeline {
             }
         }
         self.pieces = pieces;
+        // After decoding, so that the connection's protocol (its export port) is known.
+        let protocol = self.conns.protocol_of(chunk);
+        self.export(chunk, protocol)?;
         self.stats.evicted_connections = self.conns.stats.evicted;
         self.emit()?;
         Ok(!self.done())
@@ -128,6 +172,10 @@ impl Pipeline {
         self.stats.desynchronised = self.conns.desynchronised() as u64;
         self.conns.close_all(ts_ns, &mut self.events);
         self.emit()?;
+        if let Some((w, _)) = self.pcap.take() {
+            let mut out = w.finish().map_err(pcap_error)?;
+            out.flush()?;
+        }
         self.flush()
     }
 
@@ -136,7 +184,12 @@ impl Pipeline {
             Printer::Table(p) => p.flush(),
             Printer::Json(p) => p.flush(),
             Printer::Raw(p) => p.flush(),
+            Printer::Silent => Ok(()),
+        }?;
+        if let Some((w, _)) = self.pcap.as_mut() {
+            w.flush().map_err(pcap_error)?;
         }
+        Ok(())
     }
 
     pub fn connections(&self) -> usize {
@@ -175,7 +228,7 @@ impl Pipeline {
                     let headers = self.rows.take_headers(&row);
                     p.row(&row, body, headers)?;
                 }
-                Printer::Raw(_) => {}
+                Printer::Raw(_) | Printer::Silent => {}
             }
             self.stats.rows += 1;
         }

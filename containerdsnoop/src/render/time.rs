@@ -28,7 +28,15 @@ impl Clock {
         }
     }
 
-    /// A clock for timestamps that already are wall-clock ns (offline captures, tests).
+    /// For timestamps that already are wall-clock ns, printed in local time (`-r` files).
+    pub fn wall() -> Clock {
+        Clock {
+            offset_ns: 0,
+            utc: false,
+        }
+    }
+
+    /// For timestamps that already are wall-clock ns, printed in UTC (tests, golden files).
     pub fn identity() -> Clock {
         Clock {
             offset_ns: 0,
