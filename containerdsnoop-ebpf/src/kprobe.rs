@@ -22,6 +22,7 @@ use aya_ebpf::{
     macros::{kprobe, kretprobe},
     programs::{ProbeContext, RetProbeContext},
 };
+use aya_log_ebpf::warn;
 use containerdsnoop_common::flags;
 
 use crate::{
@@ -79,6 +80,11 @@ pub fn unix_sendmsg_return(ctx: RetProbeContext) -> u32 {
     let Some(stash) = (unsafe { STASH.get(&key) }).copied() else {
         // The entry probe did not run (kretprobe instances exhausted, or attached mid-call).
         count_drop(|c| c.missed_entries += 1);
+        warn!(
+            &ctx,
+            "send by tid {} returned without a recorded entry; its bytes are reported as a gap",
+            key as u32
+        );
         return 0;
     };
     let _ = STASH.remove(&key);

@@ -28,7 +28,26 @@ use containerdsnoop::{
 };
 use tokio::signal::unix::{SignalKind, signal};
 
+/// Prints kernel-side diagnostics (aya-log) on stderr.
+struct StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::Level::Warn
+    }
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            let text = containerdsnoop::render::escape::escape_str(&record.args().to_string());
+            eprintln!("containerdsnoop: kernel: {text}");
+        }
+    }
+    fn flush(&self) {}
+}
+
+static LOGGER: StderrLogger = StderrLogger;
+
 fn main() -> ExitCode {
+    let _ = log::set_logger(&LOGGER).map(|()| log::set_max_level(log::LevelFilter::Warn));
     let args = Args::parse();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,

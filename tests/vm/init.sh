@@ -112,21 +112,22 @@ session() {
         return
     fi
     say "$s: $(grep '^Tracing ' /tmp/out/$s/tracer.err) ($(awk "BEGIN{print $(now) - $t_session}")s)"
-    P=containerdsnoop-testpeer
+    # sendmsg: 1 MiB calls of 100 iovecs (the tracer follows up to 128 per call); nonblock:
+    # 1 MiB writes, far above the ~208 KiB send buffer, so partial writes and EAGAIN happen.
     for c in $cases; do
+        sock=$v/$c.sock
+        ex="containerdsnoop-testpeer exchange --path $sock"
+        dg="containerdsnoop-testpeer dgram --path $sock"
         case $c in
-        write) run_case $s $c $P exchange --path $v/$c.sock --mode write --bytes 262144 --seed 11 --out-dir ;;
-        writev) run_case $s $c $P exchange --path $v/$c.sock --mode writev --bytes 262144 --seed 12 --out-dir ;;
-        send) run_case $s $c $P exchange --path $v/$c.sock --mode send --bytes 262144 --seed 13 --out-dir ;;
-        sendmsg) run_case $s $c $P exchange --path $v/$c.sock --mode sendmsg --iovecs 100 \
-            --bytes 1048576 --seed 14 --out-dir ;;
-        nonblock) run_case $s $c $P exchange --path $v/$c.sock --mode nonblock \
-            --bytes 1048576 --seed 15 --out-dir ;;
-        dgram-write) run_case $s $c $P dgram --path $v/$c.sock --mode write --count 24 --seed 16 --out-dir ;;
-        dgram-sendmsg) run_case $s $c $P dgram --path $v/$c.sock --mode sendmsg --count 24 \
-            --seed 17 --out-dir ;;
+        write) run_case $s $c $ex --mode write --bytes 262144 --seed 11 --out-dir ;;
+        writev) run_case $s $c $ex --mode writev --bytes 262144 --seed 12 --out-dir ;;
+        send) run_case $s $c $ex --mode send --bytes 262144 --seed 13 --out-dir ;;
+        sendmsg) run_case $s $c $ex --mode sendmsg --iovecs 100 --bytes 1048576 --seed 14 --out-dir ;;
+        nonblock) run_case $s $c $ex --mode nonblock --bytes 1048576 --seed 15 --out-dir ;;
+        dgram-write) run_case $s $c $dg --mode write --count 24 --seed 16 --out-dir ;;
+        dgram-sendmsg) run_case $s $c $dg --mode sendmsg --count 24 --seed 17 --out-dir ;;
         http2) run_case $s $c xtask vm-test --guest-replay /test/ctr-version.h2trace \
-            --guest-socket $v/$c.sock --guest-out-dir ;;
+            --guest-socket $sock --guest-out-dir ;;
         esac
     done
     kill -TERM $TPID

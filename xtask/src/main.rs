@@ -4,11 +4,14 @@
 //! - `cargo xtask setup`: installs what building needs, idempotently (each step skipped when
 //!   already present).
 //! - `cargo xtask run -- ARGS`: setup, build, run the tracer as root.
-//! - `cargo xtask test`: setup (with the test peers: containerd, runc, dockerd, tshark), then
-//!   every test, privileged ones included; ends with `N passed, N failed`.
+//! - `cargo xtask test`: setup (with the test peers: containerd, runc, dockerd, tshark, qemu),
+//!   then every test, privileged ones included, and the kprobe backend in VMs; ends with
+//!   `N passed, N failed`.
+//! - `cargo xtask vm-test [--kernel 6.1|6.12|all]`: the kprobe backend on real Debian kernels.
 
 mod setup;
 mod test;
+mod vm;
 
 use std::process::ExitCode;
 
@@ -34,6 +37,8 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Boot Debian kernels (6.1, 6.12) under QEMU and test the kprobe backend inside.
+    VmTest(vm::VmTestArgs),
     /// Run every test, privileged end-to-end tests included.
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
@@ -48,6 +53,7 @@ fn main() -> ExitCode {
         Command::Setup { test_deps } => setup::setup(test_deps),
         Command::Run { args } => run(&args),
         Command::Test { args } => test::test(&args),
+        Command::VmTest(args) => vm::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

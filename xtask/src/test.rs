@@ -87,6 +87,28 @@ pub fn test(extra: &[String]) -> anyhow::Result<()> {
         ""
     };
     ok &= cargo_counted(&args, &[("CONTAINERDSNOOP_E2E", require)], &mut tally)?;
+    // The kprobe backend cannot attach on a kernel without kprobes: test it on real Debian
+    // kernels under QEMU (only with the whole suite, not with a test-name filter).
+    if extra.is_empty() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            vm: crate::vm::VmTestArgs,
+        }
+        let vm_args = Wrap::parse_from(["vm-test", "--kernel", "all"]).vm;
+        match crate::vm::run_counted(vm_args) {
+            Ok((passed, failed)) => {
+                tally.passed += passed as u64;
+                tally.failed += failed as u64;
+            }
+            Err(e) => {
+                eprintln!("xtask test: vm-test: {e:#}");
+                tally.failed += 1;
+                ok = false;
+            }
+        }
+    }
     println!("{} passed, {} failed", tally.passed, tally.failed);
     if !ok || tally.failed > 0 {
         anyhow::bail!("tests failed");

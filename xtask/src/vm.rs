@@ -29,7 +29,7 @@ pub struct VmTestArgs {
     #[arg(long, default_value = "all")]
     kernel: String,
 
-    /// Where downloaded kernels and busybox are kept [default: <workspace>/target/vm-cache].
+    /// Where downloaded kernels and busybox are kept [default: <target dir>/vm-cache].
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
 
@@ -66,14 +66,19 @@ pub struct VmTestArgs {
 }
 
 pub fn run(args: VmTestArgs) -> anyhow::Result<()> {
+    run_counted(args).map(|_| ())
+}
+
+/// Runs the VMs and returns (checks passed, checks failed); an error when any failed.
+pub fn run_counted(args: VmTestArgs) -> anyhow::Result<(usize, usize)> {
     if let Some(trace) = &args.guest_replay {
         let (Some(socket), Some(out_dir)) = (&args.guest_socket, &args.guest_out_dir) else {
             bail!("--guest-replay needs --guest-socket and --guest-out-dir");
         };
-        return guest::replay(trace, socket, out_dir);
+        return guest::replay(trace, socket, out_dir).map(|()| (0, 0));
     }
     if let Some(output) = &args.guest_digest {
-        return guest::digest(output);
+        return guest::digest(output).map(|()| (0, 0));
     }
     let kernels: Vec<&str> = match args.kernel.as_str() {
         "all" => ALL_KERNELS.to_vec(),
@@ -87,7 +92,7 @@ pub fn run(args: VmTestArgs) -> anyhow::Result<()> {
     let cache = args
         .cache_dir
         .clone()
-        .unwrap_or_else(|| workspace.join("target/vm-cache"));
+        .unwrap_or_else(|| target_dir(&workspace).join("vm-cache"));
     std::fs::create_dir_all(&cache).with_context(|| format!("create {}", cache.display()))?;
     let started = Instant::now();
 
@@ -143,9 +148,11 @@ pub fn run(args: VmTestArgs) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     let mut failed = 0;
+    let mut checks = 0;
     for r in &reports {
         r.print_summary();
         failed += r.failures();
+        checks += r.checks();
     }
     if failed > 0 {
         bail!(
@@ -153,7 +160,7 @@ pub fn run(args: VmTestArgs) -> anyhow::Result<()> {
             work.display()
         );
     }
-    Ok(())
+    Ok((checks - failed, failed))
 }
 
 /// The workspace this xtask belongs to.
@@ -167,42 +174,46 @@ fn workspace_root() -> PathBuf {
 struct Binaries {
     tracer: PathBuf,
     peer: PathBuf,
-    /// This program: the guest-side replay helper.
+    /// This program, built for release: the guest-side helper.
     helper: PathBuf,
 }
 
-/// Builds the tracer and the test peer (release) and returns the executables cargo reports.
+/// Builds the tracer, the test peer and this program (all release: the guest runs the helper
+/// under TCG, where a debug build's sha256 is slow) and returns the executables cargo reports.
 fn build(workspace: &Path, no_build: bool) -> anyhow::Result<Binaries> {
-    let helper = std::env::current_exe().context("locating the xtask binary")?;
     if no_build {
         let dir = target_dir(workspace).join("release");
+        let helper = match existing(dir.join("xtask")) {
+            Ok(h) => h,
+            Err(_) => std::env::current_exe().context("locating the xtask binary")?,
+        };
         return Ok(Binaries {
             tracer: existing(dir.join("containerdsnoop"))?,
             peer: existing(dir.join("containerdsnoop-testpeer"))?,
             helper,
         });
     }
-    eprintln!("vm-test: cargo build --release -p containerdsnoop -p containerdsnoop-testpeer");
+    const PACKAGES: [&str; 3] = ["containerdsnoop", "containerdsnoop-testpeer", "xtask"];
+    eprintln!(
+        "vm-test: cargo build --release -p {}",
+        PACKAGES.join(" -p ")
+    );
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(workspace)
         .args([
             "build",
             "--release",
-            "-p",
-            "containerdsnoop",
-            "-p",
-            "containerdsnoop-testpeer",
             "--message-format=json-render-diagnostics",
         ])
+        .args(PACKAGES.iter().flat_map(|p| ["-p", p]))
         .stderr(std::process::Stdio::inherit())
         .output()
         .context("running cargo build")?;
     if !out.status.success() {
         bail!("cargo build failed ({})", out.status);
     }
-    let mut tracer = None;
-    let mut peer = None;
+    let mut found: [Option<PathBuf>; 3] = Default::default();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
@@ -211,16 +222,16 @@ fn build(workspace: &Path, no_build: bool) -> anyhow::Result<Binaries> {
         else {
             continue;
         };
-        match name {
-            "containerdsnoop" => tracer = Some(PathBuf::from(exe)),
-            "containerdsnoop-testpeer" => peer = Some(PathBuf::from(exe)),
-            _ => {}
+        if let Some(i) = PACKAGES.iter().position(|p| *p == name) {
+            found[i] = Some(PathBuf::from(exe));
         }
     }
+    let [tracer, peer, helper] = found;
+    let missing = |p: &str| format!("cargo build reported no {p} executable");
     Ok(Binaries {
-        tracer: tracer.context("cargo build reported no containerdsnoop executable")?,
-        peer: peer.context("cargo build reported no containerdsnoop-testpeer executable")?,
-        helper,
+        tracer: tracer.with_context(|| missing(PACKAGES[0]))?,
+        peer: peer.with_context(|| missing(PACKAGES[1]))?,
+        helper: helper.with_context(|| missing(PACKAGES[2]))?,
     })
 }
 

@@ -70,6 +70,8 @@ const SYSCALL_EXITS: [&str; 4] = [
 pub struct Capture {
     // Keeps programs, links and maps alive.
     _ebpf: Ebpf,
+    /// Diagnostics the programs log with aya-log (rare conditions only, never traced bytes).
+    logger: Option<AsyncFd<aya_log::EbpfLogger<&'static dyn log::Log>>>,
     ring: AsyncFd<RingBuf<MapData>>,
     drops: PerCpuArray<MapData, DropCounters>,
     pub backend: Backend,
@@ -100,6 +102,11 @@ impl Capture {
                 }
             },
         };
+        let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+            // SAFETY: the logger owns its ring buffer fd for as long as it is registered.
+            Ok(l) => unsafe { AsyncFd::register(l) }.ok(),
+            Err(_) => None,
+        };
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("map EVENTS missing")?)?;
         // SAFETY: the ring buffer map owns its fd and AsyncFd owns the map, so the fd stays open
         // (and is not reused) for as long as it is registered.
@@ -108,6 +115,7 @@ impl Capture {
         let drops = PerCpuArray::try_from(ebpf.take_map("DROPS").context("map DROPS missing")?)?;
         Ok(Capture {
             _ebpf: ebpf,
+            logger,
             ring,
             drops,
             backend,
@@ -116,7 +124,28 @@ impl Capture {
     }
 
     /// Waits until records are available, then appends every available record to `out`.
+    /// Kernel-side log messages are forwarded to the `log` facade while waiting.
     pub async fn read(&mut self, out: &mut Vec<Vec<u8>>) -> anyhow::Result<()> {
+        if let Some(logger) = self.logger.as_mut() {
+            tokio::select! {
+                biased;
+                guard = logger.readable_mut() => {
+                    let mut guard = guard?;
+                    guard.get_inner_mut().flush();
+                    guard.clear_ready();
+                    return Ok(());
+                }
+                guard = self.ring.readable_mut() => {
+                    let mut guard = guard?;
+                    let ring = guard.get_inner_mut();
+                    while let Some(item) = ring.next() {
+                        out.push(item.to_vec());
+                    }
+                    guard.clear_ready();
+                    return Ok(());
+                }
+            }
+        }
         let mut guard = self.ring.readable_mut().await?;
         let ring = guard.get_inner_mut();
         while let Some(item) = ring.next() {

@@ -48,6 +48,10 @@ impl Report {
         });
     }
 
+    pub fn checks(&self) -> usize {
+        self.rows.len()
+    }
+
     pub fn failures(&self) -> usize {
         self.rows.iter().filter(|r| !r.ok).count()
     }
@@ -406,10 +410,14 @@ impl Session<'_> {
         let want = format!("with {} backend", self.backend);
         let secs = self.kv(".seconds").unwrap_or("?").to_string();
         match started {
-            Some(l) if l.contains(&want) && !err.contains("backend unavailable") => {
-                report.push(self.name, "attach", Ok(format!("`{l}`")));
+            Some(line) if line.contains(&want) && !err.contains("backend unavailable") => {
+                report.push(
+                    self.name,
+                    "attach",
+                    Ok(format!("stderr: `{want}`, no fallback")),
+                );
             }
-            Some(l) => {
+            Some(_) => {
                 report.push(
                     self.name,
                     "attach",
@@ -418,7 +426,6 @@ impl Session<'_> {
                         tail(&err, 10).replace('\n', " | ")
                     )),
                 );
-                let _ = l;
             }
             None => {
                 report.push(
@@ -746,6 +753,107 @@ mod tests {
         assert!(ch.files["empty"].is_empty());
         assert!(ch.ended);
         assert!(parse_channel(b"@@FILE x 10\nabc\n").is_err());
+    }
+
+    /// A guest result with one `write` case whose client sent `c2s` in the given records
+    /// (`(stream_pos, bytes, path)`), and whose server sent nothing.
+    fn channel(c2s: &[u8], records: &[(u64, &[u8], &str)]) -> Channel {
+        let mut ch = Channel::default();
+        for (k, v) in [
+            ("kprobe.cases", "write"),
+            ("kprobe.dir", "/tmp/vt/kprobe"),
+            ("kprobe/tracer.rc", "0"),
+            ("kprobe/write.rc", "0"),
+        ] {
+            ch.kv.insert(k.into(), v.into());
+        }
+        let err = "Tracing /tmp/vt/kprobe/write.sock with kprobe backend... Ctrl-C to end.\n\
+                   containerdsnoop: 2 rows; lost 0 records (0 bytes) in the kernel; 0 malformed records\n";
+        let out: String = records
+            .iter()
+            .map(|(pos, data, path)| {
+                let line = serde_json::json!({
+                    "event": "data", "sock_ino": 10, "stream_pos": pos, "len": data.len(),
+                    "call_len": data.len(), "chunk_off": 0, "pid": 7, "peer_pid": 7,
+                    "path": path, "backend": "kprobe", "flags": ["call_end"],
+                    "data": base64::engine::general_purpose::STANDARD.encode(data),
+                });
+                format!("{line}\n")
+            })
+            .collect();
+        let peer = serde_json::json!({
+            "client_pid": 7, "server_pid": 7, "client_ino": 10, "server_ino": 11,
+            "c2s_len": c2s.len(), "s2c_len": 0,
+        });
+        let sums = format!(
+            "{}  client_to_server.bin\n{}  server_to_client.bin\n",
+            hex(&Sha256::digest(c2s)),
+            hex(&Sha256::digest(b""))
+        );
+        for (k, v) in [
+            ("kprobe/tracer.err", err.to_string()),
+            ("kprobe/tracer.out", out),
+            ("kprobe/write/peer.out", peer.to_string()),
+            ("kprobe/write/sums", sums),
+        ] {
+            ch.files.insert(k.into(), v.into_bytes());
+        }
+        ch
+    }
+
+    fn verdict(ch: &Channel) -> Result<String, String> {
+        let h2 = Trace::parse("c 00").unwrap();
+        let mut report = Report {
+            label: "t".into(),
+            package: "p".into(),
+            release: "r".into(),
+            boot: None,
+            elapsed: Duration::ZERO,
+            rows: Vec::new(),
+        };
+        let session = Session {
+            ch,
+            name: "kprobe",
+            backend: "kprobe",
+            h2: &h2,
+        };
+        session.check_all(&mut report);
+        let bad: Vec<String> = report
+            .rows
+            .iter()
+            .filter(|r| !r.ok)
+            .map(|r| format!("{}: {}", r.test, r.detail))
+            .collect();
+        if bad.is_empty() {
+            Ok(report.rows.len().to_string())
+        } else {
+            Err(bad.join("; "))
+        }
+    }
+
+    #[test]
+    fn reassembles_records_in_stream_order() {
+        let p = "/tmp/vt/kprobe/write.sock";
+        // Out of order in the output: the checker sorts by stream_pos.
+        let ch = channel(b"hello world", &[(5, b" world", p), (0, b"hello", p)]);
+        assert_eq!(verdict(&ch), Ok("3".into()));
+    }
+
+    #[test]
+    fn catches_gaps_wrong_bytes_and_wrong_paths() {
+        let p = "/tmp/vt/kprobe/write.sock";
+        let gap = verdict(&channel(
+            b"hello world",
+            &[(0, b"hello", p), (6, b"world", p)],
+        ));
+        assert!(gap.unwrap_err().contains("1 bytes missing"));
+        let wrong = verdict(&channel(
+            b"hello world",
+            &[(0, b"hello", p), (5, b" World", p)],
+        ));
+        assert!(wrong.unwrap_err().contains("sha256"));
+        let path = verdict(&channel(b"hi", &[(0, b"hi", "/elsewhere")]));
+        assert!(path.unwrap_err().contains("path"));
     }
 
     #[test]

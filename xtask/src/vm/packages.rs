@@ -195,6 +195,8 @@ fn download_and_unpack(
     }
     let _ = fs::remove_dir_all(dest);
     fs::rename(&tmp, dest)?;
+    // The unpacked folder is the cache; the .deb (mostly modules we never load) is not kept.
+    let _ = fs::remove_file(&deb);
     Ok(())
 }
 
