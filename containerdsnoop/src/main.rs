@@ -16,6 +16,7 @@ use containerdsnoop::{
     filter::{Filter, MethodPattern},
     pcap::{Event, PcapReader, PcapWriter},
     pipeline::{Pipeline, Printer},
+    render::escape::escape_str,
     render::{
         json::JsonPrinter,
         raw::{RawFormat, RawPrinter},
@@ -232,6 +233,32 @@ async fn trace(config: Config, capture_config: CaptureConfig) -> anyhow::Result<
         eprintln!(
             "containerdsnoop: kprobe backend unavailable ({reason}); using the tracepoint backend"
         );
+    }
+    match containerdsnoop::capture::discover::open_connections(&config.patterns) {
+        Ok(open) if !open.is_empty() => {
+            eprintln!(
+                "containerdsnoop: {} connection(s) already open on the selected sockets; they are \
+                 decoded from where the tracer joins (late-join mode):",
+                open.len()
+            );
+            let who = |p: &Option<(u32, String)>| match p {
+                Some((pid, comm)) => format!("{} ({pid})", escape_str(comm)),
+                None => "?".to_string(),
+            };
+            for c in open.iter().take(50) {
+                eprintln!(
+                    "  {} <-> {} on {}",
+                    who(&c.client),
+                    who(&c.server),
+                    escape_str(&c.path)
+                );
+            }
+            if open.len() > 50 {
+                eprintln!("  ... and {} more", open.len() - 50);
+            }
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("containerdsnoop: cannot list open connections (sock_diag: {e})"),
     }
     if config.existing_sockets().is_empty() {
         eprintln!(

@@ -2,6 +2,8 @@
 //! tracepoint), and drains the ring buffer. The only module besides `main` that touches aya,
 //! tokio or the kernel; everything it produces is plain record bytes for `wire::parse`.
 
+pub mod discover;
+
 use std::{fmt, os::fd::AsRawFd as _, path::Path};
 
 use anyhow::{Context as _, anyhow, bail};
