@@ -55,13 +55,15 @@ impl<W: Write> TablePrinter<W> {
             message.push_str(&format!("[{}] ", escape_str(ns)));
         }
         message.push_str(&body.text);
+        // 0 means unknown: no SO_PEERCRED on datagram sockets, no process in offline captures.
+        let pid_or_dash = |p: u32| if p == 0 { "-".to_string() } else { p.to_string() };
         let prefix = format!(
             "{:<15} {:<15} {:<7} {:<7} {:<7} {:<4} {:<6} {:<mw$} ",
             self.clock.hms(row.ts_ns),
             ellipsize(&escape_str(&row.comm), 15),
-            row.pid,
-            row.tid,
-            row.peer_pid,
+            pid_or_dash(row.pid),
+            pid_or_dash(row.tid),
+            pid_or_dash(row.peer_pid),
             row.kind.as_str(),
             stream,
             method,
