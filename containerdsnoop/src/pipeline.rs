@@ -167,16 +167,18 @@ impl Pipeline {
         Ok(!self.done())
     }
 
-    /// Ends every open call (the tracer stops) and flushes.
+    /// Ends every open call (the tracer stops) and flushes. The pcap export is completed even
+    /// when printing rows fails (a closed pipe), so the file is valid after any exit.
     pub fn finish(&mut self, ts_ns: u64) -> io::Result<()> {
         self.stats.desynchronised = self.conns.desynchronised() as u64;
         self.conns.close_all(ts_ns, &mut self.events);
-        self.emit()?;
-        if let Some((w, _)) = self.pcap.take() {
-            let mut out = w.finish().map_err(pcap_error)?;
-            out.flush()?;
-        }
-        self.flush()
+        let emitted = self.emit();
+        let exported = match self.pcap.take() {
+            Some((w, _)) => w.finish().map_err(pcap_error).and_then(|mut out| out.flush()),
+            None => Ok(()),
+        };
+        let flushed = self.flush();
+        emitted.and(exported).and(flushed)
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
