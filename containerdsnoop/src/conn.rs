@@ -60,6 +60,9 @@ pub struct ConnInfo {
     pub peer_pids: [u32; 2],
     pub protocol: &'static str,
     pub sync: SyncState,
+    /// The decoder's view of the sending side's sync (`synced`, `late-join`, ...), as of the
+    /// event this info accompanies.
+    pub decoding: &'static str,
 }
 
 impl ConnInfo {
@@ -93,6 +96,8 @@ struct Conn {
     head: [Vec<u8>; 2],
     /// Stream bytes seen from each side.
     sent: [u64; 2],
+    /// Sides whose first captured byte was mid-stream (told to the decoder once it exists).
+    joined: [Option<u64>; 2],
     last_used: u64,
 }
 
@@ -185,6 +190,7 @@ impl ConnTable {
                 peer_pids: [0, 0],
                 protocol: "unknown",
                 sync,
+                decoding: "undetected",
             };
             self.conns.insert(
                 key,
@@ -195,6 +201,7 @@ impl ConnTable {
                     pending_len: 0,
                     head: [Vec::new(), Vec::new()],
                     sent: [0, 0],
+                    joined: [None, None],
                     last_used: 0,
                 },
             );
@@ -222,8 +229,16 @@ impl ConnTable {
         let (conn, side) = self.conn_for(chunk, out);
         let mut events = Vec::new();
         conn.feed(side, chunk.ts_ns, bytes, &mut events);
-        for e in events {
-            out.push((conn.info.clone(), e));
+        conn.push_events(events, out);
+    }
+
+    /// `chunk` is the first record of its socket and starts mid-stream.
+    pub fn joined(&mut self, chunk: &Chunk, out: &mut Vec<(ConnInfo, CallEvent)>) {
+        let (conn, side) = self.conn_for(chunk, out);
+        conn.joined[side_index(side)] = Some(chunk.stream_pos);
+        conn.info.sync = SyncState::LateJoin;
+        if let Some(d) = conn.decoder.as_mut() {
+            d.joined(side, chunk.stream_pos);
         }
     }
 
@@ -321,6 +336,17 @@ impl ConnTable {
 }
 
 impl Conn {
+    /// Pairs events with a snapshot of the connection info, including the decoder's sync state
+    /// for the side that sent each event.
+    fn push_events(&mut self, events: Vec<CallEvent>, out: &mut Vec<(ConnInfo, CallEvent)>) {
+        for e in events {
+            if let Some(d) = self.decoder.as_ref() {
+                self.info.decoding = d.sync_state(e.side);
+            }
+            out.push((self.info.clone(), e));
+        }
+    }
+
     fn feed(&mut self, side: Side, ts: u64, bytes: &[u8], out: &mut Vec<CallEvent>) {
         if let Some(d) = self.decoder.as_mut() {
             d.feed(side, ts, bytes, out);
@@ -340,6 +366,13 @@ impl Conn {
         };
         self.info.protocol = decoder.protocol();
         self.decoder = Some(decoder);
+        if let Some(d) = self.decoder.as_mut() {
+            for side in [Side::A, Side::B] {
+                if let Some(pos) = self.joined[side_index(side)] {
+                    d.joined(side, pos);
+                }
+            }
+        }
         self.head = [Vec::new(), Vec::new()];
         self.pending_len = 0;
         let pending = std::mem::take(&mut self.pending);

@@ -17,6 +17,18 @@ pub trait ConnDecoder {
     fn buffered(&self) -> usize;
     /// Whether `side` stopped being decoded after malformed or lost bytes.
     fn is_desynchronised(&self, side: Side) -> bool;
+    /// `side`'s first captured byte is at `stream_pos` > 0: the connection was already open
+    /// when the tracer started. Called before that side's first `feed`.
+    fn joined(&mut self, _side: Side, _stream_pos: u64) {}
+    /// How decoding of `side` stands, for JSON (`synced`, `late-join`, `desynchronised`,
+    /// `resynchronised`).
+    fn sync_state(&self, side: Side) -> &'static str {
+        if self.is_desynchronised(side) {
+            "desynchronised"
+        } else {
+            "synced"
+        }
+    }
 }
 
 impl ConnDecoder for crate::http2::Connection {
@@ -37,5 +49,11 @@ impl ConnDecoder for crate::http2::Connection {
     }
     fn is_desynchronised(&self, side: Side) -> bool {
         crate::http2::Connection::is_desynchronised(self, side)
+    }
+    fn joined(&mut self, side: Side, stream_pos: u64) {
+        crate::http2::Connection::joined(self, side, stream_pos)
+    }
+    fn sync_state(&self, side: Side) -> &'static str {
+        crate::http2::Connection::sync_state(self, side).as_str()
     }
 }

@@ -76,7 +76,14 @@ pub fn detect(first_a: &[u8], first_b: &[u8]) -> Detection {
 pub fn decoder_for(d: Detection, server: Option<Side>) -> Box<dyn ConnDecoder> {
     let client = server.map(Side::other);
     match d {
-        Detection::Http2 => Box::new(crate::http2::Connection::default()),
+        Detection::Http2 => {
+            let mut c = crate::http2::Connection::default();
+            // The kernel knows which socket is the listening side; no need to guess from headers.
+            if let Some(client) = client {
+                c.set_client(client);
+            }
+            Box::new(c)
+        }
         Detection::Ttrpc => Box::new(crate::ttrpc::Connection::default().with_client(client)),
         Detection::Http1 => Box::new(crate::http1::Connection::default().with_client(client)),
         Detection::Raw | Detection::NeedMore => Box::new(RawDecoder::new(server)),

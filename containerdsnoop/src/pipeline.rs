@@ -155,7 +155,8 @@ impl Pipeline {
                 Piece::Gap { len, .. } | Piece::Missing { len, .. } => {
                     self.conns.gap(chunk, len, &mut self.events)
                 }
-                Piece::Joined { .. } | Piece::Overlap { .. } => {}
+                Piece::Joined { .. } => self.conns.joined(chunk, &mut self.events),
+                Piece::Overlap { .. } => {}
             }
         }
         self.pieces = pieces;
@@ -174,7 +175,10 @@ impl Pipeline {
         self.conns.close_all(ts_ns, &mut self.events);
         let emitted = self.emit();
         let exported = match self.pcap.take() {
-            Some((w, _)) => w.finish().map_err(pcap_error).and_then(|mut out| out.flush()),
+            Some((w, _)) => w
+                .finish()
+                .map_err(pcap_error)
+                .and_then(|mut out| out.flush()),
             None => Ok(()),
         };
         let flushed = self.flush();

@@ -2,11 +2,12 @@
 //! decompresses messages, reads status trailers, and turns all of it into `CallEvent`s. The
 //! HTTP/2 layer hands over decoded header lists and DATA payloads; nothing here sees frames.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use super::compress::{self, Encoding};
-use super::framing::{Deframer, Piece};
+use super::framing::{self, Deframer, Piece};
+use super::infer::{Catalog, Evidence, Hints, Inference};
 use super::status;
 use crate::call::{Body, CallEvent, CallEventKind, Method, Role, Side, Status};
 use crate::http2::Stats;
@@ -17,8 +18,30 @@ use crate::http2::hpack::HeaderList;
 /// a real header name, so it cannot be mistaken for one.
 pub const UNKNOWN_NAME: &str = "<unknown>";
 
+/// Why a call's status is not shown: its trailers refer to header table entries from before
+/// decoding started (late join, lost bytes), so `grpc-status` cannot be read.
+pub const UNKNOWN_STATUS: &str = "status unknown (header table entry from before decoding started)";
+
 /// The header that carries the containerd namespace of a call.
 pub const NAMESPACE_HEADER: &str = "containerd-namespace";
+
+/// Events of one call held back while its method is being inferred; beyond it they are released
+/// with whatever name the evidence so far gives (possibly none).
+pub const MAX_HELD_EVENTS: usize = 32;
+
+/// Message bytes of one call held back while its method is being inferred.
+pub const MAX_HELD_BYTES: usize = 1 << 20;
+
+/// Message bytes held back for inference across all calls of a connection.
+pub const MAX_HELD_TOTAL: usize = 8 << 20;
+
+/// How long (capture time) a call's events may be held back for inference: a streaming call
+/// whose response is slow to come is shown unnamed rather than late.
+pub const MAX_HOLD_NS: u64 = 1_000_000_000;
+
+/// Stream ids of ended calls remembered so their late frames are not taken for calls that
+/// started before decoding did.
+const RETIRED_STREAMS: usize = 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CallLimits {
@@ -50,6 +73,9 @@ struct Half {
     raw_len: u64,
     /// The raw body was dropped to respect the connection's buffer limit.
     raw_dropped: bool,
+    /// Bytes of this half were lost (or it started before decoding did): DATA frames are
+    /// skipped until one starts a message (`framing::starts_messages`).
+    seek: bool,
 }
 
 impl Half {
@@ -62,8 +88,25 @@ impl Half {
             raw: Vec::new(),
             raw_len: 0,
             raw_dropped: false,
+            seek: false,
         }
     }
+}
+
+/// Inference state of a call whose `:path` is unknown.
+#[derive(Debug)]
+struct Pending {
+    evidence: Evidence,
+    /// The unknown HPACK entry its `:path` came from, if that can be named.
+    slot: Option<usize>,
+    hints: Hints,
+    /// Events not yet released, oldest first, with their message bytes.
+    held: Vec<CallEvent>,
+    held_bytes: usize,
+    /// Capture time of the oldest held event.
+    since: u64,
+    /// Still holding events back (false once released, named or not).
+    holding: bool,
 }
 
 #[derive(Debug)]
@@ -77,6 +120,10 @@ struct Call {
     response_headers: bool,
     request: Half,
     response: Half,
+    /// Present while the method is unknown (or was inferred).
+    pending: Option<Box<Pending>>,
+    /// Taken up mid-call (it started before decoding did): no Start row, no latency.
+    adopted: bool,
 }
 
 impl Call {
@@ -96,6 +143,16 @@ impl Call {
     }
 }
 
+/// Method inference across the calls of one connection.
+#[derive(Debug)]
+struct InferState {
+    inference: Inference,
+    /// Message bytes held back for inference, all calls together.
+    held_total: usize,
+    /// Calls currently holding events back.
+    holding: usize,
+}
+
 /// The calls of one connection, keyed by stream id.
 #[derive(Debug)]
 pub struct Calls {
@@ -103,6 +160,14 @@ pub struct Calls {
     limits: CallLimits,
     /// Sum of `Call::held` over `calls`.
     held: usize,
+    infer: InferState,
+    /// Decoding started mid-connection or resumed after a loss: DATA on a stream never seen may
+    /// belong to a call that started before, and is taken up (adopted).
+    adopting: bool,
+    /// The first stream whose request headers were decoded since the request direction was
+    /// last (re)synchronised: streams below it may predate decoding, streams above cannot.
+    first_fresh: Option<u32>,
+    retired: VecDeque<u32>,
 }
 
 impl Calls {
@@ -111,12 +176,91 @@ impl Calls {
             calls: BTreeMap::new(),
             limits,
             held: 0,
+            infer: InferState {
+                inference: Inference::new(Catalog::embedded()),
+                held_total: 0,
+                holding: 0,
+            },
+            adopting: false,
+            first_fresh: None,
+            retired: VecDeque::new(),
         }
     }
 
-    /// Bytes held in incomplete messages and bodies across all calls.
+    /// Uses `catalog` (e.g. built from a schema with the user's protos) to infer methods;
+    /// `None` turns inference off.
+    pub fn set_catalog(&mut self, catalog: Option<Arc<Catalog>>) {
+        self.infer.inference.set_catalog(catalog);
+    }
+
+    /// Decoding of the direction carrying `role` starts mid-connection (late join) or resumes
+    /// after lost bytes. Messages cut by the loss are reported unavailable; framing of each
+    /// open call's `role` half resumes at the next DATA frame that starts a message. Returns how
+    /// many messages were cut.
+    pub fn resume(
+        &mut self,
+        at: Origin,
+        lost: bool,
+        out: &mut Vec<CallEvent>,
+        stats: &mut Stats,
+    ) -> usize {
+        self.adopting = true;
+        if at.role == Role::Request {
+            self.first_fresh = None;
+            self.infer.inference.table_lost();
+        }
+        let mut cut = 0;
+        let streams: Vec<u32> = self.calls.keys().copied().collect();
+        for stream in streams {
+            let Some(call) = self.calls.get_mut(&stream) else {
+                continue;
+            };
+            let before = call.held();
+            let max = self.limits.max_message;
+            let half = call.half(at.role);
+            if half.ended || half.seek {
+                continue;
+            }
+            let partial = half.deframer.partial();
+            half.deframer = Deframer::new(max);
+            half.seek = true;
+            if !half.raw.is_empty() {
+                half.raw = Vec::new();
+                half.raw_dropped = true;
+            }
+            self.held = (self.held + call.held()).saturating_sub(before);
+            if let (true, Some((claimed, seen))) = (lost, partial) {
+                cut += 1;
+                let body = Body::Unavailable {
+                    reason: format!("bytes lost by the capture ({seen} bytes seen)"),
+                    len: claimed,
+                };
+                Self::message(call, &mut self.infer, at, stream, body, out, stats);
+            }
+        }
+        cut
+    }
+
+    /// Releases events held back for inference for longer than `MAX_HOLD_NS` before `ts_ns`.
+    pub fn tick(&mut self, ts_ns: u64, out: &mut Vec<CallEvent>, stats: &mut Stats) {
+        if self.infer.holding == 0 {
+            return;
+        }
+        for call in self.calls.values_mut() {
+            let stale = call
+                .pending
+                .as_ref()
+                .is_some_and(|p| p.holding && ts_ns.saturating_sub(p.since) > MAX_HOLD_NS);
+            if stale {
+                Self::release(call, &mut self.infer, out, stats);
+            }
+        }
+    }
+
+    /// Bytes held in incomplete messages and bodies across all calls, and in messages held
+    /// back while their call's method is inferred.
     pub fn buffered(&self) -> usize {
-        self.held
+        self.held + self.infer.held_total
     }
 
     /// Calls currently open.
@@ -158,26 +302,74 @@ impl Calls {
             if end_stream && !call.request.ended {
                 call.request.ended = true;
                 let before = call.held();
-                Self::finish_half(call, at, stream, Role::Request, &self.limits, out, stats);
+                Self::finish_half(
+                    call,
+                    &mut self.infer,
+                    at,
+                    stream,
+                    Role::Request,
+                    &self.limits,
+                    out,
+                    stats,
+                );
                 self.held = (self.held + call.held()).saturating_sub(before);
             }
             return;
         }
         if self.calls.len() >= self.limits.max_streams.max(1)
-            && let Some((_, old)) = self.calls.pop_first()
+            && let Some((_, mut old)) = self.calls.pop_first()
         {
             // Stream ids only grow, so the lowest id is the oldest call.
             self.held = self.held.saturating_sub(old.held());
             stats.evicted_streams += 1;
+            Self::release(&mut old, &mut self.infer, out, stats);
+        }
+        if self.adopting && self.first_fresh.is_none() {
+            self.first_fresh = Some(stream);
         }
         let method = list.get(":path").map(|p| Method {
             name: Arc::from(p),
             inferred: false,
         });
         let namespace = list.get(NAMESPACE_HEADER).map(Arc::from);
-        let grpc = list
-            .get("content-type")
-            .is_some_and(|ct| ct.starts_with("application/grpc"));
+        let has_unknown = list
+            .fields
+            .iter()
+            .any(|f| f.name.is_none() || f.value.is_none());
+        let grpc = match list.get("content-type") {
+            Some(ct) => ct.starts_with("application/grpc"),
+            // Its entry predates decoding: HTTP/2 on a runtime's socket is gRPC.
+            None => has_unknown,
+        };
+        let pending = match &method {
+            Some(m) => {
+                self.infer.inference.saw_path(&m.name);
+                None
+            }
+            // Inferred only when the header block had fields from unknown table entries (late
+            // join, lost bytes): a block that simply lacks `:path` is shown as it is.
+            None if self.infer.inference.catalog().is_some()
+                && list.fields.iter().any(|f| f.name.is_none()) =>
+            {
+                self.infer.holding += 1;
+                let slot = path_slot(list);
+                let evidence = slot
+                    .and_then(|s| self.infer.inference.slot(s))
+                    .map_or_else(Evidence::new, Evidence::seeded);
+                Some(Box::new(Pending {
+                    evidence,
+                    slot,
+                    hints: Hints {
+                        namespace: namespace.is_some(),
+                    },
+                    held: Vec::new(),
+                    held_bytes: 0,
+                    since: at.ts_ns,
+                    holding: true,
+                }))
+            }
+            None => None,
+        };
         let mut request = Half::new(self.limits.max_message);
         request.encoding = Encoding::from_header(list.get("grpc-encoding"));
         request.ended = end_stream;
@@ -193,28 +385,31 @@ impl Calls {
             })
             .collect();
         stats.calls_started += 1;
-        out.push(CallEvent {
-            ts_ns: at.ts_ns,
-            side: at.side,
-            stream: u64::from(stream),
-            kind: CallEventKind::Start {
-                method: method.clone(),
-                metadata,
+        let mut call = Call {
+            start_ts: at.ts_ns,
+            method: method.clone(),
+            namespace,
+            grpc,
+            http_status: None,
+            response_headers: false,
+            request,
+            response: Half::new(self.limits.max_message),
+            pending,
+            adopted: false,
+        };
+        Self::emit(
+            &mut call,
+            &mut self.infer,
+            CallEvent {
+                ts_ns: at.ts_ns,
+                side: at.side,
+                stream: u64::from(stream),
+                kind: CallEventKind::Start { method, metadata },
             },
-        });
-        self.calls.insert(
-            stream,
-            Call {
-                start_ts: at.ts_ns,
-                method,
-                namespace,
-                grpc,
-                http_status: None,
-                response_headers: false,
-                request,
-                response: Half::new(self.limits.max_message),
-            },
+            0,
+            out,
         );
+        self.calls.insert(stream, call);
     }
 
     fn response_headers(
@@ -246,7 +441,16 @@ impl Calls {
         // Trailers, or a trailers-only response (HEADERS with END_STREAM carrying grpc-status).
         call.response.ended = true;
         let before = call.held();
-        Self::finish_half(call, at, stream, Role::Response, &self.limits, out, stats);
+        Self::finish_half(
+            call,
+            &mut self.infer,
+            at,
+            stream,
+            Role::Response,
+            &self.limits,
+            out,
+            stats,
+        );
         self.held = (self.held + call.held()).saturating_sub(before);
         let status = if call.grpc {
             match list.get("grpc-status").and_then(status::parse_code) {
@@ -255,6 +459,17 @@ impl Calls {
                     message: list.get("grpc-message").map(status::percent_decode),
                     abnormal: None,
                 },
+                None if list
+                    .fields
+                    .iter()
+                    .any(|f| f.name.is_none() || f.value.is_none()) =>
+                {
+                    Status {
+                        code: None,
+                        message: None,
+                        abnormal: Some(UNKNOWN_STATUS.to_string()),
+                    }
+                }
                 None => Status {
                     code: None,
                     message: None,
@@ -284,8 +499,11 @@ impl Calls {
         out: &mut Vec<CallEvent>,
         stats: &mut Stats,
     ) {
-        let Some(call) = self.calls.get_mut(&stream) else {
+        if !self.calls.contains_key(&stream) && !self.adopt(at, stream, stats) {
             stats.orphan_frames += 1;
+            return;
+        }
+        let Some(call) = self.calls.get_mut(&stream) else {
             return;
         };
         if call.half(at.role).ended {
@@ -293,12 +511,33 @@ impl Calls {
             return;
         }
         let held_before = call.held();
+        let grpc = call.grpc;
+        let half = call.half(at.role);
+        if half.seek {
+            if grpc && !framing::starts_messages(data, self.limits.max_message) {
+                // Still inside a message whose start was lost.
+                stats.skipped_data_frames += 1;
+                if !end_stream {
+                    return;
+                }
+                half.ended = true;
+                if at.role == Role::Response {
+                    let status = Status {
+                        abnormal: Some("response ended without trailers".into()),
+                        ..Status::default()
+                    };
+                    self.end(stream, at, status, out, stats);
+                }
+                return;
+            }
+            half.seek = false;
+        }
         if call.grpc {
             let mut pieces = Vec::new();
             call.half(at.role).deframer.push(data, &mut pieces);
             for piece in pieces {
                 let body = Self::body(call, at.role, piece, &self.limits, stats);
-                Self::message(call, at, stream, body, out, stats);
+                Self::message(call, &mut self.infer, at, stream, body, out, stats);
             }
         } else {
             let max = self.limits.max_message;
@@ -323,6 +562,7 @@ impl Calls {
                 stats.oversize_messages += 1;
                 Self::message(
                     call,
+                    &mut self.infer,
                     at,
                     stream,
                     Body::Unavailable { reason, len },
@@ -340,7 +580,16 @@ impl Calls {
         }
         call.half(at.role).ended = true;
         let before = call.held();
-        Self::finish_half(call, at, stream, at.role, &self.limits, out, stats);
+        Self::finish_half(
+            call,
+            &mut self.infer,
+            at,
+            stream,
+            at.role,
+            &self.limits,
+            out,
+            stats,
+        );
         self.held = (self.held + call.held()).saturating_sub(before);
         if at.role == Role::Response {
             let status = if call.grpc {
@@ -356,6 +605,53 @@ impl Calls {
             };
             self.end(stream, at, status, out, stats);
         }
+    }
+
+    /// Takes up a call that started before decoding did, on its first DATA frame, if `stream`
+    /// can be such a call. Returns whether it was adopted.
+    fn adopt(&mut self, at: Origin, stream: u32, stats: &mut Stats) -> bool {
+        let older = self.first_fresh.is_none_or(|first| stream < first);
+        if !self.adopting || !older || stream.is_multiple_of(2) || self.retired.contains(&stream) {
+            return false;
+        }
+        if self.calls.len() >= self.limits.max_streams.max(1) {
+            return false;
+        }
+        let mut request = Half::new(self.limits.max_message);
+        let mut response = Half::new(self.limits.max_message);
+        request.seek = true;
+        response.seek = true;
+        let pending = self.infer.inference.catalog().is_some().then(|| {
+            self.infer.holding += 1;
+            Box::new(Pending {
+                evidence: Evidence::new(),
+                slot: None,
+                hints: Hints::default(),
+                held: Vec::new(),
+                held_bytes: 0,
+                since: at.ts_ns,
+                holding: true,
+            })
+        });
+        stats.adopted_calls += 1;
+        self.calls.insert(
+            stream,
+            Call {
+                start_ts: at.ts_ns,
+                method: None,
+                namespace: None,
+                // gRPC is what runs over HTTP/2 on these sockets.
+                grpc: true,
+                http_status: None,
+                // A response already under way had its headers before we joined.
+                response_headers: at.role == Role::Response,
+                request,
+                response,
+                pending,
+                adopted: true,
+            },
+        );
+        true
     }
 
     /// RST_STREAM from either side.
@@ -433,22 +729,6 @@ impl Calls {
         }
     }
 
-    /// The direction carrying `role` lost bytes and stopped decoding. Returns how many calls
-    /// were abandoned without an End row: once the response direction is lost, no open call
-    /// can be ended truthfully, so none is ended at all.
-    pub fn direction_lost(&mut self, role: Role) -> usize {
-        match role {
-            Role::Response => {
-                let n = self.calls.len();
-                self.calls.clear();
-                self.held = 0;
-                n
-            }
-            // Responses still decode; requests simply receive nothing more.
-            Role::Request => 0,
-        }
-    }
-
     /// The connection ended: every open call ends abnormally.
     pub fn close(&mut self, at: Origin, reason: &str, out: &mut Vec<CallEvent>, stats: &mut Stats) {
         let open: Vec<u32> = self.calls.keys().copied().collect();
@@ -474,11 +754,29 @@ impl Calls {
         out: &mut Vec<CallEvent>,
         stats: &mut Stats,
     ) {
-        let Some(call) = self.calls.remove(&stream) else {
+        let Some(mut call) = self.calls.remove(&stream) else {
             return;
         };
         self.held = self.held.saturating_sub(call.held());
         stats.calls_ended += 1;
+        if self.retired.len() >= RETIRED_STREAMS {
+            self.retired.pop_front();
+        }
+        self.retired.push_back(stream);
+        Self::release(&mut call, &mut self.infer, out, stats);
+        if let Some(p) = &call.pending {
+            if let Some(slot) = p.slot {
+                if p.evidence.any_possible() {
+                    self.infer.inference.learn(slot, &p.evidence);
+                } else {
+                    // This call contradicts what its entry's earlier calls showed.
+                    self.infer.inference.forget(slot);
+                }
+            }
+            if call.method.is_none() {
+                stats.uninferred_calls += 1;
+            }
+        }
         out.push(CallEvent {
             ts_ns: at.ts_ns,
             side: at.side,
@@ -487,14 +785,77 @@ impl Calls {
                 method: call.method,
                 namespace: call.namespace,
                 status,
-                latency_ns: Some(at.ts_ns.saturating_sub(call.start_ts)),
+                latency_ns: (!call.adopted).then(|| at.ts_ns.saturating_sub(call.start_ts)),
             },
         });
     }
 
+    /// Names the call from the evidence so far if it can, and if events are held back, releases
+    /// them (named or not). Later events of a call released unnamed carry a name only if one is
+    /// inferred by then.
+    fn release(call: &mut Call, inf: &mut InferState, out: &mut Vec<CallEvent>, stats: &mut Stats) {
+        let Some(p) = call.pending.as_deref_mut() else {
+            return;
+        };
+        Self::try_name(&mut call.method, p, &mut inf.inference, stats);
+        if !p.holding {
+            return;
+        }
+        p.holding = false;
+        inf.holding = inf.holding.saturating_sub(1);
+        inf.held_total = inf.held_total.saturating_sub(p.held_bytes);
+        p.held_bytes = 0;
+        for mut ev in p.held.drain(..) {
+            match &mut ev.kind {
+                CallEventKind::Start { method, .. }
+                | CallEventKind::Message { method, .. }
+                | CallEventKind::End { method, .. } => method.clone_from(&call.method),
+                CallEventKind::Notice { .. } => {}
+            }
+            out.push(ev);
+        }
+    }
+
+    fn try_name(method: &mut Option<Method>, p: &Pending, inf: &mut Inference, stats: &mut Stats) {
+        if method.is_some() || p.evidence.observed() == 0 {
+            return;
+        }
+        if let Some(name) = inf.decide(&p.evidence, p.slot, p.hints) {
+            inf.saw_inferred(&name);
+            stats.inferred_calls += 1;
+            *method = Some(Method {
+                name,
+                inferred: true,
+            });
+        }
+    }
+
+    /// Sends `ev` out, or holds it back while the call's method is being inferred.
+    fn emit(
+        call: &mut Call,
+        inf: &mut InferState,
+        ev: CallEvent,
+        bytes: usize,
+        out: &mut Vec<CallEvent>,
+    ) {
+        match call.pending.as_deref_mut() {
+            Some(p) if p.holding => {
+                if p.held.is_empty() {
+                    p.since = ev.ts_ns;
+                }
+                p.held.push(ev);
+                p.held_bytes += bytes;
+                inf.held_total += bytes;
+            }
+            _ => out.push(ev),
+        }
+    }
+
     /// END_STREAM on one half: report a message cut short, or deliver a non-gRPC body.
+    #[allow(clippy::too_many_arguments)]
     fn finish_half(
         call: &mut Call,
+        inf: &mut InferState,
         at: Origin,
         stream: u32,
         role: Role,
@@ -523,7 +884,7 @@ impl Calls {
             Some(Body::Raw(std::mem::take(&mut half.raw)))
         };
         if let Some(body) = body {
-            Self::message(call, Origin { role, ..at }, stream, body, out, stats);
+            Self::message(call, inf, Origin { role, ..at }, stream, body, out, stats);
         }
     }
 
@@ -574,8 +935,10 @@ impl Calls {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn message(
         call: &mut Call,
+        inf: &mut InferState,
         at: Origin,
         stream: u32,
         body: Body,
@@ -586,7 +949,24 @@ impl Calls {
         let index = half.next_index;
         half.next_index += 1;
         stats.messages += 1;
-        out.push(CallEvent {
+        let mut settle = false;
+        if let (Some(p), Some(cat)) = (call.pending.as_deref_mut(), inf.inference.catalog()) {
+            if let Body::Protobuf(bytes) = &body {
+                p.evidence.observe(cat, at.role, index, bytes);
+            }
+            if p.holding {
+                // The first response message usually settles it.
+                settle = at.role == Role::Response;
+            } else if call.method.is_none() {
+                Self::try_name(&mut call.method, p, &mut inf.inference, stats);
+            }
+        }
+        let bytes = match &body {
+            Body::Protobuf(b) | Body::Raw(b) => b.len(),
+            Body::Text { text, .. } => text.len(),
+            Body::Unavailable { .. } => 0,
+        };
+        let ev = CallEvent {
             ts_ns: at.ts_ns,
             side: at.side,
             stream: u64::from(stream),
@@ -597,8 +977,42 @@ impl Calls {
                 namespace: call.namespace.clone(),
                 body,
             },
-        });
+        };
+        Self::emit(call, inf, ev, bytes, out);
+        if let Some(p) = call.pending.as_deref()
+            && p.holding
+        {
+            // Limits keep rows from waiting without bound.
+            let forced = p.held.len() >= MAX_HELD_EVENTS
+                || p.held_bytes >= MAX_HELD_BYTES
+                || inf.held_total >= MAX_HELD_TOTAL;
+            if settle && !forced {
+                Self::try_name(&mut call.method, p, &mut inf.inference, stats);
+            }
+            if forced || call.method.is_some() {
+                Self::release(call, inf, out, stats);
+            }
+        }
     }
+}
+
+/// Which field of a request header block holds `:path` when its entry is unknown: the unknown
+/// indexed field right after `:scheme` (grpc-go's order is `:method`, `:scheme`, `:path`,
+/// `:authority`), else the first unknown one among the pseudo-headers. Its slot names it.
+fn path_slot(list: &HeaderList) -> Option<usize> {
+    let fields = &list.fields;
+    let after_scheme = fields
+        .iter()
+        .position(|f| f.name_str() == Some(":scheme"))
+        .and_then(|i| fields.get(i + 1))
+        .filter(|f| f.name.is_none());
+    let first_unknown = || {
+        fields
+            .iter()
+            .take_while(|f| f.name.as_deref().is_none_or(|n| n.starts_with(b":")))
+            .find(|f| f.name.is_none())
+    };
+    after_scheme.or_else(first_unknown)?.unknown_slot
 }
 
 fn who(role: Role) -> &'static str {

@@ -171,6 +171,34 @@ impl Deframer {
     }
 }
 
+/// A DATA payload that fills a frame of this size may end inside a message: grpc-go cuts
+/// messages into frames of `http2MaxFrameLen` = 16384 bytes.
+pub const FULL_FRAME: usize = 16384;
+
+/// Whether a DATA payload seen without what came before it (late join, lost bytes) plausibly
+/// starts a message: its prefixes chain to exactly the end of the payload, or the payload fills
+/// a whole frame and its first prefix is plausible. gRPC writers start each message in a new
+/// DATA frame, so the first such frame resumes framing.
+pub fn starts_messages(payload: &[u8], max_message: usize) -> bool {
+    let mut rest = payload;
+    let mut first = true;
+    while !rest.is_empty() {
+        let Some(prefix) = rest.get(..PREFIX_LEN) else {
+            return false;
+        };
+        let len = u32::from_be_bytes([prefix[1], prefix[2], prefix[3], prefix[4]]) as usize;
+        if prefix[0] > 1 || len > max_message {
+            return false;
+        }
+        let Some(after) = rest.get(PREFIX_LEN + len..) else {
+            return first && payload.len() >= FULL_FRAME;
+        };
+        rest = after;
+        first = false;
+    }
+    !first
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,6 +302,20 @@ mod tests {
         assert_eq!(d.held(), 0);
         d.push(&b[7..], &mut out);
         assert_eq!(out, vec![m(b"next")]);
+    }
+
+    #[test]
+    fn message_starts_are_recognised() {
+        let two = [msg(0, b"one"), msg(1, b"")].concat();
+        assert!(starts_messages(&two, 100));
+        assert!(!starts_messages(&two[1..], 100));
+        assert!(!starts_messages(&two[..two.len() - 1], 100));
+        assert!(!starts_messages(&[], 100));
+        assert!(!starts_messages(&msg(2, b"x"), 100));
+        let big = msg(0, &[7; 20000]);
+        assert!(starts_messages(&big[..FULL_FRAME], 100_000));
+        assert!(!starts_messages(&big[..FULL_FRAME - 1], 100_000));
+        assert!(!starts_messages(&big[..FULL_FRAME], 1000));
     }
 
     #[test]

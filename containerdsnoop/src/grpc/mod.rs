@@ -4,6 +4,7 @@
 pub mod calls;
 pub mod compress;
 pub mod framing;
+pub mod infer;
 pub mod status;
 
 pub use calls::{CallLimits, Calls, Origin};

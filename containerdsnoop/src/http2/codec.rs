@@ -35,7 +35,18 @@ impl FrameReader {
 
     /// Feeds a chunk; complete frames go to `sink` in order. After an error the reader's state
     /// is meaningless: the caller stops feeding this direction.
-    pub fn feed<S: FrameSink>(&mut self, mut bytes: &[u8], sink: &mut S) -> Result<(), S::Error> {
+    pub fn feed<S: FrameSink>(&mut self, bytes: &[u8], sink: &mut S) -> Result<(), S::Error> {
+        self.feed_resumable(bytes, sink).map_err(|f| f.error)
+    }
+
+    /// Like `feed`, but an error also hands back the bytes from just after the first byte of
+    /// the frame that failed, where a search for the next frame boundary can start. The reader
+    /// is empty afterwards.
+    pub fn feed_resumable<S: FrameSink>(
+        &mut self,
+        mut bytes: &[u8],
+        sink: &mut S,
+    ) -> Result<(), Failed<S::Error>> {
         if !self.buf.is_empty() {
             // Complete the buffered frame with just the bytes it needs.
             if self.buf.len() < HEADER_LEN {
@@ -46,33 +57,65 @@ impl FrameReader {
             let Some(head) = Head::parse(&self.buf) else {
                 return Ok(());
             };
-            let total = checked_total(&head, sink.max_frame_size())?;
+            let total = match checked_total(&head, sink.max_frame_size()) {
+                Ok(total) => total,
+                Err(e) => return Err(self.fail(e.into(), bytes)),
+            };
             let take = (total - self.buf.len()).min(bytes.len());
             self.buf.extend_from_slice(&bytes[..take]);
             bytes = &bytes[take..];
             if self.buf.len() < total {
                 return Ok(());
             }
-            let r = sink.frame(&head, &self.buf[HEADER_LEN..total]);
+            if let Err(e) = sink.frame(&head, &self.buf[HEADER_LEN..total]) {
+                return Err(self.fail(e, bytes));
+            }
             self.buf.clear();
             if self.buf.capacity() > KEEP_CAPACITY {
                 self.buf = Vec::new();
             }
-            r?;
         }
         // Frames wholly inside the chunk are handed over without copying.
         while let Some(head) = Head::parse(bytes) {
-            let total = checked_total(&head, sink.max_frame_size())?;
+            let total = match checked_total(&head, sink.max_frame_size()) {
+                Ok(total) => total,
+                Err(e) => return Err(self.fail(e.into(), bytes)),
+            };
             if bytes.len() < total {
                 break;
             }
-            sink.frame(&head, &bytes[HEADER_LEN..total])?;
+            if let Err(error) = sink.frame(&head, &bytes[HEADER_LEN..total]) {
+                return Err(self.fail(error, bytes));
+            }
             bytes = &bytes[total..];
         }
         // What is left is the start of one frame whose length, if known, is within the limit.
         self.buf.extend_from_slice(bytes);
         Ok(())
     }
+
+    /// The failing frame starts at `self.buf[0]` if the buffer holds anything, else at
+    /// `bytes[0]`; `bytes` is what the chunk had left.
+    fn fail<E>(&mut self, error: E, bytes: &[u8]) -> Failed<E> {
+        let mut rest = if self.buf.is_empty() {
+            bytes.get(1..).unwrap_or_default().to_vec()
+        } else {
+            let mut r = self.buf.split_off(1);
+            r.extend_from_slice(bytes);
+            r
+        };
+        rest.shrink_to_fit();
+        self.buf = Vec::new();
+        Failed { error, rest }
+    }
+}
+
+/// A frame that could not be read or was rejected by the sink.
+#[derive(Debug)]
+pub struct Failed<E> {
+    pub error: E,
+    /// The bytes after the first byte of the failed frame.
+    pub rest: Vec<u8>,
 }
 
 fn checked_total(head: &Head, max: u32) -> Result<usize, FrameError> {

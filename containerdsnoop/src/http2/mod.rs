@@ -6,9 +6,10 @@ pub mod conn;
 pub mod frame;
 pub mod hpack;
 pub mod limits;
+pub mod resync;
 pub mod stats;
 
-pub use conn::{Connection, Desync, PREFACE};
+pub use conn::{Connection, Desync, PREFACE, SyncState};
 pub use limits::Limits;
 pub use stats::Stats;
 

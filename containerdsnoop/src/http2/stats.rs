@@ -30,6 +30,18 @@ pub struct Stats {
     pub calls_ended: u64,
     /// Frames for streams no call is tracked for (already ended, evicted, or never seen).
     pub orphan_frames: u64,
+    /// Directions whose frame boundaries were found again (late join or after a desync).
+    pub resyncs: u64,
+    /// CONTINUATION frames skipped after a resync because their HEADERS was not seen.
+    pub skipped_continuations: u64,
+    /// DATA frames skipped because they continue a message whose start was not seen.
+    pub skipped_data_frames: u64,
+    /// Calls taken up mid-call because they started before decoding did.
+    pub adopted_calls: u64,
+    /// Calls whose method was not seen but inferred (shown marked as inferred).
+    pub inferred_calls: u64,
+    /// Calls whose method was neither seen nor inferred.
+    pub uninferred_calls: u64,
 }
 
 impl Stats {
@@ -51,5 +63,11 @@ impl Stats {
         self.calls_started += o.calls_started;
         self.calls_ended += o.calls_ended;
         self.orphan_frames += o.orphan_frames;
+        self.resyncs += o.resyncs;
+        self.skipped_continuations += o.skipped_continuations;
+        self.skipped_data_frames += o.skipped_data_frames;
+        self.adopted_calls += o.adopted_calls;
+        self.inferred_calls += o.inferred_calls;
+        self.uninferred_calls += o.uninferred_calls;
     }
 }

@@ -75,6 +75,7 @@ pub fn row_json(
     m.insert("path".into(), json!(row.conn.path));
     m.insert("sock_inodes".into(), json!(row.conn.inodes));
     m.insert("sync".into(), json!(row.conn.sync.as_str()));
+    m.insert("decoding".into(), json!(row.conn.decoding));
     match &row.event {
         CallEventKind::End {
             status, latency_ns, ..

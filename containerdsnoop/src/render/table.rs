@@ -56,7 +56,13 @@ impl<W: Write> TablePrinter<W> {
         }
         message.push_str(&body.text);
         // 0 means unknown: no SO_PEERCRED on datagram sockets, no process in offline captures.
-        let pid_or_dash = |p: u32| if p == 0 { "-".to_string() } else { p.to_string() };
+        let pid_or_dash = |p: u32| {
+            if p == 0 {
+                "-".to_string()
+            } else {
+                p.to_string()
+            }
+        };
         let prefix = format!(
             "{:<15} {:<15} {:<7} {:<7} {:<7} {:<4} {:<6} {:<mw$} ",
             self.clock.hms(row.ts_ns),

@@ -38,6 +38,10 @@ pub struct Field {
     pub value: Option<Arc<[u8]>>,
     /// Sent as "never indexed" (RFC 7541 §6.2.3): the sender marked it sensitive.
     pub sensitive: bool,
+    /// For an indexed field whose table entry predates a late join: the entry's stable slot
+    /// (`DynamicTable::unknown_slot`), so repeated references to one unknown entry can be told
+    /// apart from references to another.
+    pub unknown_slot: Option<usize>,
 }
 
 impl Field {
@@ -116,6 +120,21 @@ impl Decoder {
         }
     }
 
+    /// Forgets the dynamic table: the bytes that follow come after an unknown number of header
+    /// blocks (lost bytes), so every entry held may have moved. Decodes on as after a late join.
+    pub fn rejoin(&mut self) {
+        self.table = DynamicTable::late_join(
+            DEFAULT_HEADER_TABLE_SIZE as usize,
+            self.limits.table_hard_cap,
+        );
+        self.protocol_max = None;
+    }
+
+    /// True while table entries from before a late join or a loss may still be referenced.
+    pub fn is_late(&self) -> bool {
+        self.table.is_late()
+    }
+
     /// Sets the bound on size updates (`None`: unknown, do not enforce).
     pub fn set_protocol_max(&mut self, max: Option<usize>) {
         self.protocol_max = max;
@@ -139,10 +158,16 @@ impl Decoder {
                 // §6.1 indexed field.
                 let index = integer::decode(block, &mut pos, 7)?;
                 let (name, value) = self.lookup(index)?;
+                let unknown_slot = if name.is_none() && value.is_none() {
+                    self.table.unknown_slot(index)
+                } else {
+                    None
+                };
                 Field {
                     name,
                     value,
                     sensitive: false,
+                    unknown_slot,
                 }
             } else if b & 0x40 != 0 {
                 // §6.2.1 literal with incremental indexing.
@@ -160,6 +185,7 @@ impl Decoder {
                     name: name.bytes,
                     value: value.bytes,
                     sensitive: false,
+                    unknown_slot: None,
                 }
             } else if b & 0x20 != 0 {
                 // §6.3 dynamic table size update.
@@ -184,6 +210,7 @@ impl Decoder {
                     name: name.bytes,
                     value: value.bytes,
                     sensitive,
+                    unknown_slot: None,
                 }
             };
             seen_field = true;

@@ -120,6 +120,13 @@ pub struct DynamicTable {
     /// late join or when the encoder's table is larger than `hard_cap`; an index beyond the
     /// entries held is then unknown rather than an error.
     complete: bool,
+    /// Decoding started mid-connection and the entries from before are not all gone yet.
+    late: bool,
+    /// This table evicted an entry since `late` was set: the encoder has then evicted every
+    /// entry from before too (it evicts oldest first), so the table has turned over.
+    evicted_since_late: bool,
+    /// Entries held whose size is only a lower bound (a part unknown).
+    inexact: usize,
 }
 
 impl DynamicTable {
@@ -130,6 +137,9 @@ impl DynamicTable {
             encoder_max,
             hard_cap,
             complete: encoder_max <= hard_cap,
+            late: false,
+            evicted_since_late: false,
+            inexact: 0,
         }
     }
 
@@ -137,8 +147,26 @@ impl DynamicTable {
     pub fn late_join(encoder_max: usize, hard_cap: usize) -> DynamicTable {
         DynamicTable {
             complete: false,
+            late: true,
             ..DynamicTable::new(encoder_max, hard_cap)
         }
+    }
+
+    /// True while entries from before a late join may still be referenced (as unknown).
+    pub fn is_late(&self) -> bool {
+        self.late
+    }
+
+    /// For an index this table cannot resolve after a late join, a stable name for the entry it
+    /// denotes: entries from before the join keep their order, and the ones inserted since sit
+    /// in front of them, so `index - 62 - len` counts from the newest of the old entries. Two
+    /// references with the same slot denote the same (unknown) field. `None` when that
+    /// arithmetic no longer holds (this table has evicted since the join).
+    pub fn unknown_slot(&self, index: usize) -> Option<usize> {
+        if !self.late || self.evicted_since_late || index < 62 + self.entries.len() {
+            return None;
+        }
+        Some(index - 62 - self.entries.len())
     }
 
     pub fn len(&self) -> usize {
@@ -175,6 +203,7 @@ impl DynamicTable {
             self.complete = false;
         }
         self.evict_to(self.capacity());
+        self.check_turnover();
     }
 
     /// `None` for index 0 (always invalid) and for an index beyond the table when the table is
@@ -197,6 +226,11 @@ impl DynamicTable {
             // RFC 7541 §4.4: an entry larger than the table empties it. If it fits the encoder's
             // larger table, the encoder now holds it at index 62 and we do not.
             self.evict_to(0);
+            if self.late && entry.size > self.encoder_max && entry.is_known() {
+                // The encoder emptied its table too: nothing from before the join is left.
+                self.late = false;
+                self.complete = self.encoder_max <= self.hard_cap;
+            }
             if entry.size <= self.encoder_max || !entry.is_known() {
                 self.complete = false;
             }
@@ -208,13 +242,40 @@ impl DynamicTable {
         }
         self.evict_to(cap - entry.size);
         self.size += entry.size;
+        if !entry.is_known() {
+            self.inexact += 1;
+        }
         self.entries.push_front(entry);
+        self.check_turnover();
+    }
+
+    /// After a late join, the table is whole again once no entry from before the join can be
+    /// left: the entries inserted since fill the table so that not even a minimal (32-byte)
+    /// older entry fits beside them, or this table had to evict. The encoder's size is assumed
+    /// to be the last size update seen, else the default 4096 every gRPC peer uses.
+    fn check_turnover(&mut self) {
+        if !self.late {
+            return;
+        }
+        let full = self.size + ENTRY_OVERHEAD > self.encoder_max && self.inexact == 0;
+        if full || self.evicted_since_late {
+            self.late = false;
+            self.complete = self.inexact == 0 && self.encoder_max <= self.hard_cap;
+        }
     }
 
     fn evict_to(&mut self, target: usize) {
         while self.size > target {
             match self.entries.pop_back() {
-                Some(e) => self.size = self.size.saturating_sub(e.size),
+                Some(e) => {
+                    self.size = self.size.saturating_sub(e.size);
+                    if !e.is_known() {
+                        self.inexact -= 1;
+                    }
+                    if self.late {
+                        self.evicted_since_late = true;
+                    }
+                }
                 None => {
                     self.size = 0;
                     break;
@@ -265,6 +326,47 @@ mod tests {
         assert_eq!(t.len(), 1);
         assert!(matches!(t.get(62), Some(Lookup::Dynamic(_))));
         assert_eq!(t.get(63), Some(Lookup::Unknown));
+    }
+
+    #[test]
+    fn late_join_slots_are_stable_until_the_table_turns_over() {
+        let mut t = DynamicTable::late_join(4096, 65536);
+        assert_eq!(t.get(62), Some(Lookup::Unknown));
+        assert_eq!(t.unknown_slot(62), Some(0));
+        assert_eq!(t.unknown_slot(65), Some(3));
+        t.insert(e("a", "1"));
+        // The old entry that was at 62 is now at 63: same slot.
+        assert_eq!(t.unknown_slot(63), Some(0));
+        assert_eq!(t.unknown_slot(62), None);
+        assert!(t.is_late() && !t.is_complete());
+        // 4096 / 34 = 120 entries fill the table so that no 32-byte entry fits beside them.
+        for i in 0..119 {
+            t.insert(e("b", &format!("{:1}", i % 10)));
+        }
+        assert_eq!(t.size(), 120 * 34);
+        assert!(!t.is_late() && t.is_complete());
+        assert_eq!(t.get(62 + 120), None);
+    }
+
+    #[test]
+    fn late_join_turns_over_on_eviction_or_size_update() {
+        let mut t = DynamicTable::late_join(4096, 65536);
+        t.insert(e("k", &"v".repeat(3000)));
+        assert!(t.is_late());
+        t.insert(e("k", &"w".repeat(3000)));
+        assert!(!t.is_late() && t.is_complete());
+        let mut t = DynamicTable::late_join(4096, 65536);
+        t.set_encoder_max(0);
+        assert!(!t.is_late() && t.is_complete());
+        // An entry of unknown size keeps the table incomplete until it is evicted.
+        let mut t = DynamicTable::late_join(200, 65536);
+        t.insert(Entry::with_size(None, Some("x".as_bytes().into()), 40));
+        t.insert(e("y", &"z".repeat(40)));
+        t.insert(e("q", &"z".repeat(40)));
+        assert_eq!(t.size(), 186);
+        assert!(t.is_late());
+        t.insert(e("r", &"z".repeat(40)));
+        assert!(!t.is_late() && t.is_complete());
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 mod adversarial;
 mod builders;
+mod late_join;
 mod real_traffic;
+mod resync;
 mod split;
 mod traces;

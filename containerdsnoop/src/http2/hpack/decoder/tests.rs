@@ -345,7 +345,8 @@ fn late_join_indices_are_unknown() {
         Field {
             name: None,
             value: None,
-            sensitive: false
+            sensitive: false,
+            unknown_slot: Some(0),
         }
     );
     assert_eq!(l.fields[1].name, None);
