@@ -116,6 +116,10 @@ pub struct ConnStats {
 #[derive(Default)]
 pub struct ConnTable {
     conns: HashMap<(u64, u64), Conn>,
+    /// Socket inodes of connections that were open before the tracer started (sock_diag at
+    /// start-up): the kernel-side stream positions start at 0 when the tracer first sees a
+    /// socket, so only this tells a late join from a new connection.
+    preexisting: std::collections::HashSet<u64>,
     next_id: u64,
     clock: u64,
     pub stats: ConnStats,
@@ -170,7 +174,9 @@ impl ConnTable {
             }
             self.next_id += 1;
             self.stats.connections += 1;
-            let sync = if chunk.stream_pos > 0 {
+            let preexisting = self.preexisting.contains(&chunk.sock_ino)
+                || (chunk.peer_ino != 0 && self.preexisting.contains(&chunk.peer_ino));
+            let sync = if chunk.stream_pos > 0 || preexisting {
                 self.stats.late_joins += 1;
                 SyncState::LateJoin
             } else {
@@ -201,7 +207,12 @@ impl ConnTable {
                     pending_len: 0,
                     head: [Vec::new(), Vec::new()],
                     sent: [0, 0],
-                    joined: [None, None],
+                    // A pre-existing connection joined mid-stream on both sides.
+                    joined: if preexisting {
+                        [Some(1), Some(1)]
+                    } else {
+                        [None, None]
+                    },
                     last_used: 0,
                 },
             );
@@ -260,6 +271,11 @@ impl ConnTable {
         for e in events {
             out.push((conn.info.clone(), e));
         }
+    }
+
+    /// Marks these socket inodes as belonging to connections already open at start.
+    pub fn set_preexisting(&mut self, inodes: impl IntoIterator<Item = u64>) {
+        self.preexisting.extend(inodes);
     }
 
     /// The protocol detected for `chunk`'s connection (`unknown` until detected).

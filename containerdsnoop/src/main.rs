@@ -228,14 +228,21 @@ fn monotonic_now_ns() -> u64 {
 
 async fn trace(config: Config, capture_config: CaptureConfig) -> anyhow::Result<()> {
     let (mut pipeline, is_tty) = build_pipeline(&config, Clock::now())?;
+    // Before attaching: a connection opened after this point is seen from its first byte (or
+    // recognised by the decoder if it races the attach), never mislabelled as pre-existing.
+    let open = containerdsnoop::capture::discover::open_connections(&config.patterns);
     let mut capture = Capture::start(&capture_config)?;
     if let Some(reason) = &capture.fallback_reason {
         eprintln!(
             "containerdsnoop: kprobe backend unavailable ({reason}); using the tracepoint backend"
         );
     }
-    match containerdsnoop::capture::discover::open_connections(&config.patterns) {
+    match open {
         Ok(open) if !open.is_empty() => {
+            pipeline.set_preexisting(
+                open.iter()
+                    .flat_map(|c| [c.server_ino as u64, c.client_ino as u64]),
+            );
             eprintln!(
                 "containerdsnoop: {} connection(s) already open on the selected sockets; they are \
                  decoded from where the tracer joins (late-join mode):",

@@ -72,6 +72,11 @@ impl Pipeline {
         }
     }
 
+    /// Socket inodes of connections open before the tracer started (decoded as late joins).
+    pub fn set_preexisting(&mut self, inodes: impl IntoIterator<Item = u64>) {
+        self.conns.set_preexisting(inodes);
+    }
+
     /// Also writes every captured record to a pcapng export (`-w`).
     pub fn with_pcap(mut self, writer: PcapWriter<pcap::writer::Output>, clock: Clock) -> Self {
         self.pcap = Some((writer, clock));
