@@ -19,6 +19,19 @@ impl Side {
             Side::B => Side::A,
         }
     }
+
+    /// 0 for A, 1 for B: an index into per-side arrays.
+    pub fn index(self) -> usize {
+        match self {
+            Side::A => 0,
+            Side::B => 1,
+        }
+    }
+
+    /// The role of what this side sends, once the client side is known.
+    pub fn role(self, client: Option<Side>) -> Option<Role> {
+        client.map(|c| if c == self { Role::Request } else { Role::Response })
+    }
 }
 
 /// The name of a call's method, e.g. `/containerd.services.version.v1.Version/Version`, or

@@ -80,10 +80,7 @@ impl ConnInfo {
 }
 
 pub fn side_index(side: Side) -> usize {
-    match side {
-        Side::A => 0,
-        Side::B => 1,
-    }
+    side.index()
 }
 
 struct Conn {

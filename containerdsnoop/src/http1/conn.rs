@@ -230,13 +230,7 @@ impl Connection {
     }
 
     fn role(&self, side: Side) -> Option<Role> {
-        self.client.map(|c| {
-            if c == side {
-                Role::Request
-            } else {
-                Role::Response
-            }
-        })
+        side.role(self.client)
     }
 
     fn direction_name(&self, side: Side) -> &'static str {

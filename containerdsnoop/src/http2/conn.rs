@@ -245,10 +245,7 @@ pub struct Connection {
 }
 
 fn side_index(side: Side) -> usize {
-    match side {
-        Side::A => 0,
-        Side::B => 1,
-    }
+    side.index()
 }
 
 impl Default for Connection {

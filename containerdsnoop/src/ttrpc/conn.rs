@@ -162,13 +162,7 @@ impl Connection {
     }
 
     fn role(&self, side: Side) -> Option<Role> {
-        self.client.map(|c| {
-            if c == side {
-                Role::Request
-            } else {
-                Role::Response
-            }
-        })
+        side.role(self.client)
     }
 
     fn notice(side: Side, ts_ns: u64, text: String, out: &mut Vec<CallEvent>) {
