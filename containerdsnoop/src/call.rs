@@ -30,7 +30,13 @@ impl Side {
 
     /// The role of what this side sends, once the client side is known.
     pub fn role(self, client: Option<Side>) -> Option<Role> {
-        client.map(|c| if c == self { Role::Request } else { Role::Response })
+        client.map(|c| {
+            if c == self {
+                Role::Request
+            } else {
+                Role::Response
+            }
+        })
     }
 }
 

@@ -22,5 +22,7 @@ pub mod render;
 pub mod rows;
 pub mod schema;
 pub mod stats;
+#[cfg(test)]
+mod testutil;
 pub mod ttrpc;
 pub mod wire;

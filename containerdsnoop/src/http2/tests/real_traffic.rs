@@ -1,59 +1,16 @@
 //! Real HTTP/2 from the `h2` crate: a client and a server exchange gRPC-shaped calls over an
 //! in-memory duplex whose every write is recorded, then the recording is decoded.
 
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 
 use super::builders::{CLIENT, SERVER, grpc, grpc_flagged, gzip};
 use super::split::assert_split_invariant;
 use crate::call::{Body, CallEvent, CallEventKind, Role, Side, Status};
 use crate::http2::{Connection, Limits};
 
-type Log = Arc<Mutex<Vec<(Side, u64, Vec<u8>)>>>;
-
-/// A stream that records each write as the chunk the writer produced.
-struct Recorder {
-    inner: DuplexStream,
-    side: Side,
-    log: Log,
-}
-
-impl AsyncRead for Recorder {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Recorder {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = r {
-            let mut log = self.log.lock().unwrap();
-            // Timestamps are the write's sequence number, in microseconds.
-            let ts = log.len() as u64 * 1000;
-            log.push((self.side, ts, buf[..n].to_vec()));
-        }
-        r
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
+use crate::testutil::{Recorder, WriteLog as Log};
 
 const VERSION: &str = "/containerd.services.version.v1.Version/Version";
 const SUBSCRIBE: &str = "/containerd.services.events.v1.Events/Subscribe";

@@ -9,13 +9,10 @@ mod oracle;
 mod round_trip;
 
 use std::collections::BTreeMap;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use containerdsnoop_common::flags;
-use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 
 use super::packet::{Tcp4, build_ipv4_frame, linktype, tcp_flags};
 use super::{ConnMeta, Error, Event, PcapReader, PcapWriter, Protocol, ReaderStats, ng, tcp};
@@ -33,45 +30,7 @@ const T0: u64 = 1_760_000_000_000_000_000;
 
 // ---- real HTTP/2 from h2 ----------------------------------------------------------------
 
-type Log = Arc<Mutex<Vec<(bool, Vec<u8>)>>>;
-
-/// Records every write of one side (`client` true or false).
-struct Recorder {
-    inner: DuplexStream,
-    client: bool,
-    log: Log,
-}
-
-impl AsyncRead for Recorder {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Recorder {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = r {
-            let client = self.client;
-            self.log.lock().unwrap().push((client, buf[..n].to_vec()));
-        }
-        r
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
+use crate::testutil::{Recorder, WriteLog as Log};
 
 fn grpc_msg(body: &[u8]) -> Vec<u8> {
     let mut v = vec![0];
@@ -92,12 +51,12 @@ fn h2_grpc_writes(big_response: usize) -> Vec<(bool, Vec<u8>)> {
         let (a, b) = tokio::io::duplex(1 << 20);
         let client_io = Recorder {
             inner: a,
-            client: true,
+            side: crate::call::Side::A,
             log: log.clone(),
         };
         let server_io = Recorder {
             inner: b,
-            client: false,
+            side: crate::call::Side::B,
             log: log.clone(),
         };
         let server = tokio::spawn(async move {
@@ -161,7 +120,13 @@ fn h2_grpc_writes(big_response: usize) -> Vec<(bool, Vec<u8>)> {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), conn).await;
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), server).await;
     });
-    log.lock().map(|l| l.clone()).unwrap_or_default()
+    log.lock()
+        .map(|l| {
+            l.iter()
+                .map(|(side, _, data)| (*side == crate::call::Side::A, data.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 // ---- chunks as the live capture makes them --------------------------------------------
