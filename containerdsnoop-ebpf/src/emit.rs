@@ -12,8 +12,12 @@ use containerdsnoop_common::{
     SockState, flags,
 };
 
+use core::ffi::c_void;
+
+use aya_ebpf::helpers::generated::bpf_loop;
+
 use crate::{
-    kernel::{MAX_CALL_BYTES, layout, read_u64},
+    kernel::{MAX_CALL_BYTES, USE_BPF_LOOP, layout, read_u64},
     maps::{
         EVENTS, SCRATCH, SOCK_STATE, STASH_KERNEL_IOV, STASH_UNSUPPORTED, STASH_USER_BUF,
         STASH_USER_IOV, Scratch, Stash, count_drop,
@@ -125,11 +129,33 @@ pub fn emit_call(sk: u64, sent: u32, stash: &Stash, backend: u32) {
         set!(cur, seg_left, 0);
     }
 
-    let mut round: u32 = 0;
-    while round < MAX_RECORDS_PER_CALL {
-        round += 1;
-        if !emit_next(scratch, cur, state, stash) {
+    if USE_BPF_LOOP.load() != 0 {
+        let mut ctx = LoopCtx {
+            scratch,
+            cur,
+            state,
+            stash: *stash,
+        };
+        // SAFETY: `emit_step` is a static callback and `ctx` outlives the call; the verifier
+        // checks both.
+        let rounds = unsafe {
+            bpf_loop(
+                MAX_RECORDS_PER_CALL,
+                emit_step as *mut c_void,
+                &mut ctx as *mut LoopCtx as *mut c_void,
+                0,
+            )
+        };
+        if rounds < MAX_RECORDS_PER_CALL as i64 {
             return;
+        }
+    } else {
+        let mut round: u32 = 0;
+        while round < MAX_RECORDS_PER_CALL {
+            round += 1;
+            if !emit_next(scratch, cur, state, stash) {
+                return;
+            }
         }
     }
     // Out of loop rounds: one payload-less record covers the rest, so the position stays exact.
@@ -137,6 +163,27 @@ pub fn emit_call(sk: u64, sent: u32, stash: &Stash, backend: u32) {
     let sent = get!(cur, sent);
     if done < sent {
         emit_record(scratch, state, cur, done, sent - done, 0, flags::TRUNCATED);
+    }
+}
+
+/// What `emit_step` needs, passed through `bpf_loop`'s context pointer.
+#[repr(C)]
+struct LoopCtx {
+    scratch: *mut Scratch,
+    cur: *mut Cursor,
+    state: *mut SockState,
+    stash: Stash,
+}
+
+/// One round of the record loop as a `bpf_loop` callback: 0 to continue, 1 to stop.
+#[inline(never)]
+extern "C" fn emit_step(_index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is the LoopCtx that emit_call passed to bpf_loop, alive for the loop.
+    let ctx = unsafe { &*(ctx as *const LoopCtx) };
+    if emit_next(ctx.scratch, ctx.cur, ctx.state, &ctx.stash) {
+        0
+    } else {
+        1
     }
 }
 

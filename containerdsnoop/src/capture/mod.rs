@@ -94,6 +94,12 @@ impl Capture {
                 attach_tracepoints(&mut ebpf)?;
                 (Backend::Tracepoint, None)
             }
+            // Verifying the kprobe programs costs about a second: not when they cannot attach.
+            BackendChoice::Auto if !kprobes_attachable() => {
+                attach_tracepoints(&mut ebpf)
+                    .with_context(|| format!("kprobe backend unavailable too ({NO_KPROBES})"))?;
+                (Backend::Tracepoint, Some(NO_KPROBES.to_string()))
+            }
             BackendChoice::Auto => match attach_kprobes(&mut ebpf) {
                 Ok(()) => (Backend::Kprobe, None),
                 Err(kprobe_error) => {
@@ -186,11 +192,21 @@ fn load_object(config: &CaptureConfig) -> anyhow::Result<Ebpf> {
     let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow!("{what}: {e}"))? as u32;
     let tracer_tgid = std::process::id();
     let pattern_count = config.patterns.len() as u32;
+    // bpf_loop (5.17+) lets the verifier check the record loop once instead of per iteration:
+    // a second or more of start-up. Older kernels get the bounded loop.
+    let use_bpf_loop = u32::from(
+        aya::sys::is_helper_supported(
+            aya::programs::ProgramType::KProbe,
+            aya::sys::BpfHelper::BPF_FUNC_loop,
+        )
+        .unwrap_or(false),
+    );
     let mut ebpf = EbpfLoader::new()
         .override_global("LAYOUT", &config.layout, true)
         .override_global("TRACER_TGID", &tracer_tgid, true)
         .override_global("MAX_CALL_BYTES", &config.max_call_bytes, true)
         .override_global("PATTERN_COUNT", &pattern_count, true)
+        .override_global("USE_BPF_LOOP", &use_bpf_loop, true)
         .map_max_entries("SCRATCH", cpus)
         .map_max_entries("EVENTS", config.ring_bytes)
         .load(EBPF_OBJECT)
@@ -289,18 +305,24 @@ fn verifier_error(name: &str, e: ProgramError) -> anyhow::Error {
     }
 }
 
+/// Whether this kernel can attach kprobes at all: aya uses the kprobe PMU (>= 4.17) or
+/// tracefs `kprobe_events`; both exist only with CONFIG_KPROBE_EVENTS.
+fn kprobes_attachable() -> bool {
+    Path::new("/sys/bus/event_source/devices/kprobe/type").exists()
+        || Path::new("/sys/kernel/tracing/kprobe_events").exists()
+        || Path::new("/sys/kernel/debug/tracing/kprobe_events").exists()
+}
+
+const NO_KPROBES: &str = "this kernel cannot attach kprobes (no kprobe PMU in \
+    /sys/bus/event_source/devices, no kprobe_events: CONFIG_KPROBE_EVENTS is off)";
+
 fn attach_kprobes(ebpf: &mut Ebpf) -> anyhow::Result<()> {
-    // Load both first: the verifier runs even where kprobes cannot attach.
+    // Load both first: the verifier runs even where kprobes cannot attach, and a forced
+    // `--backend kprobe` says whether the programs themselves are fine.
     kprobe(ebpf, "unix_sendmsg_entry")?;
     kprobe(ebpf, "unix_sendmsg_return")?;
-    if !Path::new("/sys/bus/event_source/devices/kprobe/type").exists()
-        && !Path::new("/sys/kernel/tracing/kprobe_events").exists()
-        && !Path::new("/sys/kernel/debug/tracing/kprobe_events").exists()
-    {
-        bail!(
-            "this kernel cannot attach kprobes (no kprobe PMU in /sys/bus/event_source/devices, \
-             no kprobe_events: CONFIG_KPROBE_EVENTS is off); the programs passed the verifier"
-        );
+    if !kprobes_attachable() {
+        bail!("{NO_KPROBES}; the programs passed the verifier");
     }
     for function in KPROBE_FUNCTIONS {
         kprobe(ebpf, "unix_sendmsg_entry")?
