@@ -200,7 +200,13 @@ fn grpcio_tcp_capture_decodes_fully() {
     let mut reader = PcapReader::open(path.to_str().expect("utf-8")).expect("open capture");
     let out = Shared::default();
     let printer = Printer::Json(JsonPrinter::new(Box::new(out.clone()), Clock::identity()));
-    let mut p = Pipeline::new(Schema::embedded().expect("schema"), RenderOptions::default(), Filter::default(), printer, None);
+    let mut p = Pipeline::new(
+        Schema::embedded().expect("schema"),
+        RenderOptions::default(),
+        Filter::default(),
+        printer,
+        None,
+    );
     let mut last = 0;
     while let Some(event) = reader.next_event() {
         match event.expect("well-formed capture") {
@@ -208,15 +214,28 @@ fn grpcio_tcp_capture_decodes_fully() {
                 last = c.ts_ns;
                 p.push(&c).expect("push");
             }
-            Event::Closed { ts_ns, sock_id, peer_id, .. } => p.close_connection(ts_ns, sock_id, peer_id).expect("close"),
+            Event::Closed {
+                ts_ns,
+                sock_id,
+                peer_id,
+                ..
+            } => p.close_connection(ts_ns, sock_id, peer_id).expect("close"),
         }
     }
     p.finish(last).expect("finish");
     let text = String::from_utf8(out.0.borrow().clone()).expect("utf-8");
-    let rows: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
     let summary: Vec<(String, String)> = rows
         .iter()
-        .map(|r| (r["type"].as_str().unwrap_or("").to_string(), r["method"].as_str().unwrap_or("").to_string()))
+        .map(|r| {
+            (
+                r["type"].as_str().unwrap_or("").to_string(),
+                r["method"].as_str().unwrap_or("").to_string(),
+            )
+        })
         .collect();
     let health = "/grpc.health.v1.Health/Check".to_string();
     let version = "/containerd.services.version.v1.Version/Version".to_string();
@@ -235,6 +254,13 @@ fn grpcio_tcp_capture_decodes_fully() {
     // pool) decodes schema-less rather than blank.
     assert_eq!(rows[4]["message"]["version"], "2.1.0");
     assert_eq!(rows[1]["message_text"], "1:1");
-    assert!(rows.iter().filter(|r| r["type"] == "END").all(|r| r["status_code"] == 0));
-    assert!(rows.iter().all(|r| r["protocol"] == "grpc" && r["sync"] == "from_start"));
+    assert!(
+        rows.iter()
+            .filter(|r| r["type"] == "END")
+            .all(|r| r["status_code"] == 0)
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r["protocol"] == "grpc" && r["sync"] == "from_start")
+    );
 }
