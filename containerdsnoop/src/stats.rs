@@ -87,7 +87,12 @@ impl Stats {
         };
         let m = self.methods.entry(key).or_default();
         m.calls += 1;
-        if status.is_some_and(|c| c != 0) {
+        let failed = match status {
+            Some(code) if http => code >= 400,
+            Some(code) => code != 0,
+            None => false,
+        };
+        if failed {
             m.errors += 1;
         }
         if let Some(l) = latency_ns {
@@ -170,13 +175,20 @@ mod tests {
     #[test]
     fn summary_lists_methods_and_losses() {
         let mut s = Stats::default();
-        s.call_ended(Some("/a.B/C"), Some(0), Some(1_000_000));
-        s.call_ended(Some("/a.B/C"), Some(5), Some(3_000_000));
+        s.call_ended(Some("/a.B/C"), false, Some(0), Some(1_000_000));
+        s.call_ended(Some("/a.B/C"), false, Some(5), Some(3_000_000));
+        s.call_ended(Some("GET /v1.41/version"), true, Some(200), Some(1_000_000));
+        s.call_ended(Some("GET /v1.41/nope"), true, Some(404), Some(1_000_000));
         s.lost_records = 3;
         let text = s.summary();
         assert!(text.contains("/a.B/C"));
         assert!(text.contains("lost 3 records"));
         let line = text.lines().find(|l| l.contains("/a.B/C")).expect("row");
         assert!(line.contains(" 2 ") && line.contains(" 1 "), "{line}");
+        assert_eq!(
+            s.methods["GET /v1.41/version"].errors, 0,
+            "HTTP 200 is a success"
+        );
+        assert_eq!(s.methods["GET /v1.41/nope"].errors, 1);
     }
 }
