@@ -73,9 +73,12 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Counts a finished call. `http` calls fail with a status >= 400; gRPC and ttrpc calls with
+    /// any status but 0 (OK).
     pub fn call_ended(
         &mut self,
         method: Option<&str>,
+        http: bool,
         status: Option<u32>,
         latency_ns: Option<u64>,
     ) {
