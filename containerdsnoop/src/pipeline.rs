@@ -217,8 +217,12 @@ impl Pipeline {
                 ..
             } = &event.kind
             {
-                self.stats
-                    .call_ended(method.as_ref().map(|m| &*m.name), status.code, *latency_ns);
+                self.stats.call_ended(
+                    method.as_ref().map(|m| &*m.name),
+                    info.protocol == "http1",
+                    status.code,
+                    *latency_ns,
+                );
             }
             if self.done() {
                 continue;
