@@ -264,6 +264,25 @@ pub fn end_text(status: &Status, latency_ns: Option<u64>) -> String {
     s
 }
 
+/// The MESSAGE of an HTTP END row: `200 OK latency=1.2ms`.
+pub fn http_end_text(status: &Status, latency_ns: Option<u64>) -> String {
+    let mut s = match status.code {
+        Some(code) => code.to_string(),
+        None => "status=?".to_string(),
+    };
+    if let Some(reason) = status.message.as_deref().filter(|m| !m.is_empty()) {
+        s.push(' ');
+        s.push_str(&escape_str(reason));
+    }
+    if let Some(a) = &status.abnormal {
+        s.push_str(&format!(" [{}]", escape_str(a)));
+    }
+    if let Some(l) = latency_ns {
+        s.push_str(&format!(" latency={}", format_latency(l)));
+    }
+    s
+}
+
 pub fn format_latency(ns: u64) -> String {
     if ns < 1_000_000 {
         format!("{:.1}us", ns as f64 / 1e3)
