@@ -7,8 +7,10 @@
 //! - `cargo xtask test`: setup (with the test peers: containerd, runc, dockerd, tshark, qemu),
 //!   then every test, privileged ones included, and the kprobe backend in VMs; ends with
 //!   `N passed, N failed`.
+//! - `cargo xtask bench [--quick]`: the performance figures (docs/benchmarks.md).
 //! - `cargo xtask vm-test [--kernel 6.1|6.12|all]`: the kprobe backend on real Debian kernels.
 
+mod bench;
 mod setup;
 mod test;
 mod vm;
@@ -37,6 +39,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Benchmarks with figures: decode throughput vs tshark, overhead on a traced gRPC
+    /// workload, the lossless capture ceiling, start-up time and memory.
+    Bench(bench::BenchArgs),
     /// Boot Debian kernels (6.1, 6.12) under QEMU and test the kprobe backend inside.
     VmTest(vm::VmTestArgs),
     /// Run every test, privileged end-to-end tests included.
@@ -54,6 +59,7 @@ fn main() -> ExitCode {
         Command::Run { args } => run(&args),
         Command::Test { args } => test::test(&args),
         Command::VmTest(args) => vm::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

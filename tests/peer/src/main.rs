@@ -2,6 +2,7 @@
 //! content and known syscall shape, and speaks CRI to containerd, so the tests can compare what
 //! the tracer saw with what was really sent.
 
+mod bench;
 mod cri;
 mod dgram;
 mod exchange;
@@ -26,6 +27,8 @@ enum Cmd {
     Dgram(dgram::Args),
     /// A CRI runtime.v1 client.
     Cri(cri::Args),
+    /// The peers of `cargo xtask bench`.
+    Bench(bench::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -34,6 +37,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Exchange(a) => exchange::run(a),
         Cmd::Dgram(a) => dgram::run(a),
         Cmd::Cri(a) => cri::run(a),
+        Cmd::Bench(a) => bench::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
