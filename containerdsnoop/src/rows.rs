@@ -224,7 +224,7 @@ fn render_message(
         }
         Body::Raw(bytes) => Rendered {
             message_type: None,
-            text: crate::render::escape::escape_bytes(&bytes[..bytes.len().min(opts.max_text_len)]),
+            text: raw_preview(bytes),
             json: if want_json {
                 json!({ "@base64": base64::engine::general_purpose::STANDARD.encode(bytes) })
             } else {
@@ -237,6 +237,19 @@ fn render_message(
             json: json!({ "@unavailable": reason, "@len": len }),
         },
     }
+}
+
+/// Bytes of an undecoded body shown in MESSAGE; the JSON carries all of it (base64).
+pub const RAW_PREVIEW_BYTES: usize = 256;
+
+/// An escaped preview of raw bytes: the first [`RAW_PREVIEW_BYTES`], then the total length.
+fn raw_preview(bytes: &[u8]) -> String {
+    let shown = &bytes[..bytes.len().min(RAW_PREVIEW_BYTES)];
+    let mut text = crate::render::escape::escape_bytes(shown);
+    if shown.len() < bytes.len() {
+        text.push_str(&format!("... ({} bytes)", bytes.len()));
+    }
+    text
 }
 
 /// `/containerd.task.v2.Task/Create` -> (`containerd.task.v2.Task`, `Create`).

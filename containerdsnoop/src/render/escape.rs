@@ -35,8 +35,8 @@ pub fn escape_bytes(bytes: &[u8]) -> String {
                     escape_str_into(s, &mut out);
                 }
                 let bad_len = e.error_len().unwrap_or(bad.len()).max(1).min(bad.len());
-                for b in &bad[..bad_len] {
-                    let _ = write!(out, "\\x{b:02x}");
+                for &b in &bad[..bad_len] {
+                    push_hex_byte(b, &mut out);
                 }
                 rest = &bad[bad_len..];
             }
@@ -53,22 +53,43 @@ pub fn escape_str(s: &str) -> String {
 }
 
 fn escape_str_into(s: &str, out: &mut String) {
-    for c in s.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            c if printable(c) => out.push(c),
-            c if (c as u32) < 0x100 => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c => {
-                let _ = write!(out, "\\u{{{:x}}}", c as u32);
-            }
+    // Fast path: runs of printable ASCII (most of any text) are copied in one go.
+    let mut rest = s;
+    while !rest.is_empty() {
+        let run = rest
+            .bytes()
+            .position(|b| !(0x20..0x7f).contains(&b) || b == b'\\' || b == b'"')
+            .unwrap_or(rest.len());
+        out.push_str(&rest[..run]);
+        rest = &rest[run..];
+        let Some(c) = rest.chars().next() else { break };
+        escape_char(c, out);
+        rest = &rest[c.len_utf8()..];
+    }
+}
+
+fn escape_char(c: char, out: &mut String) {
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\t' => out.push_str("\\t"),
+        '\r' => out.push_str("\\r"),
+        '\\' => out.push_str("\\\\"),
+        '"' => out.push_str("\\\""),
+        c if printable(c) => out.push(c),
+        c if (c as u32) < 0x100 => push_hex_byte(c as u8, out),
+        c => {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
         }
     }
+}
+
+/// `\xNN` without going through `fmt` (binary payloads are mostly this).
+fn push_hex_byte(b: u8, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push('\\');
+    out.push('x');
+    out.push(HEX[(b >> 4) as usize] as char);
+    out.push(HEX[(b & 15) as usize] as char);
 }
 
 /// Cuts `s` to at most `max` characters, ending with `...` when cut.
