@@ -14,6 +14,8 @@ use containerdsnoop_common::{
 
 use core::ffi::c_void;
 
+use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
+
 use aya_ebpf::helpers::generated::bpf_loop;
 
 use crate::{
@@ -318,7 +320,7 @@ fn emit_record(
     let len = CHUNK_HEADER_LEN + cap as usize;
     // SAFETY: `len` is within the scratch slot (header + CHUNK_DATA_MAX bytes come first).
     let bytes = unsafe { core::slice::from_raw_parts(scratch as *const u8, len) };
-    match EVENTS.output::<[u8]>(bytes, 0) {
+    match EVENTS.output::<[u8]>(bytes, wakeup_flag()) {
         Ok(()) => state.lost_records = 0,
         Err(_) => {
             state.lost_records += 1;
@@ -327,6 +329,20 @@ fn emit_record(
                 c.lost_bytes += span;
             });
         }
+    }
+}
+
+/// Bytes waiting in the ring buffer above which a record wakes the reader at once. Below it the
+/// reader is not woken (it drains on a short timer): a wakeup per small gRPC write costs the
+/// traced workload a context switch per call.
+const WAKEUP_BACKLOG: u64 = 512 * 1024;
+
+#[inline(always)]
+fn wakeup_flag() -> u64 {
+    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKEUP_BACKLOG {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
     }
 }
 

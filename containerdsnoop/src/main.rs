@@ -285,6 +285,10 @@ async fn trace(config: Config, capture_config: CaptureConfig) -> anyhow::Result<
     let sleep = tokio::time::sleep(deadline.unwrap_or(Duration::from_secs(u64::MAX / 4)));
     tokio::pin!(sleep);
     let mut flush_tick = tokio::time::interval(Duration::from_millis(500));
+    // The programs wake the reader only when the ring fills up (see emit.rs WAKEUP_BACKLOG), so
+    // that a busy traced workload is not slowed by a wakeup per record; drain it every 10 ms.
+    let mut drain_tick = tokio::time::interval(Duration::from_millis(10));
+    drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut records = Vec::new();
     let mut stop = false;
     let pointer_key = random_key();
@@ -296,6 +300,7 @@ async fn trace(config: Config, capture_config: CaptureConfig) -> anyhow::Result<
                 _ = sigterm.recv() => stop = true,
                 _ = &mut sleep => stop = true,
                 _ = flush_tick.tick() => pipeline.flush()?,
+                _ = drain_tick.tick() => capture.read_now(&mut records),
             }
             if stop {
                 capture.read_now(&mut records);
