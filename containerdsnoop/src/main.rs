@@ -226,17 +226,12 @@ fn monotonic_now_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-async fn trace(config: Config, capture_config: CaptureConfig) -> anyhow::Result<()> {
-    let (mut pipeline, is_tty) = build_pipeline(&config, Clock::now())?;
-    // Before attaching: a connection opened after this point is seen from its first byte (or
-    // recognised by the decoder if it races the attach), never mislabelled as pre-existing.
-    let open = containerdsnoop::capture::discover::open_connections(&config.patterns);
-    let mut capture = Capture::start(&capture_config)?;
-    if let Some(reason) = &capture.fallback_reason {
-        eprintln!(
-            "containerdsnoop: kprobe backend unavailable ({reason}); using the tracepoint backend"
-        );
-    }
+/// Tells the user which connections were open before the tracer (decoded in late-join mode),
+/// and marks them so in the pipeline.
+fn report_open_connections(
+    open: std::io::Result<Vec<containerdsnoop::capture::discover::OpenConnection>>,
+    pipeline: &mut Pipeline,
+) {
     match open {
         Ok(open) if !open.is_empty() => {
             pipeline.set_preexisting(
@@ -267,6 +262,20 @@ async fn trace(config: Config, capture_config: CaptureConfig) -> anyhow::Result<
         Ok(_) => {}
         Err(e) => eprintln!("containerdsnoop: cannot list open connections (sock_diag: {e})"),
     }
+}
+
+async fn trace(config: Config, capture_config: CaptureConfig) -> anyhow::Result<()> {
+    let (mut pipeline, is_tty) = build_pipeline(&config, Clock::now())?;
+    // Before attaching: a connection opened after this point is seen from its first byte (or
+    // recognised by the decoder if it races the attach), never mislabelled as pre-existing.
+    let open = containerdsnoop::capture::discover::open_connections(&config.patterns);
+    let mut capture = Capture::start(&capture_config)?;
+    if let Some(reason) = &capture.fallback_reason {
+        eprintln!(
+            "containerdsnoop: kprobe backend unavailable ({reason}); using the tracepoint backend"
+        );
+    }
+    report_open_connections(open, &mut pipeline);
     if config.existing_sockets().is_empty() {
         eprintln!(
             "containerdsnoop: none of the selected sockets exists yet; tracing continues and \
