@@ -59,7 +59,7 @@ impl Pipeline {
         Pipeline {
             reassembler: Reassembler::default(),
             conns: ConnTable::default(),
-            rows: RowBuilder::default(),
+            rows: RowBuilder::new(matches!(printer, Printer::Json(_))),
             filter,
             schema,
             opts,
@@ -171,6 +171,11 @@ impl Pipeline {
         self.stats.evicted_connections = self.conns.stats.evicted;
         self.emit()?;
         Ok(!self.done())
+    }
+
+    /// Bytes held by decoders and detection buffers (for memory limits and tests).
+    pub fn buffered(&self) -> usize {
+        self.conns.buffered()
     }
 
     /// Ends every open call (the tracer stops) and flushes. The pcap export is completed even

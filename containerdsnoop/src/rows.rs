@@ -61,34 +61,59 @@ impl Row {
 }
 
 /// Builds rows from connection events.
+#[derive(Default)]
 pub struct RowBuilder {
-    /// Request headers of calls whose first request message has not been shown yet.
+    /// Request headers of calls whose first request message has not been shown yet (only when
+    /// an output shows them: JSON's `headers` field).
     starts: HashMap<(u64, u64), Vec<(String, Option<String>)>>,
+    /// Bytes of header names and values in `starts`.
+    start_bytes: usize,
+    keep_headers: bool,
 }
 
 /// Most calls whose request headers are remembered for the JSON `headers` field.
 const MAX_REMEMBERED_STARTS: usize = 4096;
+/// Most bytes of remembered request headers: each list may be up to the HPACK header-list
+/// limit, and thousands of calls can be open at once.
+pub const MAX_REMEMBERED_HEADER_BYTES: usize = 16 << 20;
 
-impl Default for RowBuilder {
-    fn default() -> Self {
-        RowBuilder {
-            starts: HashMap::new(),
-        }
-    }
+fn header_bytes(h: &[(String, Option<String>)]) -> usize {
+    h.iter()
+        .map(|(n, v)| n.len() + v.as_ref().map_or(0, String::len))
+        .sum()
 }
 
 impl RowBuilder {
+    /// `keep_headers`: remember request headers for the first request row (JSON shows them;
+    /// the table does not, so it holds none).
+    pub fn new(keep_headers: bool) -> Self {
+        RowBuilder {
+            keep_headers,
+            ..Default::default()
+        }
+    }
+
     /// Returns the row for `event`, or None for events that are not rows (call starts).
     pub fn row(&mut self, conn: &ConnInfo, event: CallEvent) -> Option<Row> {
         let sender = conn.end(event.side).cloned().unwrap_or_default();
         let peer_comm = conn.end(event.side.other()).map(|e| e.comm.clone());
         let (kind, method, namespace, index) = match &event.kind {
             CallEventKind::Start { metadata, .. } => {
-                if self.starts.len() >= MAX_REMEMBERED_STARTS {
-                    self.starts.clear();
+                if self.keep_headers {
+                    let size = header_bytes(metadata);
+                    if self.starts.len() >= MAX_REMEMBERED_STARTS
+                        || self.start_bytes + size > MAX_REMEMBERED_HEADER_BYTES
+                    {
+                        // Calls that never sent a message lose their headers, not the bound.
+                        self.starts.clear();
+                        self.start_bytes = 0;
+                    }
+                    self.start_bytes += size;
+                    let key = (conn.id, event.stream);
+                    if let Some(old) = self.starts.insert(key, metadata.clone()) {
+                        self.start_bytes -= header_bytes(&old);
+                    }
                 }
-                self.starts
-                    .insert((conn.id, event.stream), metadata.clone());
                 return None;
             }
             CallEventKind::Message {
@@ -110,7 +135,9 @@ impl RowBuilder {
             CallEventKind::End {
                 method, namespace, ..
             } => {
-                self.starts.remove(&(conn.id, event.stream));
+                if let Some(old) = self.starts.remove(&(conn.id, event.stream)) {
+                    self.start_bytes -= header_bytes(&old);
+                }
                 (RowKind::End, method.clone(), namespace.clone(), None)
             }
             CallEventKind::Notice { .. } => (RowKind::Notice, None, None, None),
@@ -135,7 +162,11 @@ impl RowBuilder {
     /// Request headers of the call, for its first request row (JSON).
     pub fn take_headers(&mut self, row: &Row) -> Option<Vec<(String, Option<String>)>> {
         if row.kind == RowKind::Req && row.index == Some(0) {
-            self.starts.remove(&(row.conn.id, row.stream))
+            let headers = self.starts.remove(&(row.conn.id, row.stream));
+            if let Some(h) = &headers {
+                self.start_bytes -= header_bytes(h);
+            }
+            headers
         } else {
             None
         }

@@ -5,12 +5,14 @@
 //!   already present).
 //! - `cargo xtask run -- ARGS`: setup, build, run the tracer as root.
 //! - `cargo xtask test`: setup (with the test peers: containerd, runc, dockerd, tshark, qemu),
-//!   then every test, privileged ones included, and the kprobe backend in VMs; ends with
-//!   `N passed, N failed`.
+//!   then every test, privileged ones included, a fuzz smoke run of every decoder, and the
+//!   kprobe backend in VMs; ends with `N passed, N failed`.
+//! - `cargo xtask fuzz [--minutes N | --smoke] [TARGET]`: the decoders under cargo-fuzz.
 //! - `cargo xtask bench [--quick]`: the performance figures (docs/benchmarks.md).
 //! - `cargo xtask vm-test [--kernel 6.1|6.12|all]`: the kprobe backend on real Debian kernels.
 
 mod bench;
+mod fuzz;
 mod setup;
 mod test;
 mod vm;
@@ -42,6 +44,8 @@ enum Command {
     /// Benchmarks with figures: decode throughput vs tshark, overhead on a traced gRPC
     /// workload, the lossless capture ceiling, start-up time and memory.
     Bench(bench::BenchArgs),
+    /// Fuzz every decoder (cargo-fuzz): `--smoke` runs each target briefly, for CI.
+    Fuzz(fuzz::FuzzArgs),
     /// Boot Debian kernels (6.1, 6.12) under QEMU and test the kprobe backend inside.
     VmTest(vm::VmTestArgs),
     /// Run every test, privileged end-to-end tests included.
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
         Command::Test { args } => test::test(&args),
         Command::VmTest(args) => vm::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Fuzz(args) => fuzz::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

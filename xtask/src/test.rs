@@ -97,6 +97,18 @@ pub fn test(extra: &[String]) -> anyhow::Result<()> {
             vm: crate::vm::VmTestArgs,
         }
         let vm_args = Wrap::parse_from(["vm-test", "--kernel", "all"]).vm;
+        // Every decoder under libFuzzer for a few seconds (findings fail the run).
+        match crate::fuzz::run_counted(crate::fuzz::smoke_args()) {
+            Ok((passed, failed)) => {
+                tally.passed += passed as u64;
+                tally.failed += failed as u64;
+            }
+            Err(e) => {
+                eprintln!("xtask test: fuzz: {e:#}");
+                tally.failed += 1;
+                ok = false;
+            }
+        }
         match crate::vm::run_counted(vm_args) {
             Ok((passed, failed)) => {
                 tally.passed += passed as u64;

@@ -350,7 +350,8 @@ impl Connection {
         }
     }
 
-    /// Bytes held for incomplete gRPC messages and bodies (bounded by `Limits::max_buffered`).
+    /// Bytes held for incomplete gRPC messages and bodies (bounded by `Limits::max_buffered`)
+    /// plus the two directions' resync search buffers (each bounded by its search window).
     pub fn buffered(&self) -> usize {
         self.calls.buffered() + self.dirs[0].searcher.buffered() + self.dirs[1].searcher.buffered()
     }
