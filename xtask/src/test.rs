@@ -19,6 +19,23 @@ struct Tally {
 }
 
 impl Tally {
+    /// Adds a suite that counts its own checks; an error counts as one failure. Returns
+    /// whether the suite passed.
+    fn add(&mut self, name: &str, result: anyhow::Result<(usize, usize)>) -> bool {
+        match result {
+            Ok((passed, failed)) => {
+                self.passed += passed as u64;
+                self.failed += failed as u64;
+                failed == 0
+            }
+            Err(e) => {
+                eprintln!("xtask test: {name}: {e:#}");
+                self.failed += 1;
+                false
+            }
+        }
+    }
+
     fn read(&mut self, line: &str) {
         let Some(rest) = line.trim().strip_prefix("test result: ") else {
             return;
@@ -98,28 +115,8 @@ pub fn test(extra: &[String]) -> anyhow::Result<()> {
         }
         let vm_args = Wrap::parse_from(["vm-test", "--kernel", "all"]).vm;
         // Every decoder under libFuzzer for a few seconds (findings fail the run).
-        match crate::fuzz::run_counted(crate::fuzz::smoke_args()) {
-            Ok((passed, failed)) => {
-                tally.passed += passed as u64;
-                tally.failed += failed as u64;
-            }
-            Err(e) => {
-                eprintln!("xtask test: fuzz: {e:#}");
-                tally.failed += 1;
-                ok = false;
-            }
-        }
-        match crate::vm::run_counted(vm_args) {
-            Ok((passed, failed)) => {
-                tally.passed += passed as u64;
-                tally.failed += failed as u64;
-            }
-            Err(e) => {
-                eprintln!("xtask test: vm-test: {e:#}");
-                tally.failed += 1;
-                ok = false;
-            }
-        }
+        ok &= tally.add("fuzz", crate::fuzz::run_counted(crate::fuzz::smoke_args()));
+        ok &= tally.add("vm-test", crate::vm::run_counted(vm_args));
     }
     println!("{} passed, {} failed", tally.passed, tally.failed);
     if !ok || tally.failed > 0 {
