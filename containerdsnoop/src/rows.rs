@@ -8,7 +8,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::{
-    call::{Body, CallEvent, CallEventKind, Method, Role, Side, Status},
+    call::{Body, CallEvent, CallEventKind, Method, Role, Status},
     conn::ConnInfo,
     render::escape::escape_str,
     schema::{self, RenderOptions, Schema},
@@ -357,13 +357,5 @@ pub fn grpc_code_name(code: u32) -> &'static str {
         15 => "DataLoss",
         16 => "Unauthenticated",
         _ => "Status",
-    }
-}
-
-/// Side helper for tests and renderers.
-pub fn side_name(side: Side) -> &'static str {
-    match side {
-        Side::A => "a",
-        Side::B => "b",
     }
 }

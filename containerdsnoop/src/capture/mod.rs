@@ -4,7 +4,7 @@
 
 pub mod discover;
 
-use std::{fmt, os::fd::AsRawFd as _, path::Path};
+use std::{fmt, path::Path};
 
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
@@ -181,10 +181,6 @@ impl Capture {
             sum.sends += c.sends;
             sum
         }))
-    }
-
-    pub fn ring_fd(&self) -> i32 {
-        self.ring.get_ref().as_raw_fd()
     }
 }
 
