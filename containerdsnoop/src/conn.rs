@@ -15,6 +15,10 @@ use crate::{
 pub const MAX_CONNECTIONS: usize = 4096;
 /// Bytes per connection held while its protocol is not yet known.
 pub const MAX_UNDETECTED_BYTES: usize = 64 * 1024;
+/// Below this many undecided bytes detection runs on every write; above it, only when the
+/// bytes have doubled since the last try, so that a stream of tiny writes costs linear, not
+/// quadratic, scanning (detection reads up to 64 KiB per side each time).
+const DETECT_EVERY_WRITE_BELOW: usize = 4096;
 
 /// One end of a connection as last seen sending.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -91,6 +95,8 @@ struct Conn {
     pending_len: usize,
     /// First bytes of each side, for detection.
     head: [Vec<u8>; 2],
+    /// `head` bytes (both sides) at the last detection attempt.
+    detected_at: usize,
     /// Stream bytes seen from each side.
     sent: [u64; 2],
     /// Sides whose first captured byte was mid-stream (told to the decoder once it exists).
@@ -158,6 +164,7 @@ impl ConnTable {
                 if let Some(mut old) = self.conns.remove(&key) {
                     self.stats.reused += 1;
                     let mut events = Vec::new();
+                    old.settle(&mut events);
                     if let Some(d) = old.decoder.as_mut() {
                         d.close(chunk.ts_ns, &mut events);
                     }
@@ -203,6 +210,7 @@ impl ConnTable {
                     pending: Vec::new(),
                     pending_len: 0,
                     head: [Vec::new(), Vec::new()],
+                    detected_at: 0,
                     sent: [0, 0],
                     // A pre-existing connection joined mid-stream on both sides.
                     joined: if preexisting {
@@ -286,6 +294,7 @@ impl ConnTable {
         let key = if a <= b || b == 0 { (a, b) } else { (b, a) };
         if let Some(mut conn) = self.conns.remove(&key) {
             let mut events = Vec::new();
+            conn.settle(&mut events);
             if let Some(d) = conn.decoder.as_mut() {
                 d.close(ts_ns, &mut events);
             }
@@ -297,6 +306,7 @@ impl ConnTable {
     pub fn close_all(&mut self, ts_ns: u64, out: &mut Vec<(ConnInfo, CallEvent)>) {
         for conn in self.conns.values_mut() {
             let mut events = Vec::new();
+            conn.settle(&mut events);
             if let Some(d) = conn.decoder.as_mut() {
                 d.close(ts_ns, &mut events);
             }
@@ -360,6 +370,19 @@ impl Conn {
         }
     }
 
+    /// Before a connection ends: bytes still waiting for detection are decoded as whatever
+    /// they look like by now (raw when undecided), so nothing captured goes unshown.
+    fn settle(&mut self, out: &mut Vec<CallEvent>) {
+        if self.decoder.is_some() || self.pending.is_empty() {
+            return;
+        }
+        let detection = match detect::detect(&self.head[0], &self.head[1]) {
+            Detection::NeedMore => Detection::Raw,
+            d => d,
+        };
+        self.start_decoder(detect::decoder_for(detection, self.info.server), out);
+    }
+
     fn feed(&mut self, side: Side, ts: u64, bytes: &[u8], out: &mut Vec<CallEvent>) {
         if let Some(d) = self.decoder.as_mut() {
             d.feed(side, ts, bytes, out);
@@ -371,12 +394,22 @@ impl Conn {
         self.pending.push((side, ts, bytes.to_vec()));
         self.pending_len += bytes.len();
         let full = self.pending_len >= MAX_UNDETECTED_BYTES;
+        let head_len = self.head[0].len() + self.head[1].len();
+        if !full && head_len >= DETECT_EVERY_WRITE_BELOW && head_len < 2 * self.detected_at {
+            return;
+        }
+        self.detected_at = head_len;
         let detection = detect::detect(&self.head[0], &self.head[1]);
         let decoder: Box<dyn ConnDecoder> = match detection {
             Detection::NeedMore if !full => return,
             Detection::NeedMore => Box::new(RawDecoder::new(self.info.server)),
             d => detect::decoder_for(d, self.info.server),
         };
+        self.start_decoder(decoder, out);
+    }
+
+    /// Installs the decoder for the detected protocol and replays the pending bytes into it.
+    fn start_decoder(&mut self, decoder: Box<dyn ConnDecoder>, out: &mut Vec<CallEvent>) {
         self.info.protocol = decoder.protocol();
         self.decoder = Some(decoder);
         if let Some(d) = self.decoder.as_mut() {
@@ -459,5 +492,34 @@ impl ConnDecoder for RawDecoder {
     }
     fn is_desynchronised(&self, _side: Side) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::tests::{header, parse_test, record};
+
+    #[test]
+    fn undecided_bytes_are_shown_when_the_connection_ends() {
+        // One side writes 100 bytes of no known protocol and the other never answers: not
+        // enough to decide, so they wait; ending the connection must still show them.
+        let chunk =
+            parse_test(&record(&header(b"/run/x.sock\0", 100), &[b'z'; 100])).expect("chunk");
+        let mut table = ConnTable::default();
+        let mut out = Vec::new();
+        table.data(&chunk, &chunk.data, &mut out);
+        assert!(out.is_empty(), "still undecided");
+        table.close_all(chunk.ts_ns, &mut out);
+        let raw: usize = out
+            .iter()
+            .map(|(_, e)| match &e.kind {
+                CallEventKind::Message {
+                    body: Body::Raw(b), ..
+                } => b.len(),
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(raw, 100);
     }
 }
