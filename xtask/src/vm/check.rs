@@ -48,6 +48,11 @@ impl Report {
         });
     }
 
+    /// The guest never reported its end (it crashed or hung before or while running the tests).
+    pub fn guest_did_not_finish(&self) -> bool {
+        self.rows.iter().any(|r| !r.ok && r.backend == "vm")
+    }
+
     pub fn checks(&self) -> usize {
         self.rows.len()
     }
