@@ -1,16 +1,8 @@
 //! Builds the eBPF programs (containerdsnoop-ebpf) with aya-build, as aya-template does, so
-//! that the binary embeds them; and compiles `protos/` into the embedded descriptor set.
+//! that the binary embeds them.
 use anyhow::{Context as _, anyhow};
 
-#[path = "build/protos.rs"]
-mod protos;
-
 fn main() -> anyhow::Result<()> {
-    protos::compile()?;
-    build_ebpf()
-}
-
-fn build_ebpf() -> anyhow::Result<()> {
     let metadata = cargo_metadata::MetadataCommand::new()
         .no_deps()
         .exec()

@@ -13,19 +13,22 @@ use containerdsnoop::{
     btf,
     capture::{Capture, CaptureConfig},
     cli::{Args, Config, OutputFormat, RowType},
-    filter::{Filter, MethodPattern},
-    pcap::{Event, PcapReader, PcapWriter},
-    pipeline::{Pipeline, Printer},
-    render::escape::escape_str,
-    render::{
+};
+use containerdsnoop_decode::{
+    escape::escape_str,
+    output::{
+        filter::{Filter, MethodPattern},
         json::JsonPrinter,
         raw::{RawFormat, RawPrinter},
+        rows::RowKind,
         table::TablePrinter,
         time::Clock,
     },
-    rows::RowKind,
+    pcap::{Event, PcapReader, PcapWriter},
+    pipeline::{Pipeline, Printer},
+    protocol::call::ConnEnd,
+    record,
     schema::{RenderOptions, Schema},
-    wire,
 };
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -38,7 +41,7 @@ impl log::Log for StderrLogger {
     }
     fn log(&self, record: &log::Record) {
         if self.enabled(record.metadata()) {
-            let text = containerdsnoop::render::escape::escape_str(&record.args().to_string());
+            let text = containerdsnoop_decode::escape::escape_str(&record.args().to_string());
             eprintln!("containerdsnoop: kernel: {text}");
         }
     }
@@ -197,14 +200,14 @@ fn read_file(config: &Config, path: &str) -> anyhow::Result<()> {
             }
         }
     }
-    pipeline.finish(last_ts)?;
+    pipeline.finish(last_ts, ConnEnd::CaptureEnded)?;
     if !config.args.quiet {
         eprintln!("{}", pipeline.stats.summary());
     }
     result
 }
 
-/// A per-run key for masking kernel pointers (see `wire::mask_pointer`).
+/// A per-run key for masking kernel pointers (see `record::mask_pointer`).
 fn random_key() -> u64 {
     let mut key = [0u8; 8];
     // SAFETY: getrandom writes at most 8 bytes into the array we own.
@@ -315,7 +318,7 @@ async fn trace(config: Config, capture_config: CaptureConfig) -> anyhow::Result<
                 capture.read_now(&mut records);
             }
             for record in records.drain(..) {
-                match wire::parse(&record, pointer_key) {
+                match record::parse(&record, pointer_key) {
                     Ok(chunk) => {
                         if !pipeline.push(&chunk)? {
                             stop = true;
@@ -332,7 +335,7 @@ async fn trace(config: Config, capture_config: CaptureConfig) -> anyhow::Result<
         Ok(())
     }
     .await;
-    let finished = pipeline.finish(monotonic_now_ns());
+    let finished = pipeline.finish(monotonic_now_ns(), ConnEnd::TracerStopped);
     if !config.args.quiet {
         if let Ok(drops) = capture.drop_counters() {
             pipeline.stats.lost_records = drops.lost_records;

@@ -5,7 +5,7 @@
 //! units, compressed bytes.
 #![no_main]
 
-use containerdsnoop::grpc::compress::{DecompressError, Encoding, decompress};
+use containerdsnoop_decode::protocol::grpc::compress::{DecompressError, Encoding, decompress};
 use containerdsnoop_fuzz::input::Input;
 use libfuzzer_sys::fuzz_target;
 

@@ -4,7 +4,7 @@
 //! Input: `max_message:u16le`, `split_seed:u8`, DATA bytes.
 #![no_main]
 
-use containerdsnoop::grpc::framing::{Deframer, Piece};
+use containerdsnoop_decode::protocol::grpc::framing::{Deframer, Piece};
 use containerdsnoop_fuzz::input::{Input, splits};
 use libfuzzer_sys::fuzz_target;
 

@@ -6,7 +6,7 @@
 //! `len:u16le block[len]` per block.
 #![no_main]
 
-use containerdsnoop::http2::hpack::{Decoder, Limits};
+use containerdsnoop_decode::protocol::http2::hpack::{Decoder, Limits};
 use containerdsnoop_fuzz::input::Input;
 use libfuzzer_sys::fuzz_target;
 

@@ -6,9 +6,9 @@
 //! unknown, A or B).
 #![no_main]
 
-use containerdsnoop::{
-    call::Side,
-    http1::{
+use containerdsnoop_decode::{
+    protocol::call::Side,
+    protocol::http1::{
         Connection, Limits,
         chunked::{MAX_SIZE_LINE, MAX_TRAILERS},
     },

@@ -7,7 +7,7 @@
 //! Input: see `containerdsnoop_fuzz::conn_ops` (limits bit 0: tiny limits).
 #![no_main]
 
-use containerdsnoop::http2::{Connection, Limits, hpack, resync::RESYNC_WINDOW};
+use containerdsnoop_decode::protocol::http2::{Connection, Limits, hpack, resync::RESYNC_WINDOW};
 use containerdsnoop_fuzz::{conn_ops, input::Input};
 use libfuzzer_sys::fuzz_target;
 

@@ -5,7 +5,7 @@
 //! Input: `split_seed:u8` then the stream (a leading client preface is skipped).
 #![no_main]
 
-use containerdsnoop::http2::{
+use containerdsnoop_decode::protocol::http2::{
     PREFACE,
     codec::{FrameReader, FrameSink},
     frame::{self, FrameError, Head, MAX_FRAME_LEN},

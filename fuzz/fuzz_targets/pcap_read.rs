@@ -4,7 +4,7 @@
 //! Input: the file's bytes.
 #![no_main]
 
-use containerdsnoop::pcap::{Event, PcapReader};
+use containerdsnoop_decode::pcap::{Event, PcapReader};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

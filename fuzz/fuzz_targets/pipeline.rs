@@ -8,11 +8,11 @@
 
 use std::{cell::RefCell, io::Write, rc::Rc};
 
-use containerdsnoop::{
-    conn::MAX_CONNECTIONS,
-    filter::Filter,
+use containerdsnoop_decode::{
+    stream::conn::MAX_CONNECTIONS,
+    output::filter::Filter,
     pipeline::{Pipeline, Printer},
-    render::{json::JsonPrinter, table::TablePrinter, time::Clock},
+    output::{json::JsonPrinter, table::TablePrinter, time::Clock},
     schema::RenderOptions,
 };
 use containerdsnoop_fuzz::{chunks, safe::assert_terminal_safe_bytes, schema};
@@ -31,7 +31,7 @@ impl Write for Shared {
     }
 }
 
-fn run(chunks: &[containerdsnoop::wire::Chunk], json: bool) -> Vec<u8> {
+fn run(chunks: &[containerdsnoop_decode::record::Chunk], json: bool) -> Vec<u8> {
     let out = Shared::default();
     let printer = if json {
         Printer::Json(JsonPrinter::new(Box::new(out.clone()), Clock::identity()))
@@ -55,7 +55,10 @@ fn run(chunks: &[containerdsnoop::wire::Chunk], json: bool) -> Vec<u8> {
         }
         assert!(p.connections() <= MAX_CONNECTIONS);
     }
-    if let Err(e) = p.finish(chunks.last().map_or(0, |c| c.ts_ns + 1)) {
+    if let Err(e) = p.finish(
+        chunks.last().map_or(0, |c| c.ts_ns + 1),
+        containerdsnoop_decode::protocol::call::ConnEnd::CaptureEnded,
+    ) {
         panic!("finish failed writing to memory: {e}");
     }
     out.0.borrow().clone()

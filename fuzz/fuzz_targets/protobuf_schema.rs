@@ -7,7 +7,7 @@
 
 use std::sync::OnceLock;
 
-use containerdsnoop::schema::{RenderOptions, decode, fits, json_to_string, to_json, to_text};
+use containerdsnoop_decode::schema::{RenderOptions, decode, fits, json_to_string, to_json, to_text};
 use containerdsnoop_fuzz::{safe::assert_terminal_safe, schema};
 use libfuzzer_sys::fuzz_target;
 use prost_reflect::MessageDescriptor;

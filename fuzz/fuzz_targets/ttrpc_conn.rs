@@ -6,9 +6,9 @@
 //! unknown, A or B).
 #![no_main]
 
-use containerdsnoop::{
-    call::Side,
-    ttrpc::{Connection, Limits},
+use containerdsnoop_decode::{
+    protocol::call::Side,
+    protocol::ttrpc::{Connection, Limits},
 };
 use containerdsnoop_fuzz::{conn_ops, input::Input};
 use libfuzzer_sys::fuzz_target;

@@ -1,7 +1,7 @@
 //! Kernel record bytes -> Chunk (`wire::parse`), and the `--raw -o json` replay reader.
 #![no_main]
 
-use containerdsnoop::wire;
+use containerdsnoop_decode::record;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

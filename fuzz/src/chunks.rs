@@ -9,7 +9,7 @@
 //!         the span not captured) | 3 Restart (the socket pair is reused: new inodes, position 0)
 //! ```
 
-use containerdsnoop::wire::Chunk;
+use containerdsnoop_decode::record::Chunk;
 use containerdsnoop_common::flags;
 
 use crate::input::Input;

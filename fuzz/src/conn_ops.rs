@@ -7,9 +7,9 @@
 //! op    := tag:u8  len:u16le  bytes[len]     tag bit 0: side B; bit 1: a gap of `len` bytes
 //! ```
 
-use containerdsnoop::{
-    call::{CallEvent, Side},
-    decoder::ConnDecoder,
+use containerdsnoop_decode::{
+    protocol::call::{CallEvent, Side},
+    protocol::decoder::ConnDecoder,
 };
 
 use crate::input::Input;

@@ -10,7 +10,7 @@ pub mod seeds;
 
 use std::sync::OnceLock;
 
-use containerdsnoop::schema::Schema;
+use containerdsnoop_decode::schema::Schema;
 
 /// The embedded schema, decoded once per process (decoding it per input would dominate).
 pub fn schema() -> &'static Schema {

@@ -1,4 +1,4 @@
-//! Seed corpora, generated from the recorded fixtures (`containerdsnoop/tests/fixtures/**`) so
+//! Seed corpora, generated from the recorded fixtures (`containerdsnoop-decode/tests/fixtures/**`) so
 //! that nothing is committed in bulk: `cargo xtask fuzz` runs `examples/seeds.rs` before it
 //! fuzzes. Each target gets the real traffic cut to the shape it reads: kernel records, one
 //! direction's HTTP/2 bytes, header blocks, gRPC DATA bytes, messages with their method, and
@@ -11,14 +11,14 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use containerdsnoop::{
-    call::{Body, CallEventKind, Role, Side},
-    http2::{
+use containerdsnoop_decode::{
+    protocol::call::{Body, CallEventKind, Role, Side},
+    protocol::http2::{
         self, PREFACE,
         frame::{self, Frame, HEADER_LEN, Head},
     },
     pcap::PcapReader,
-    wire::{Chunk, chunks_from_raw_jsonl},
+    record::{Chunk, chunks_from_raw_jsonl},
 };
 use containerdsnoop_common::{CHUNK_HEADER_LEN, ChunkHeader};
 

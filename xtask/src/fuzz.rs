@@ -82,11 +82,11 @@ pub fn run_counted(args: FuzzArgs) -> anyhow::Result<(usize, usize)> {
     run_checked(nightly(&fuzz_dir).args(["fuzz", "build"]))?;
 
     let corpus = fuzz_dir.join("corpus");
-    eprintln!("xtask fuzz: seeding corpora from containerdsnoop/tests/fixtures");
+    eprintln!("xtask fuzz: seeding corpora from containerdsnoop-decode/tests/fixtures");
     run_checked(
         nightly(&fuzz_dir)
             .args(["run", "--quiet", "--example", "seeds", "--"])
-            .arg(root.join("containerdsnoop/tests/fixtures"))
+            .arg(root.join("containerdsnoop-decode/tests/fixtures"))
             .arg(&corpus)
             .args(&targets),
     )?;

@@ -1,0 +1,104 @@
+//! `-o json`: JSON Lines, one object per row. The schema is an interface, documented in
+//! docs/json.md; fields are added, never renamed.
+
+use std::io::{self, Write};
+
+use serde_json::{Map, Value, json};
+
+use super::time::Clock;
+use crate::{
+    output::rows::{Rendered, Row},
+    protocol::call::CallEventKind,
+    schema,
+};
+
+pub struct JsonPrinter<W: Write> {
+    out: W,
+    clock: Clock,
+}
+
+impl<W: Write> JsonPrinter<W> {
+    pub fn new(out: W, clock: Clock) -> Self {
+        JsonPrinter { out, clock }
+    }
+
+    pub fn row(
+        &mut self,
+        row: &Row,
+        body: Rendered,
+        headers: Option<Vec<(String, Option<String>)>>,
+    ) -> io::Result<()> {
+        let v = row_json(row, body, headers, &self.clock);
+        schema::write_json(&mut self.out, &v)?;
+        self.out.write_all(b"\n")
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+pub fn row_json(
+    row: &Row,
+    body: Rendered,
+    headers: Option<Vec<(String, Option<String>)>>,
+    clock: &Clock,
+) -> Value {
+    let mut m = Map::new();
+    m.insert("time".into(), json!(clock.rfc3339(row.ts_ns)));
+    m.insert("ts_ns".into(), json!(row.ts_ns));
+    m.insert("type".into(), json!(row.kind.as_str()));
+    m.insert("comm".into(), json!(row.comm));
+    m.insert("pid".into(), json!(row.pid));
+    m.insert("tid".into(), json!(row.tid));
+    m.insert("peer_pid".into(), json!(row.peer_pid));
+    m.insert("peer_comm".into(), json!(row.peer_comm));
+    m.insert("stream".into(), json!(row.stream));
+    m.insert(
+        "method".into(),
+        json!(row.method.as_ref().map(|x| x.name.to_string())),
+    );
+    m.insert(
+        "method_inferred".into(),
+        json!(row.method.as_ref().is_some_and(|x| x.inferred)),
+    );
+    m.insert("namespace".into(), json!(row.namespace.as_deref()));
+    if let Some(i) = row.index {
+        m.insert("index".into(), json!(i));
+    }
+    m.insert("protocol".into(), json!(row.conn.protocol));
+    m.insert("connection".into(), json!(row.conn.id));
+    m.insert("path".into(), json!(row.conn.path));
+    m.insert("sock_inodes".into(), json!(row.conn.inodes));
+    m.insert("sync".into(), json!(row.conn.sync.as_str()));
+    m.insert("decoding".into(), json!(row.conn.decoding));
+    match &row.event {
+        CallEventKind::End {
+            status, latency_ns, ..
+        } => {
+            m.insert("status_code".into(), json!(status.code));
+            m.insert("status_message".into(), json!(status.message));
+            if let Some(a) = &status.abnormal {
+                m.insert("abnormal".into(), json!(a));
+            }
+            m.insert("latency_ns".into(), json!(latency_ns));
+        }
+        CallEventKind::Notice { text } => {
+            m.insert("notice".into(), json!(text));
+        }
+        _ => {
+            m.insert("message_type".into(), json!(body.message_type));
+            m.insert("message".into(), body.json);
+            m.insert("message_text".into(), json!(body.text));
+        }
+    }
+    if let Some(h) = headers {
+        let list: Vec<Value> = h.into_iter().map(|(k, v)| json!([k, v])).collect();
+        m.insert("headers".into(), Value::Array(list));
+    }
+    Value::Object(m)
+}

@@ -1,0 +1,95 @@
+//! The default table: `TIMESTAMP COMM PID TID PEER TYPE STREAM METHOD MESSAGE`, one line per
+//! row, MESSAGE cut to the terminal width when stdout is a terminal (`-l` never cuts).
+
+use std::io::{self, Write};
+
+use super::{
+    rows::{Rendered, Row},
+    time::Clock,
+};
+use crate::escape::{ellipsize, escape_str};
+
+pub const HEADER: &str = "TIMESTAMP       COMM            PID     TID     PEER    TYPE STREAM METHOD                                               MESSAGE";
+const METHOD_WIDTH: usize = 52;
+
+pub struct TablePrinter<W: Write> {
+    out: W,
+    clock: Clock,
+    /// Total line width to fit, or None to never cut.
+    width: Option<usize>,
+    header_done: bool,
+}
+
+impl<W: Write> TablePrinter<W> {
+    pub fn new(out: W, clock: Clock, width: Option<usize>) -> Self {
+        TablePrinter {
+            out,
+            clock,
+            width,
+            header_done: false,
+        }
+    }
+
+    pub fn header(&mut self) -> io::Result<()> {
+        if !self.header_done {
+            self.header_done = true;
+            writeln!(self.out, "{HEADER}")?;
+        }
+        Ok(())
+    }
+
+    pub fn row(&mut self, row: &Row, body: &Rendered) -> io::Result<()> {
+        self.header()?;
+        let method = match &row.method {
+            Some(m) if m.inferred => format!("{}?", escape_str(&m.name)),
+            Some(m) => escape_str(&m.name),
+            None if row.kind == crate::output::rows::RowKind::Notice => "-".to_string(),
+            None => "?".to_string(),
+        };
+        let stream = match row.index {
+            Some(i) if i > 0 => format!("{}#{}", row.stream, i),
+            _ => row.stream.to_string(),
+        };
+        let mut message = String::new();
+        if let Some(ns) = &row.namespace {
+            message.push_str(&format!("[{}] ", escape_str(ns)));
+        }
+        message.push_str(&body.text);
+        // 0 means unknown: no SO_PEERCRED on datagram sockets, no process in offline captures.
+        let pid_or_dash = |p: u32| {
+            if p == 0 {
+                "-".to_string()
+            } else {
+                p.to_string()
+            }
+        };
+        let prefix = format!(
+            "{:<15} {:<15} {:<7} {:<7} {:<7} {:<4} {:<6} {:<mw$} ",
+            self.clock.hms(row.ts_ns),
+            ellipsize(&escape_str(&row.comm), 15),
+            pid_or_dash(row.pid),
+            pid_or_dash(row.tid),
+            pid_or_dash(row.peer_pid),
+            row.kind.as_str(),
+            stream,
+            method,
+            mw = METHOD_WIDTH,
+        );
+        let message = match self.width {
+            Some(w) => {
+                let room = w.saturating_sub(prefix.chars().count()).max(10);
+                ellipsize(&message, room)
+            }
+            None => message,
+        };
+        writeln!(self.out, "{prefix}{message}")
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}

@@ -1,0 +1,160 @@
+//! The protocol-independent model of what flows on one connection: calls made of request and
+//! response messages, as the gRPC, ttrpc and HTTP/1.1 decoders emit them and the renderers
+//! consume them. Decoders never see the kernel or the terminal; renderers never see frames.
+
+use std::sync::Arc;
+
+/// Which socket of a connection's pair sent something. The connection table names the socket
+/// with the lower inode number `A`; decoders work out for themselves which side is the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Side {
+    A,
+    B,
+}
+
+impl Side {
+    pub fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+
+    /// 0 for A, 1 for B: an index into per-side arrays.
+    pub fn index(self) -> usize {
+        match self {
+            Side::A => 0,
+            Side::B => 1,
+        }
+    }
+
+    /// The role of what this side sends when only the server is known (the side that bound
+    /// the matched path): requests from every other side, requests too when none is known.
+    pub fn role_given_server(self, server: Option<Side>) -> Role {
+        if server == Some(self) {
+            Role::Response
+        } else {
+            Role::Request
+        }
+    }
+
+    /// The role of what this side sends, once the client side is known.
+    pub fn role(self, client: Option<Side>) -> Option<Role> {
+        client.map(|c| {
+            if c == self {
+                Role::Request
+            } else {
+                Role::Response
+            }
+        })
+    }
+}
+
+/// The name of a call's method, e.g. `/containerd.services.version.v1.Version/Version`, or
+/// `GET /v1.41/containers/json` for HTTP/1.1.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Method {
+    pub name: Arc<str>,
+    /// The name was not seen on the wire but inferred (late join): never show it as certain.
+    pub inferred: bool,
+}
+
+/// Whether a message travels from the client (request) or from the server (response).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    Request,
+    Response,
+}
+
+/// A message body as the protocol delivered it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    /// A protobuf message (gRPC, ttrpc), already decompressed.
+    Protobuf(Vec<u8>),
+    /// A text body (HTTP/1.1), already de-chunked; `content_type` as sent.
+    Text {
+        content_type: Option<String>,
+        text: String,
+    },
+    /// Bytes of no known structure.
+    Raw(Vec<u8>),
+    /// The body could not be recovered (lost bytes, decompression failed or exceeded its cap,
+    /// over a size limit); `reason` says which and `len` how big it claimed to be.
+    Unavailable { reason: String, len: u64 },
+}
+
+/// How a call ended.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Status {
+    /// gRPC/ttrpc status code (0 OK), or the HTTP status for HTTP/1.1.
+    pub code: Option<u32>,
+    pub message: Option<String>,
+    /// Why it ended when it was not a normal end (RST_STREAM code, GOAWAY, connection closed).
+    pub abnormal: Option<String>,
+}
+
+/// Why a connection ended for the decoder, and so why its open calls end without an end of
+/// their own. Every way a connection leaves the table goes through one of these, so no call is
+/// ever dropped without an END row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnEnd {
+    /// The sockets were closed (seen as a close, a reused socket identity or a FIN in a file).
+    Closed,
+    /// The connection table was full and this was its least recently active connection.
+    Evicted,
+    /// The tracer is stopping while the connection is still open.
+    TracerStopped,
+    /// A capture file (`-r`) ended while the connection was still open.
+    CaptureEnded,
+}
+
+impl ConnEnd {
+    /// The status text of a call ended this way.
+    pub fn reason(self) -> &'static str {
+        match self {
+            ConnEnd::Closed | ConnEnd::TracerStopped | ConnEnd::CaptureEnded => "connection closed",
+            ConnEnd::Evicted => "connection evicted (too many connections)",
+        }
+    }
+}
+
+/// One thing that happened on a connection.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CallEvent {
+    /// Kernel timestamp (ns, CLOCK_MONOTONIC) of the bytes that completed this event.
+    pub ts_ns: u64,
+    /// The socket that sent the bytes.
+    pub side: Side,
+    /// Stream id (HTTP/2, ttrpc) or request sequence number on the connection (HTTP/1.1).
+    pub stream: u64,
+    pub kind: CallEventKind,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum CallEventKind {
+    /// Request headers / metadata: a call starts.
+    Start {
+        method: Option<Method>,
+        /// Header or metadata fields in wire order; values unknown after a late join are `None`.
+        metadata: Vec<(String, Option<String>)>,
+    },
+    /// One message of a call. `index` counts messages of this role on this stream from 0.
+    Message {
+        role: Role,
+        index: u64,
+        method: Option<Method>,
+        /// The call's `containerd-namespace` request header, as captured at Start.
+        namespace: Option<Arc<str>>,
+        body: Body,
+    },
+    /// The call ended (trailers, RST_STREAM, connection end); latency from its Start.
+    End {
+        method: Option<Method>,
+        /// The call's `containerd-namespace` request header, as captured at Start.
+        namespace: Option<Arc<str>>,
+        status: Status,
+        latency_ns: Option<u64>,
+    },
+    /// A connection-level notice worth a row: GOAWAY, desynchronisation, resynchronisation.
+    Notice { text: String },
+}

@@ -1,0 +1,13 @@
+//! Protocols: the call model every decoder emits ([`call`]), the per-connection decoder
+//! interface ([`decoder`]), detection from the first bytes ([`detect`]), and the decoders
+//! themselves. Uses `schema` (method inference) and `escape`; knows nothing of sockets,
+//! reassembly or output.
+
+pub mod call;
+pub mod decoder;
+pub mod detect;
+pub mod grpc;
+pub mod http1;
+pub mod http2;
+pub mod raw;
+pub mod ttrpc;

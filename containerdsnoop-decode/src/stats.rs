@@ -1,0 +1,197 @@
+//! Counters of everything that can go missing or wrong (drops, truncations, gaps,
+//! desynchronisations, evictions) and per-method call statistics, printed as the exit summary.
+
+use std::collections::BTreeMap;
+
+use tabled::{Table, Tabled, settings::Style};
+
+/// Latency histogram with logarithmic buckets (about 4% wide): bounded memory whatever the
+/// number of calls, percentiles within a bucket's width.
+#[derive(Clone, Debug, Default)]
+pub struct Latencies {
+    buckets: BTreeMap<u32, u64>,
+    count: u64,
+}
+
+const BUCKET_BASE: f64 = 1.04;
+
+impl Latencies {
+    pub fn add(&mut self, ns: u64) {
+        let b = ((ns.max(1) as f64).ln() / BUCKET_BASE.ln()) as u32;
+        *self.buckets.entry(b).or_default() += 1;
+        self.count += 1;
+    }
+
+    /// The `q` quantile (0..=1) in ns, at the upper edge of its bucket.
+    pub fn quantile(&self, q: f64) -> Option<u64> {
+        if self.count == 0 {
+            return None;
+        }
+        let target = ((self.count as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (&b, &n) in &self.buckets {
+            seen += n;
+            if seen >= target {
+                return Some(BUCKET_BASE.powi(b as i32 + 1) as u64);
+            }
+        }
+        None
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct MethodStats {
+    pub calls: u64,
+    pub errors: u64,
+    pub latency: Latencies,
+}
+
+/// Most distinct methods kept; the rest are summed under `(other)`.
+pub const MAX_METHODS: usize = 1024;
+
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub records: u64,
+    pub malformed_records: u64,
+    pub captured_bytes: u64,
+    /// Records the kernel's ring buffer refused, and the bytes they covered.
+    pub lost_records: u64,
+    pub lost_bytes: u64,
+    /// Stream bytes that arrived as gaps in user space (lost records, seen by position).
+    pub gap_bytes: u64,
+    /// Bytes of spans that were not captured (truncated by --max-call-bytes, unreadable, or
+    /// sent without a user buffer), and how many records had such spans.
+    pub missing_bytes: u64,
+    pub truncated_records: u64,
+    pub overlap_bytes: u64,
+    pub missed_entries: u64,
+    pub desynchronised: u64,
+    pub evicted_connections: u64,
+    pub evicted_directions: u64,
+    pub rows: u64,
+    pub methods: BTreeMap<String, MethodStats>,
+}
+
+impl Stats {
+    /// Counts a finished call. `http` calls fail with a status >= 400; gRPC and ttrpc calls with
+    /// any status but 0 (OK).
+    pub fn call_ended(
+        &mut self,
+        method: Option<&str>,
+        http: bool,
+        status: Option<u32>,
+        latency_ns: Option<u64>,
+    ) {
+        let name = method.unwrap_or("(unknown)");
+        let key = if self.methods.contains_key(name) || self.methods.len() < MAX_METHODS {
+            name.to_string()
+        } else {
+            "(other)".to_string()
+        };
+        let m = self.methods.entry(key).or_default();
+        m.calls += 1;
+        let failed = match status {
+            Some(code) if http => code >= 400,
+            Some(code) => code != 0,
+            None => false,
+        };
+        if failed {
+            m.errors += 1;
+        }
+        if let Some(l) = latency_ns {
+            m.latency.add(l);
+        }
+    }
+
+    /// The exit summary: per-method table, then the loss counters.
+    pub fn summary(&self) -> String {
+        #[derive(Tabled)]
+        struct Line {
+            #[tabled(rename = "METHOD")]
+            method: String,
+            #[tabled(rename = "CALLS")]
+            calls: u64,
+            #[tabled(rename = "ERRORS")]
+            errors: u64,
+            #[tabled(rename = "P50")]
+            p50: String,
+            #[tabled(rename = "P99")]
+            p99: String,
+        }
+        let fmt = |v: Option<u64>| v.map_or("-".to_string(), crate::output::rows::format_latency);
+        let lines: Vec<Line> = self
+            .methods
+            .iter()
+            .map(|(name, m)| Line {
+                method: crate::escape::escape_str(name),
+                calls: m.calls,
+                errors: m.errors,
+                p50: fmt(m.latency.quantile(0.5)),
+                p99: fmt(m.latency.quantile(0.99)),
+            })
+            .collect();
+        let mut out = String::new();
+        if !lines.is_empty() {
+            out.push_str(&Table::new(lines).with(Style::psql()).to_string());
+            out.push('\n');
+        }
+        out.push_str(&format!(
+            "{} rows; captured {} records, {} bytes; lost {} records ({} bytes) in the kernel, \
+             {} bytes as stream gaps; {} bytes not captured in {} records (truncated or \
+             unavailable); {} malformed records; {} desynchronised connections; {} evicted \
+             connections, {} evicted streams; {} missed kprobe entries",
+            self.rows,
+            self.records,
+            self.captured_bytes,
+            self.lost_records,
+            self.lost_bytes,
+            self.gap_bytes,
+            self.missing_bytes,
+            self.truncated_records,
+            self.malformed_records,
+            self.desynchronised,
+            self.evicted_connections,
+            self.evicted_directions,
+            self.missed_entries,
+        ));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_are_close() {
+        let mut l = Latencies::default();
+        for i in 1..=1000u64 {
+            l.add(i * 1000);
+        }
+        let p50 = l.quantile(0.5).expect("p50") as f64;
+        let p99 = l.quantile(0.99).expect("p99") as f64;
+        assert!((p50 / 500_000.0 - 1.0).abs() < 0.05, "{p50}");
+        assert!((p99 / 990_000.0 - 1.0).abs() < 0.05, "{p99}");
+        assert_eq!(Latencies::default().quantile(0.5), None);
+    }
+
+    #[test]
+    fn summary_lists_methods_and_losses() {
+        let mut s = Stats::default();
+        s.call_ended(Some("/a.B/C"), false, Some(0), Some(1_000_000));
+        s.call_ended(Some("/a.B/C"), false, Some(5), Some(3_000_000));
+        s.call_ended(Some("GET /v1.41/version"), true, Some(200), Some(1_000_000));
+        s.call_ended(Some("GET /v1.41/nope"), true, Some(404), Some(1_000_000));
+        s.lost_records = 3;
+        let text = s.summary();
+        assert!(text.contains("/a.B/C"));
+        assert!(text.contains("lost 3 records"));
+        let line = text.lines().find(|l| l.contains("/a.B/C")).expect("row");
+        assert!(line.contains(" 2 ") && line.contains(" 1 "), "{line}");
+        assert_eq!(
+            s.methods["GET /v1.41/version"].errors, 0,
+            "HTTP 200 is a success"
+        );
+        assert_eq!(s.methods["GET /v1.41/nope"].errors, 1);
+    }
+}
