@@ -78,6 +78,10 @@ pub fn run_counted(args: FuzzArgs) -> anyhow::Result<(usize, usize)> {
         None => all,
     };
 
+    // The fuzz crate is its own workspace with its own lock file: a stale lock would be
+    // rewritten by the build below and leave the checkout dirty, so refuse one up front.
+    run_checked(nightly(&fuzz_dir).args(["metadata", "--locked", "--format-version", "1"]).stdout(std::process::Stdio::null()))
+        .context("fuzz/Cargo.lock is out of date with the manifests: run `cargo +nightly update -w` in fuzz/ and commit it")?;
     eprintln!("xtask fuzz: building {} targets", targets.len());
     run_checked(nightly(&fuzz_dir).args(["fuzz", "build"]))?;
 

@@ -84,6 +84,8 @@ pub fn test(extra: &[String]) -> anyhow::Result<()> {
         );
     }
     setup::setup(true)?;
+    // A test run must leave a clean checkout clean (no rewritten lock files or goldens).
+    let dirty_before = tracked_changes()?;
     // The end-to-end tests run the test peer's binary; `cargo test` does not build other
     // packages' binaries, so build it (and the tracer) first.
     setup::cargo(&[
@@ -118,11 +120,36 @@ pub fn test(extra: &[String]) -> anyhow::Result<()> {
         ok &= tally.add("fuzz", crate::fuzz::run_counted(crate::fuzz::smoke_args()));
         ok &= tally.add("vm-test", crate::vm::run_counted(vm_args));
     }
+    ok &= tally.add("clean-tree", check_tree_unchanged(&dirty_before));
     println!("{} passed, {} failed", tally.passed, tally.failed);
     if !ok || tally.failed > 0 {
         anyhow::bail!("tests failed");
     }
     Ok(())
+}
+
+/// `git status` of the tracked files (empty on a clean checkout); `None` outside a git checkout.
+fn tracked_changes() -> anyhow::Result<Option<String>> {
+    let out = Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .current_dir(setup::workspace_root()?)
+        .output();
+    Ok(match out {
+        Ok(o) if o.status.success() => Some(String::from_utf8_lossy(&o.stdout).into_owned()),
+        _ => None,
+    })
+}
+
+/// One check: the tracked files are as they were before the run.
+fn check_tree_unchanged(before: &Option<String>) -> anyhow::Result<(usize, usize)> {
+    let (Some(before), Some(after)) = (before, tracked_changes()?) else {
+        return Ok((0, 0)); // not a git checkout: nothing to compare, nothing counted
+    };
+    if *before == after {
+        Ok((1, 0))
+    } else {
+        anyhow::bail!("the test run changed tracked files:\n{after}")
+    }
 }
 
 #[cfg(test)]
