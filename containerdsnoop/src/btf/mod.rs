@@ -260,16 +260,51 @@ fn enum_u32(name: &str, value: i64) -> Result<u32, LayoutError> {
 /// is an error, since the programs read whole bytes.
 pub fn member_offset(btf: &Btf, type_name: &str, path: &str) -> Result<Option<u32>, LayoutError> {
     let name = || format!("{type_name}.{path}");
-    let mut found: Option<u32> = None;
-    let mut any_type = false;
-    for &id in btf.ids_named(type_name)?.iter() {
+    let ids = btf.ids_named(type_name)?;
+    let candidates = ids.iter().map(|&id| {
         let root = btf.ty(id)?;
         if !root.is_composite() {
-            continue;
+            return Ok(Candidate::NotComposite);
         }
-        any_type = true;
-        let Some(bits) = path_bits(btf, root, path, &name)? else {
-            continue;
+        Ok(path_bits(btf, root, path, &name)?.map_or(Candidate::Missing, Candidate::Bits))
+    });
+    combine_candidates(type_name, path, candidates)
+}
+
+/// What one definition of a type name says about a member path.
+pub(crate) enum Candidate {
+    /// The definition is not a struct or union (e.g. a same-named function).
+    NotComposite,
+    /// A struct or union without that member.
+    Missing,
+    /// The member's bit offset from the start of the struct or union.
+    Bits(u64),
+}
+
+/// The byte offset of `type_name.path` from what each definition of `type_name` says: none
+/// composite is an error, a bitfield that does not start on a byte is an error (the programs
+/// read whole bytes), and two definitions that disagree are an error (vmlinux BTF normally has
+/// one definition per name, but deduplication can leave copies). Shared by this reader and the
+/// btf-rs oracle in tests, so the two differ only in how they walk the types.
+pub(crate) fn combine_candidates(
+    type_name: &str,
+    path: &str,
+    candidates: impl IntoIterator<Item = Result<Candidate, LayoutError>>,
+) -> Result<Option<u32>, LayoutError> {
+    let name = || format!("{type_name}.{path}");
+    let mut found: Option<u32> = None;
+    let mut any_type = false;
+    for candidate in candidates {
+        let bits = match candidate? {
+            Candidate::NotComposite => continue,
+            Candidate::Missing => {
+                any_type = true;
+                continue;
+            }
+            Candidate::Bits(bits) => {
+                any_type = true;
+                bits
+            }
         };
         if bits % 8 != 0 {
             return Err(LayoutError::Unaligned {
@@ -281,7 +316,6 @@ pub fn member_offset(btf: &Btf, type_name: &str, path: &str) -> Result<Option<u3
             name: name(),
             value: i128::from(bits / 8),
         })?;
-        // vmlinux BTF normally has one definition per name, but deduplication can leave copies.
         match found {
             Some(first) if first != bytes => {
                 let (first, second) = (i64::from(first), i64::from(bytes));

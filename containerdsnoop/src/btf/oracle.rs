@@ -4,7 +4,7 @@
 
 use btf_rs::{Btf, BtfType, Member, Struct, Type};
 
-use super::{LayoutError, Lookup, MAX_DEPTH};
+use super::{Candidate, LayoutError, Lookup, MAX_DEPTH, combine_candidates};
 
 /// Parses the BTF at `path` with btf-rs; `None` when the file does not exist.
 pub(super) fn load(path: &std::path::Path) -> Option<Btf> {
@@ -48,48 +48,16 @@ pub(super) fn member_offset(
     path: &str,
 ) -> Result<Option<u32>, LayoutError> {
     let name = || format!("{type_name}.{path}");
-    let mut found: Option<u32> = None;
-    let mut any_type = false;
-    for ty in btf
+    let types = btf
         .resolve_types_by_name(type_name)
-        .map_err(btf_rs_failed)?
-    {
+        .map_err(btf_rs_failed)?;
+    let candidates = types.into_iter().map(|ty| {
         let (Type::Struct(root) | Type::Union(root)) = ty else {
-            continue;
+            return Ok(Candidate::NotComposite);
         };
-        any_type = true;
-        let Some(bits) = path_bits(btf, root, path, &name)? else {
-            continue;
-        };
-        if bits % 8 != 0 {
-            return Err(LayoutError::Unaligned {
-                name: name(),
-                bit_offset: bits,
-            });
-        }
-        let bytes = u32::try_from(bits / 8).map_err(|_| LayoutError::OutOfRange {
-            name: name(),
-            value: i128::from(bits / 8),
-        })?;
-        // vmlinux BTF normally has one definition per name, but deduplication can leave copies.
-        match found {
-            Some(first) if first != bytes => {
-                let (first, second) = (i64::from(first), i64::from(bytes));
-                return Err(LayoutError::Ambiguous {
-                    name: name(),
-                    first,
-                    second,
-                });
-            }
-            _ => found = Some(bytes),
-        }
-    }
-    if !any_type {
-        return Err(LayoutError::TypeNotFound {
-            name: type_name.into(),
-        });
-    }
-    Ok(found)
+        Ok(path_bits(btf, root, path, &name)?.map_or(Candidate::Missing, Candidate::Bits))
+    });
+    combine_candidates(type_name, path, candidates)
 }
 
 /// Bit offset of a dotted `path` inside `root`.
