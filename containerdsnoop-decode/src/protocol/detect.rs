@@ -77,7 +77,7 @@ pub fn decoder_for(d: Detection, server: Option<Side>) -> Box<dyn ConnDecoder> {
     let client = server.map(Side::other);
     match d {
         Detection::Http2 => {
-            let mut c = crate::protocol::http2::Connection::default();
+            let mut c = crate::protocol::grpc::Connection::default();
             // The kernel knows which socket is the listening side; no need to guess from headers.
             if let Some(client) = client {
                 c.set_client(client);

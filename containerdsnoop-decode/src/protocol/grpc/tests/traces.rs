@@ -2,8 +2,9 @@
 
 use super::builders::*;
 use crate::protocol::call::{Body, CallEvent, CallEventKind, Method, Role, Side, Status};
+use crate::protocol::grpc::{CallLimits, Connection, Limits};
+use crate::protocol::http2::PREFACE;
 use crate::protocol::http2::frame::flags;
-use crate::protocol::http2::{Connection, Limits, PREFACE};
 
 const CREATE: &str = "/containerd.services.tasks.v1.Tasks/Create";
 const EVENTS: &str = "/containerd.services.events.v1.Events/Subscribe";
@@ -132,10 +133,10 @@ fn unary_call_rows() {
     );
     assert_eq!(
         (
-            stats.desyncs,
-            stats.calls_started,
-            stats.calls_ended,
-            stats.messages
+            stats.http2.desyncs,
+            stats.calls.calls_started,
+            stats.calls.calls_ended,
+            stats.calls.messages
         ),
         (0, 1, 1, 2)
     );
@@ -217,8 +218,8 @@ fn hpack_dynamic_table_across_calls() {
         frame(0x1, flags::END_HEADERS | flags::END_STREAM, 43, &second),
     );
     let (ev, stats) = t.run();
-    assert_eq!(stats.calls_ended, 20);
-    assert_eq!(stats.calls_started, 22);
+    assert_eq!(stats.calls.calls_ended, 20);
+    assert_eq!(stats.calls.calls_started, 22);
     assert!(ev.iter().all(|e| match &e.kind {
         CallEventKind::Start { method: m, .. } => m == &method(CREATE),
         _ => true,
@@ -347,7 +348,7 @@ fn headers_with_continuation_and_padding_priority() {
         .concat(),
     );
     let (ev, stats) = t.run();
-    assert_eq!(stats.desyncs, 0, "{ev:?}");
+    assert_eq!(stats.http2.desyncs, 0, "{ev:?}");
     let CallEventKind::Start { method: m, .. } = &ev[0].kind else {
         panic!("{ev:?}")
     };
@@ -369,7 +370,7 @@ fn frame_interleaved_in_header_block_desyncs_that_direction_only() {
         t.push(SERVER, 11, [s.headers(1, RESPONSE, false)].concat());
         t.push(CLIENT, 12, data(1, &grpc(b"later"), true));
         let (ev, stats) = t.run();
-        assert_eq!(stats.desyncs, 1);
+        assert_eq!(stats.http2.desyncs, 1);
         let n = notices(&ev);
         assert!(n[0].starts_with("client→server desynchronised"), "{}", n[0]);
         // The last write is one whole DATA frame: framing resumes there (for a call whose
@@ -390,7 +391,7 @@ fn continuation_without_headers_desyncs() {
     let mut t = Trace::handshake();
     t.push(CLIENT, 10, frame(0x9, flags::END_HEADERS, 1, &[0x82]));
     let (ev, stats) = t.run();
-    assert_eq!(stats.desyncs, 1);
+    assert_eq!(stats.http2.desyncs, 1);
     assert!(notices(&ev)[0].contains("CONTINUATION on stream 1 without HEADERS"));
 }
 
@@ -414,7 +415,7 @@ fn rst_stream_ends_call_abnormally() {
             }
         )]
     );
-    assert_eq!(stats.orphan_frames, 1);
+    assert_eq!(stats.calls.orphan_frames, 1);
 }
 
 #[test]
@@ -495,7 +496,12 @@ fn gap_stops_one_direction_and_other_continues() {
     assert_eq!(ends(&ev), vec![(1, ok())]);
     let st = conn.stats();
     assert_eq!(
-        (st.desyncs, st.gaps, st.lost_bytes, st.bytes_skipped),
+        (
+            st.http2.desyncs,
+            st.http2.gaps,
+            st.http2.lost_bytes,
+            st.http2.bytes_skipped
+        ),
         (1, 2, 1005, 11)
     );
     assert!(conn.is_desynchronised(CLIENT) && !conn.is_desynchronised(SERVER));
@@ -611,7 +617,7 @@ fn gzip_compressed_messages() {
     assert_eq!(m[1].2, Body::Protobuf(b"zipped response".to_vec()));
     assert!(matches!(&m[2].2, Body::Unavailable { len: 15, .. }));
     assert_eq!(m[3].2, Body::Protobuf(b"plain".to_vec()));
-    assert_eq!(stats.decompress_failures, 1);
+    assert_eq!(stats.calls.decompress_failures, 1);
 }
 
 #[test]
@@ -718,7 +724,10 @@ fn oversize_message_is_skipped_and_framing_continues() {
         [data(1, &big[100..], false), data(1, &grpc(b"small"), true)].concat(),
     );
     let limits = Limits {
-        max_message: 100,
+        calls: CallLimits {
+            max_message: 100,
+            ..CallLimits::default()
+        },
         ..Limits::default()
     };
     let (ev, stats) = run_with(&t.writes, limits);
@@ -735,7 +744,7 @@ fn oversize_message_is_skipped_and_framing_continues() {
         )
     );
     assert_eq!(m[1], (Role::Request, 1, Body::Protobuf(b"small".to_vec())));
-    assert_eq!(stats.oversize_messages, 1);
+    assert_eq!(stats.calls.oversize_messages, 1);
 }
 
 #[test]
@@ -758,7 +767,7 @@ fn max_frame_size_follows_acknowledged_settings() {
         [s.headers(1, RESPONSE, false), data(1, &grpc(&body), false)].concat(),
     );
     let (ev, stats) = t.run();
-    assert_eq!(stats.desyncs, 0, "{ev:?}");
+    assert_eq!(stats.http2.desyncs, 0, "{ev:?}");
     assert_eq!(messages(&ev)[0].2, Body::Protobuf(body.clone()));
     // The client never allowed it: a 30000-byte frame from the server is a protocol error.
     let mut t = Trace::handshake();
@@ -766,7 +775,7 @@ fn max_frame_size_follows_acknowledged_settings() {
     t.push(CLIENT, 4, c.headers(1, &request_fields(CREATE), true));
     t.push(SERVER, 5, data(1, &grpc(&body), false));
     let (ev, stats) = t.run();
-    assert_eq!(stats.desyncs, 1);
+    assert_eq!(stats.http2.desyncs, 1);
     assert!(
         notices(&ev)[0].contains("exceeds SETTINGS_MAX_FRAME_SIZE 16384"),
         "{ev:?}"
@@ -789,12 +798,12 @@ fn header_table_size_setting_bounds_the_other_sides_updates() {
     let mut bad_t = t.clone();
     t.push(CLIENT, 4, frame(0x1, flags::END_HEADERS, 1, &ok_block));
     let (_, stats) = t.run();
-    assert_eq!(stats.desyncs, 0);
+    assert_eq!(stats.http2.desyncs, 0);
     let mut bad_block = vec![0x3f, 0xf1, 0x4d]; // 10000
     bad_block.extend(Peer::new().block(&request_fields(CREATE)));
     bad_t.push(CLIENT, 4, frame(0x1, flags::END_HEADERS, 1, &bad_block));
     let (ev, stats) = bad_t.run();
-    assert_eq!((stats.desyncs, stats.hpack_errors), (1, 1));
+    assert_eq!((stats.http2.desyncs, stats.http2.hpack_errors), (1, 1));
     assert!(
         notices(&ev)[0].contains("table size update to 10000 exceeds 8192"),
         "{ev:?}"
@@ -817,7 +826,7 @@ fn unknown_frames_ping_priority_window_update_are_skipped() {
     );
     unary(&mut t, &mut c, &mut s, 1, CREATE, b"a", b"b", 10);
     let (ev, stats) = t.run();
-    assert_eq!(stats.unknown_frames, 1);
+    assert_eq!(stats.http2.unknown_frames, 1);
     assert_eq!(ends(&ev), vec![(1, ok())]);
 }
 
@@ -834,7 +843,7 @@ fn mid_connection_start_without_join_decodes_as_late_join() {
         &s.headers(3, &request_fields(CREATE), false),
         &mut ev,
     );
-    assert_eq!(conn.stats().desyncs, 0);
+    assert_eq!(conn.stats().http2.desyncs, 0);
     assert!(notices(&ev).is_empty(), "{ev:?}");
     // The DATA came before anything said which side is the client: not attributed.
     assert!(messages(&ev).is_empty());
