@@ -53,17 +53,23 @@ fn ok() -> Status {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn unary(
-    t: &mut Trace,
-    c: &mut Peer,
-    s: &mut Peer,
+/// One unary call: request on `stream` at `ts`, response and OK trailers 10 ns later.
+struct Unary<'a> {
     stream: u32,
-    path: &str,
-    req: &[u8],
-    resp: &[u8],
+    path: &'a str,
+    req: &'a [u8],
+    resp: &'a [u8],
     ts: u64,
-) {
+}
+
+fn unary(t: &mut Trace, c: &mut Peer, s: &mut Peer, call: Unary) {
+    let Unary {
+        stream,
+        path,
+        req,
+        resp,
+        ts,
+    } = call;
     t.push(
         CLIENT,
         ts,
@@ -89,7 +95,18 @@ fn unary(
 fn unary_call_rows() {
     let mut t = Trace::handshake();
     let (mut c, mut s) = (Peer::new(), Peer::new());
-    unary(&mut t, &mut c, &mut s, 1, CREATE, b"req", b"resp", 100);
+    unary(
+        &mut t,
+        &mut c,
+        &mut s,
+        Unary {
+            stream: 1,
+            path: CREATE,
+            req: b"req",
+            resp: b"resp",
+            ts: 100,
+        },
+    );
     let (ev, stats) = t.run();
     assert_eq!(ev.len(), 4, "{ev:#?}");
     let CallEventKind::Start {
@@ -154,7 +171,18 @@ fn server_settings_before_client_preface() {
     );
     t.push(SERVER, 3, settings_ack());
     let (mut c, mut s) = (Peer::new(), Peer::new());
-    unary(&mut t, &mut c, &mut s, 1, CREATE, b"a", b"b", 10);
+    unary(
+        &mut t,
+        &mut c,
+        &mut s,
+        Unary {
+            stream: 1,
+            path: CREATE,
+            req: b"a",
+            resp: b"b",
+            ts: 10,
+        },
+    );
     let mut conn = Connection::default();
     let mut ev = Vec::new();
     for (side, ts, b) in &t.writes {
@@ -182,16 +210,14 @@ fn hpack_dynamic_table_across_calls() {
     let mut t = Trace::handshake();
     let (mut c, mut s) = (Peer::new(), Peer::new());
     for i in 0..20u32 {
-        unary(
-            &mut t,
-            &mut c,
-            &mut s,
-            1 + 2 * i,
-            CREATE,
-            &[i as u8],
-            b"r",
-            100 + u64::from(i),
-        );
+        let call = Unary {
+            stream: 1 + 2 * i,
+            path: CREATE,
+            req: &[i as u8],
+            resp: b"r",
+            ts: 100 + u64::from(i),
+        };
+        unary(&mut t, &mut c, &mut s, call);
     }
     // As grpc-go does: `:path` inserted into the dynamic table (0x44 = literal with indexing,
     // name index 4), then referenced by index on the next call.
@@ -824,7 +850,18 @@ fn unknown_frames_ping_priority_window_update_are_skipped() {
         ]
         .concat(),
     );
-    unary(&mut t, &mut c, &mut s, 1, CREATE, b"a", b"b", 10);
+    unary(
+        &mut t,
+        &mut c,
+        &mut s,
+        Unary {
+            stream: 1,
+            path: CREATE,
+            req: b"a",
+            resp: b"b",
+            ts: 10,
+        },
+    );
     let (ev, stats) = t.run();
     assert_eq!(stats.http2.unknown_frames, 1);
     assert_eq!(ends(&ev), vec![(1, ok())]);
