@@ -11,6 +11,8 @@
 mod desync;
 mod direction;
 mod frames;
+#[cfg(test)]
+mod tests;
 
 use super::Stats;
 use super::frame::{MAX_FRAME_LEN, settings};
