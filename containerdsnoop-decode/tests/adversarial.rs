@@ -1,8 +1,8 @@
 //! Hostile traffic through the whole pipeline (and, where a counter lives only there, through
 //! one decoder): every input here is something a traced process can send. The process must stay
 //! healthy, memory must stay within a named budget derived from the limits in `http2::Limits`,
-//! `conn::MAX_CONNECTIONS` and `reassembly::MAX_DIRECTIONS`, evictions must be counted in
-//! `pipeline.stats`, and nothing printed may drive the user's terminal.
+//! `grpc::CallLimits`, `conn::MAX_CONNECTIONS` and `reassembly::MAX_DIRECTIONS`, evictions must
+//! be counted in `pipeline.stats`, and nothing printed may drive the user's terminal.
 //!
 //! Memory is measured from `/proc/self`: the peak resident set during the test (VmHWM, reset
 //! through `clear_refs` first) and what is still resident while the pipeline is alive. Tests
@@ -22,7 +22,10 @@ use containerdsnoop_decode::{
     output::filter::Filter,
     output::{json::JsonPrinter, table::TablePrinter, time::Clock},
     pipeline::{Pipeline, Printer},
-    protocol::grpc::compress::{Encoding, decompress},
+    protocol::grpc::{
+        CallLimits,
+        compress::{Encoding, decompress},
+    },
     protocol::http2::{
         self, Limits,
         hpack::{self, Decoder},
@@ -688,7 +691,7 @@ fn hpack_table_size_update_to_4_gib() {
     );
 }
 
-/// 100,000 calls opened on one connection and never ended: `Limits::max_streams` (1024) are
+/// 100,000 calls opened on one connection and never ended: `CallLimits::max_streams` (1024) are
 /// tracked, older ones are evicted; memory is that of 1024 calls.
 #[test]
 fn hundred_thousand_concurrent_streams() {
@@ -727,7 +730,7 @@ fn hundred_thousand_concurrent_streams() {
 }
 
 /// A gRPC message whose prefix claims 4 GiB, followed by 64 MiB of it: reported unavailable at
-/// once (over `Limits::max_message`) and skipped, never buffered.
+/// once (over `CallLimits::max_message`) and skipped, never buffered.
 #[test]
 fn grpc_message_claiming_4_gib() {
     let _serial = serial();
@@ -784,7 +787,7 @@ fn deflate_bomb(mib: usize) -> Vec<u8> {
 }
 
 /// A gzip bomb: 1 KiB of gzip per MiB of output, 4 GiB in all. Decompression stops at
-/// `Limits::max_decompressed` (16 MiB): the message is reported unavailable.
+/// `CallLimits::max_decompressed` (16 MiB): the message is reported unavailable.
 #[test]
 fn gzip_bomb() {
     let _serial = serial();
@@ -792,7 +795,7 @@ fn gzip_bomb() {
     gz.extend(deflate_bomb(4096));
     gz.extend_from_slice(&[0; 8]); // CRC and size: never reached
     assert!(gz.len() < 8 * MIB, "{} bytes of bomb", gz.len());
-    let cap = Limits::default().max_decompressed;
+    let cap = CallLimits::default().max_decompressed;
 
     let mem = Mem::start("gzip_bomb/decompress");
     let r = decompress(&Encoding::Gzip, &gz, cap);

@@ -13,6 +13,7 @@ use std::{
 
 use containerdsnoop_decode::{
     protocol::call::{Body, CallEventKind, Role, Side},
+    protocol::grpc,
     protocol::http2::{
         self, PREFACE,
         frame::{self, Frame, HEADER_LEN, Head},
@@ -264,7 +265,7 @@ fn frame_contents(name: &str, mut bytes: &[u8], seeds: &mut Seeds) {
 /// gRPC messages with their method, decoded by the library's own HTTP/2 decoder: seeds for the
 /// protobuf renderers and, compressed, for decompression.
 fn messages(stem: &str, conn: u8, ops: &[chunks::Op], seeds: &mut Seeds) {
-    let mut decoder = http2::Connection::default();
+    let mut decoder = grpc::Connection::default();
     let mut events = Vec::new();
     for (i, op) in ops.iter().enumerate() {
         let side = if op.side == 0 { Side::A } else { Side::B };

@@ -30,30 +30,3 @@ pub trait ConnDecoder {
         }
     }
 }
-
-impl ConnDecoder for crate::protocol::http2::Connection {
-    fn feed(&mut self, side: Side, ts_ns: u64, bytes: &[u8], out: &mut Vec<CallEvent>) {
-        crate::protocol::http2::Connection::feed(self, side, ts_ns, bytes, out)
-    }
-    fn gap(&mut self, side: Side, ts_ns: u64, missing: u64, out: &mut Vec<CallEvent>) {
-        crate::protocol::http2::Connection::gap(self, side, ts_ns, missing, out)
-    }
-    fn close(&mut self, ts_ns: u64, end: ConnEnd, out: &mut Vec<CallEvent>) {
-        crate::protocol::http2::Connection::close(self, ts_ns, end, out)
-    }
-    fn protocol(&self) -> &'static str {
-        "grpc"
-    }
-    fn buffered(&self) -> usize {
-        crate::protocol::http2::Connection::buffered(self)
-    }
-    fn is_desynchronised(&self, side: Side) -> bool {
-        crate::protocol::http2::Connection::is_desynchronised(self, side)
-    }
-    fn joined(&mut self, side: Side, stream_pos: u64) {
-        crate::protocol::http2::Connection::joined(self, side, stream_pos)
-    }
-    fn sync_state(&self, side: Side) -> &'static str {
-        crate::protocol::http2::Connection::sync_state(self, side).as_str()
-    }
-}

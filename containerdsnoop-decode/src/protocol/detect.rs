@@ -13,6 +13,7 @@
 
 use crate::protocol::call::Side;
 use crate::protocol::decoder::ConnDecoder;
+use crate::protocol::http2::frame::{self, Expect, HEADER_LEN, settings::DEFAULT_MAX_FRAME_SIZE};
 use crate::protocol::raw::RawDecoder;
 use crate::protocol::ttrpc::envelope::{Request as TtrpcRequest, Response as TtrpcResponse};
 use crate::protocol::ttrpc::frame::{
@@ -77,7 +78,7 @@ pub fn decoder_for(d: Detection, server: Option<Side>) -> Box<dyn ConnDecoder> {
     let client = server.map(Side::other);
     match d {
         Detection::Http2 => {
-            let mut c = crate::protocol::http2::Connection::default();
+            let mut c = crate::protocol::grpc::Connection::default();
             // The kernel knows which socket is the listening side; no need to guess from headers.
             if let Some(client) = client {
                 c.set_client(client);
@@ -203,44 +204,21 @@ fn http1_partial_start(buf: &[u8]) -> bool {
     method == buf.len() || (method > 0 && buf[method] == b' ')
 }
 
-/// SETTINGS_MAX_FRAME_SIZE's default, which gRPC keeps: larger frames are not expected.
-const H2_MAX_FRAME: u32 = 16_384;
-const H2_HEADER_LEN: usize = 9;
-
-/// Whether a 9-byte HTTP/2 frame header could come from a gRPC peer (KERNEL.md §6.4): known
-/// type, only its defined flags, stream id zero exactly for connection frames, fixed lengths
-/// where the type has one, and the reserved bit clear.
+/// The length of the frame whose header starts `h`, if the header is plausible. Detection
+/// uses the transport's own rule with `Expect::Grpc`: it must tell HTTP/2 from other protocols'
+/// bytes, so frames gRPC never sends are not counted as evidence. Until SETTINGS are seen the
+/// frame size is the default, which gRPC keeps.
 fn h2_plausible(h: &[u8]) -> Option<usize> {
-    let h: &[u8; H2_HEADER_LEN] = h.get(..H2_HEADER_LEN)?.try_into().ok()?;
-    let len = u32::from_be_bytes([0, h[0], h[1], h[2]]);
-    let (kind, flags) = (h[3], h[4]);
-    if h[5] & 0x80 != 0 || len > H2_MAX_FRAME {
-        return None;
-    }
-    let stream = u32::from_be_bytes([h[5], h[6], h[7], h[8]]);
-    let ok = match kind {
-        0x0 => flags & !0x09 == 0 && stream != 0,
-        0x1 => flags & !0x2d == 0 && stream != 0,
-        0x2 => flags == 0 && stream != 0 && len == 5,
-        0x3 => flags == 0 && stream != 0 && len == 4,
-        0x4 => {
-            flags & !0x01 == 0 && stream == 0 && len.is_multiple_of(6) && (flags == 0 || len == 0)
-        }
-        0x6 => flags & !0x01 == 0 && stream == 0 && len == 8,
-        0x7 => flags == 0 && stream == 0 && len >= 8,
-        0x8 => flags == 0 && len == 4,
-        0x9 => flags & !0x04 == 0 && stream != 0,
-        // PUSH_PROMISE never comes from gRPC; extension frames are too rare to count on.
-        _ => false,
-    };
-    ok.then_some(H2_HEADER_LEN + len as usize)
+    let raw: &[u8; HEADER_LEN] = h.get(..HEADER_LEN)?.try_into().ok()?;
+    let head = frame::plausible(raw, DEFAULT_MAX_FRAME_SIZE, Expect::Grpc)?;
+    Some(HEADER_LEN + head.len as usize)
 }
 
 fn h2_chain(buf: &[u8], stop_after: usize) -> Chain {
     let mut c = Chain::default();
     let mut rest = buf;
     loop {
-        if rest.len() < H2_HEADER_LEN {
+        if rest.len() < HEADER_LEN {
             c.reaches_end = true;
             return c;
         }

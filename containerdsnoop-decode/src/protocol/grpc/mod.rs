@@ -1,10 +1,26 @@
-//! gRPC over HTTP/2: message framing, compression, status trailers, and the call tracker that
-//! turns one connection's streams into `CallEvent`s.
+//! gRPC over HTTP/2, on top of the HTTP/2 transport (`crate::protocol::http2`): message framing,
+//! compression, status trailers, method inference, and the calls that turn one connection's
+//! stream events into `CallEvent`s ([`Connection`] composes the two layers).
 
+mod call;
 pub mod calls;
 pub mod compress;
+pub mod conn;
 pub mod framing;
+mod headers;
 pub mod infer;
+pub mod limits;
+mod messages;
+mod shared;
+pub mod stats;
 pub mod status;
 
-pub use calls::{CallLimits, Calls, Origin};
+pub use calls::Calls;
+pub use conn::Connection;
+pub use headers::{NAMESPACE_HEADER, UNKNOWN_NAME, UNKNOWN_STATUS};
+pub use limits::{CallLimits, Limits};
+pub use shared::{MAX_HELD_BYTES, MAX_HELD_EVENTS, MAX_HELD_TOTAL, MAX_HOLD_NS};
+pub use stats::{CallStats, Stats};
+
+#[cfg(test)]
+mod tests;

@@ -1,5 +1,6 @@
-//! Every bound a connection decoder respects, in one place, so memory per connection is a
-//! known function of these numbers whatever the bytes say.
+//! Every bound the HTTP/2 transport respects, in one place, so its memory per connection is a
+//! known function of these numbers whatever the bytes say. What runs on the streams has its own
+//! (gRPC: `grpc::CallLimits`).
 
 use super::hpack;
 
@@ -13,15 +14,6 @@ pub struct Limits {
     /// skipping it would leave the HPACK table wrong.
     pub max_header_block: usize,
     pub hpack: hpack::Limits,
-    /// Calls tracked per connection; the oldest is evicted (and counted) beyond it.
-    pub max_streams: usize,
-    /// Bytes of incomplete messages held per connection, all streams together; beyond it the
-    /// message that grew is abandoned. Keeps `max_streams * max_message` from being the bound.
-    pub max_buffered: usize,
-    /// Largest gRPC message (or non-gRPC body) kept; bigger ones become `Body::Unavailable`.
-    pub max_message: usize,
-    /// Largest decompressed gRPC message.
-    pub max_decompressed: usize,
     /// SETTINGS frames one side may have outstanding before we assume the oldest acknowledged.
     pub max_unacked_settings: usize,
 }
@@ -31,10 +23,6 @@ impl Default for Limits {
         Limits {
             max_header_block: 256 * 1024,
             hpack: hpack::Limits::default(),
-            max_streams: 1024,
-            max_buffered: 64 << 20,
-            max_message: 16 << 20,
-            max_decompressed: 16 << 20,
             max_unacked_settings: 16,
         }
     }

@@ -1,5 +1,6 @@
-//! HTTP/2 as a passive observer sees it: frames, HPACK, and a per-connection decoder that turns
-//! both directions' bytes into gRPC `CallEvent`s (via `crate::protocol::grpc`).
+//! HTTP/2 as a passive observer sees it: frames, HPACK, and a per-connection transport that turns
+//! both directions' bytes into stream events (`sink::StreamSink`). What runs on the streams is
+//! decoded above it (gRPC: `crate::protocol::grpc`); nothing here knows of it.
 
 pub mod codec;
 pub mod conn;
@@ -7,11 +8,10 @@ pub mod frame;
 pub mod hpack;
 pub mod limits;
 pub mod resync;
+pub mod sink;
 pub mod stats;
 
 pub use conn::{Connection, Desync, PREFACE, SyncState};
 pub use limits::Limits;
+pub use sink::{Origin, StreamSink};
 pub use stats::Stats;
-
-#[cfg(test)]
-mod tests;

@@ -7,6 +7,7 @@ mod goaway;
 pub mod head;
 mod headers;
 mod ping;
+pub mod plausible;
 mod rst_stream;
 pub mod settings;
 mod window_update;
@@ -15,6 +16,7 @@ use std::fmt;
 
 pub use head::{HEADER_LEN, Head, Kind, MAX_FRAME_LEN, flags};
 pub use headers::Priority;
+pub use plausible::{Expect, plausible};
 pub use settings::Settings;
 
 /// One decoded frame; payload slices borrow from the frame buffer.

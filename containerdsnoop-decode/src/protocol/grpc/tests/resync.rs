@@ -4,7 +4,8 @@
 use super::builders::*;
 use super::late_join::{GoEncoder, grpc_go_request};
 use crate::protocol::call::{CallEvent, CallEventKind, Method};
-use crate::protocol::http2::{Connection, SyncState};
+use crate::protocol::grpc::Connection;
+use crate::protocol::http2::SyncState;
 
 const GET: &str = "/containerd.services.containers.v1.Containers/Get";
 const VERSION: &str = "/containerd.services.version.v1.Version/Version";
@@ -36,7 +37,7 @@ fn late_join_after_garbage_decodes_the_frames_that_follow() {
     bytes.extend(data(41, &grpc(b"\x0a\x03web"), true));
     conn.feed(CLIENT, 1, &bytes, &mut ev);
     assert_eq!(starts(&ev), vec![(41, exact(GET))]);
-    assert_eq!(conn.stats().bytes_skipped, 6);
+    assert_eq!(conn.stats().http2.bytes_skipped, 6);
     assert_eq!(conn.client(), Some(CLIENT));
     assert_eq!(
         conn.sync_state(CLIENT),

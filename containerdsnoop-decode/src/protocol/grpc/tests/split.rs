@@ -2,7 +2,7 @@
 
 use super::builders::*;
 use crate::protocol::call::{CallEvent, Side};
-use crate::protocol::http2::Limits;
+use crate::protocol::grpc::{CallLimits, Limits};
 use crate::protocol::http2::frame::flags;
 
 /// A small deterministic generator (xorshift64*), so failures reproduce from the seed.
@@ -83,16 +83,16 @@ pub fn assert_split_invariant(
         assert_eq!(got, want, "seed {seed}: per-write split changed the events");
         assert_eq!(
             (
-                stats.frames,
-                stats.messages,
-                stats.desyncs,
-                stats.hpack_errors
+                stats.http2.frames,
+                stats.calls.messages,
+                stats.http2.desyncs,
+                stats.http2.hpack_errors
             ),
             (
-                want_stats.frames,
-                want_stats.messages,
-                want_stats.desyncs,
-                want_stats.hpack_errors
+                want_stats.http2.frames,
+                want_stats.calls.messages,
+                want_stats.http2.desyncs,
+                want_stats.http2.hpack_errors
             )
         );
         let (got0, _) = run_with(&resplit_runs(writes, &mut rng), limits);
@@ -183,7 +183,10 @@ fn rich_trace() -> Trace {
 #[test]
 fn rich_trace_is_split_invariant() {
     let limits = Limits {
-        max_message: 2000,
+        calls: CallLimits {
+            max_message: 2000,
+            ..CallLimits::default()
+        },
         ..Limits::default()
     };
     let ev = assert_split_invariant(&rich_trace().writes, limits, 300);

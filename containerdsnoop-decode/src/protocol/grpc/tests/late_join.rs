@@ -11,7 +11,8 @@ use prost_reflect::{DynamicMessage, Value};
 use super::builders::*;
 use super::split::Rng;
 use crate::protocol::call::{CallEvent, CallEventKind, Side};
-use crate::protocol::http2::{Connection, Limits, SyncState};
+use crate::protocol::grpc::{Connection, Limits};
+use crate::protocol::http2::SyncState;
 use crate::schema::Schema;
 
 const VERSION: &str = "/containerd.services.version.v1.Version/Version";
@@ -785,7 +786,7 @@ fn late_decode(conv: &Conversation, first: usize, cut: usize, skip: usize) -> (S
 fn full_decode_of_the_conversation_is_exact() {
     let conv = conversation(40, 7);
     let (ev, stats) = run_with(&conv.writes, Limits::default());
-    assert_eq!(stats.desyncs, 0);
+    assert_eq!(stats.http2.desyncs, 0);
     let ends: Vec<_> = ev
         .iter()
         .filter(|e| matches!(e.kind, CallEventKind::End { .. }))
@@ -796,7 +797,7 @@ fn full_decode_of_the_conversation_is_exact() {
         assert!(!inferred);
         assert_eq!(Some(name.as_str()), conv.truth.get(&stream).copied());
     }
-    assert_eq!(stats.inferred_calls, 0);
+    assert_eq!(stats.calls.inferred_calls, 0);
 }
 
 /// The floor on the share of calls named correctly. Every method of this conversation repeats,
@@ -955,7 +956,7 @@ fn real_containerd_capture_late_join() {
             conns += 1;
             let writes: Vec<_> = records.iter().map(|r| (r.0, r.1, r.3.clone())).collect();
             let (full, stats) = run_with(&writes, Limits::default());
-            assert_eq!(stats.desyncs, 0, "{}", file.display());
+            assert_eq!(stats.http2.desyncs, 0, "{}", file.display());
             let truth: BTreeMap<u64, String> = methods(&full)
                 .into_iter()
                 .filter_map(|(s, m)| Some((s, m?.0)))

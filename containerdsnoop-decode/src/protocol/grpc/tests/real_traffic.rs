@@ -8,7 +8,7 @@ use bytes::Bytes;
 use super::builders::{CLIENT, SERVER, grpc, grpc_flagged, gzip};
 use super::split::assert_split_invariant;
 use crate::protocol::call::{Body, CallEvent, CallEventKind, Role, Side, Status};
-use crate::protocol::http2::{Connection, Limits};
+use crate::protocol::grpc::{Connection, Limits};
 
 use crate::testutil::{Recorder, WriteLog as Log};
 
@@ -163,14 +163,14 @@ pub fn record() -> Vec<(Side, u64, Vec<u8>)> {
     log.lock().map(|l| l.clone()).unwrap_or_default()
 }
 
-fn decode(writes: &[(Side, u64, Vec<u8>)]) -> (Vec<CallEvent>, crate::protocol::http2::Stats) {
+fn decode(writes: &[(Side, u64, Vec<u8>)]) -> (Vec<CallEvent>, crate::protocol::grpc::Stats) {
     let mut conn = Connection::new(Limits::default());
     let mut ev = Vec::new();
     for (side, ts, b) in writes {
         conn.feed(*side, *ts, b, &mut ev);
     }
     assert_eq!((conn.open_calls(), conn.buffered()), (0, 0));
-    (ev, *conn.stats())
+    (ev, conn.stats())
 }
 
 /// (method, role, index, body) of every message, and (method, status) of every end.
@@ -214,8 +214,8 @@ fn h2_generated_traffic_decodes() {
     let writes = record();
     assert!(writes.iter().any(|w| w.0 == CLIENT) && writes.iter().any(|w| w.0 == SERVER));
     let (ev, stats) = decode(&writes);
-    assert_eq!(stats.desyncs, 0, "{ev:#?}");
-    assert_eq!(stats.hpack_errors, 0);
+    assert_eq!(stats.http2.desyncs, 0, "{ev:#?}");
+    assert_eq!(stats.http2.hpack_errors, 0);
     let starts: Vec<String> = ev
         .iter()
         .filter_map(|e| match &e.kind {

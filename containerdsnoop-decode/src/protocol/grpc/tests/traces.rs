@@ -2,8 +2,9 @@
 
 use super::builders::*;
 use crate::protocol::call::{Body, CallEvent, CallEventKind, Method, Role, Side, Status};
+use crate::protocol::grpc::{CallLimits, Connection, Limits};
+use crate::protocol::http2::PREFACE;
 use crate::protocol::http2::frame::flags;
-use crate::protocol::http2::{Connection, Limits, PREFACE};
 
 const CREATE: &str = "/containerd.services.tasks.v1.Tasks/Create";
 const EVENTS: &str = "/containerd.services.events.v1.Events/Subscribe";
@@ -52,17 +53,23 @@ fn ok() -> Status {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn unary(
-    t: &mut Trace,
-    c: &mut Peer,
-    s: &mut Peer,
+/// One unary call: request on `stream` at `ts`, response and OK trailers 10 ns later.
+struct Unary<'a> {
     stream: u32,
-    path: &str,
-    req: &[u8],
-    resp: &[u8],
+    path: &'a str,
+    req: &'a [u8],
+    resp: &'a [u8],
     ts: u64,
-) {
+}
+
+fn unary(t: &mut Trace, c: &mut Peer, s: &mut Peer, call: Unary) {
+    let Unary {
+        stream,
+        path,
+        req,
+        resp,
+        ts,
+    } = call;
     t.push(
         CLIENT,
         ts,
@@ -88,7 +95,18 @@ fn unary(
 fn unary_call_rows() {
     let mut t = Trace::handshake();
     let (mut c, mut s) = (Peer::new(), Peer::new());
-    unary(&mut t, &mut c, &mut s, 1, CREATE, b"req", b"resp", 100);
+    unary(
+        &mut t,
+        &mut c,
+        &mut s,
+        Unary {
+            stream: 1,
+            path: CREATE,
+            req: b"req",
+            resp: b"resp",
+            ts: 100,
+        },
+    );
     let (ev, stats) = t.run();
     assert_eq!(ev.len(), 4, "{ev:#?}");
     let CallEventKind::Start {
@@ -132,10 +150,10 @@ fn unary_call_rows() {
     );
     assert_eq!(
         (
-            stats.desyncs,
-            stats.calls_started,
-            stats.calls_ended,
-            stats.messages
+            stats.http2.desyncs,
+            stats.calls.calls_started,
+            stats.calls.calls_ended,
+            stats.calls.messages
         ),
         (0, 1, 1, 2)
     );
@@ -153,7 +171,18 @@ fn server_settings_before_client_preface() {
     );
     t.push(SERVER, 3, settings_ack());
     let (mut c, mut s) = (Peer::new(), Peer::new());
-    unary(&mut t, &mut c, &mut s, 1, CREATE, b"a", b"b", 10);
+    unary(
+        &mut t,
+        &mut c,
+        &mut s,
+        Unary {
+            stream: 1,
+            path: CREATE,
+            req: b"a",
+            resp: b"b",
+            ts: 10,
+        },
+    );
     let mut conn = Connection::default();
     let mut ev = Vec::new();
     for (side, ts, b) in &t.writes {
@@ -181,16 +210,14 @@ fn hpack_dynamic_table_across_calls() {
     let mut t = Trace::handshake();
     let (mut c, mut s) = (Peer::new(), Peer::new());
     for i in 0..20u32 {
-        unary(
-            &mut t,
-            &mut c,
-            &mut s,
-            1 + 2 * i,
-            CREATE,
-            &[i as u8],
-            b"r",
-            100 + u64::from(i),
-        );
+        let call = Unary {
+            stream: 1 + 2 * i,
+            path: CREATE,
+            req: &[i as u8],
+            resp: b"r",
+            ts: 100 + u64::from(i),
+        };
+        unary(&mut t, &mut c, &mut s, call);
     }
     // As grpc-go does: `:path` inserted into the dynamic table (0x44 = literal with indexing,
     // name index 4), then referenced by index on the next call.
@@ -217,8 +244,8 @@ fn hpack_dynamic_table_across_calls() {
         frame(0x1, flags::END_HEADERS | flags::END_STREAM, 43, &second),
     );
     let (ev, stats) = t.run();
-    assert_eq!(stats.calls_ended, 20);
-    assert_eq!(stats.calls_started, 22);
+    assert_eq!(stats.calls.calls_ended, 20);
+    assert_eq!(stats.calls.calls_started, 22);
     assert!(ev.iter().all(|e| match &e.kind {
         CallEventKind::Start { method: m, .. } => m == &method(CREATE),
         _ => true,
@@ -347,7 +374,7 @@ fn headers_with_continuation_and_padding_priority() {
         .concat(),
     );
     let (ev, stats) = t.run();
-    assert_eq!(stats.desyncs, 0, "{ev:?}");
+    assert_eq!(stats.http2.desyncs, 0, "{ev:?}");
     let CallEventKind::Start { method: m, .. } = &ev[0].kind else {
         panic!("{ev:?}")
     };
@@ -369,7 +396,7 @@ fn frame_interleaved_in_header_block_desyncs_that_direction_only() {
         t.push(SERVER, 11, [s.headers(1, RESPONSE, false)].concat());
         t.push(CLIENT, 12, data(1, &grpc(b"later"), true));
         let (ev, stats) = t.run();
-        assert_eq!(stats.desyncs, 1);
+        assert_eq!(stats.http2.desyncs, 1);
         let n = notices(&ev);
         assert!(n[0].starts_with("client→server desynchronised"), "{}", n[0]);
         // The last write is one whole DATA frame: framing resumes there (for a call whose
@@ -390,7 +417,7 @@ fn continuation_without_headers_desyncs() {
     let mut t = Trace::handshake();
     t.push(CLIENT, 10, frame(0x9, flags::END_HEADERS, 1, &[0x82]));
     let (ev, stats) = t.run();
-    assert_eq!(stats.desyncs, 1);
+    assert_eq!(stats.http2.desyncs, 1);
     assert!(notices(&ev)[0].contains("CONTINUATION on stream 1 without HEADERS"));
 }
 
@@ -414,7 +441,7 @@ fn rst_stream_ends_call_abnormally() {
             }
         )]
     );
-    assert_eq!(stats.orphan_frames, 1);
+    assert_eq!(stats.calls.orphan_frames, 1);
 }
 
 #[test]
@@ -495,7 +522,12 @@ fn gap_stops_one_direction_and_other_continues() {
     assert_eq!(ends(&ev), vec![(1, ok())]);
     let st = conn.stats();
     assert_eq!(
-        (st.desyncs, st.gaps, st.lost_bytes, st.bytes_skipped),
+        (
+            st.http2.desyncs,
+            st.http2.gaps,
+            st.http2.lost_bytes,
+            st.http2.bytes_skipped
+        ),
         (1, 2, 1005, 11)
     );
     assert!(conn.is_desynchronised(CLIENT) && !conn.is_desynchronised(SERVER));
@@ -611,7 +643,7 @@ fn gzip_compressed_messages() {
     assert_eq!(m[1].2, Body::Protobuf(b"zipped response".to_vec()));
     assert!(matches!(&m[2].2, Body::Unavailable { len: 15, .. }));
     assert_eq!(m[3].2, Body::Protobuf(b"plain".to_vec()));
-    assert_eq!(stats.decompress_failures, 1);
+    assert_eq!(stats.calls.decompress_failures, 1);
 }
 
 #[test]
@@ -718,7 +750,10 @@ fn oversize_message_is_skipped_and_framing_continues() {
         [data(1, &big[100..], false), data(1, &grpc(b"small"), true)].concat(),
     );
     let limits = Limits {
-        max_message: 100,
+        calls: CallLimits {
+            max_message: 100,
+            ..CallLimits::default()
+        },
         ..Limits::default()
     };
     let (ev, stats) = run_with(&t.writes, limits);
@@ -735,7 +770,7 @@ fn oversize_message_is_skipped_and_framing_continues() {
         )
     );
     assert_eq!(m[1], (Role::Request, 1, Body::Protobuf(b"small".to_vec())));
-    assert_eq!(stats.oversize_messages, 1);
+    assert_eq!(stats.calls.oversize_messages, 1);
 }
 
 #[test]
@@ -758,7 +793,7 @@ fn max_frame_size_follows_acknowledged_settings() {
         [s.headers(1, RESPONSE, false), data(1, &grpc(&body), false)].concat(),
     );
     let (ev, stats) = t.run();
-    assert_eq!(stats.desyncs, 0, "{ev:?}");
+    assert_eq!(stats.http2.desyncs, 0, "{ev:?}");
     assert_eq!(messages(&ev)[0].2, Body::Protobuf(body.clone()));
     // The client never allowed it: a 30000-byte frame from the server is a protocol error.
     let mut t = Trace::handshake();
@@ -766,7 +801,7 @@ fn max_frame_size_follows_acknowledged_settings() {
     t.push(CLIENT, 4, c.headers(1, &request_fields(CREATE), true));
     t.push(SERVER, 5, data(1, &grpc(&body), false));
     let (ev, stats) = t.run();
-    assert_eq!(stats.desyncs, 1);
+    assert_eq!(stats.http2.desyncs, 1);
     assert!(
         notices(&ev)[0].contains("exceeds SETTINGS_MAX_FRAME_SIZE 16384"),
         "{ev:?}"
@@ -789,12 +824,12 @@ fn header_table_size_setting_bounds_the_other_sides_updates() {
     let mut bad_t = t.clone();
     t.push(CLIENT, 4, frame(0x1, flags::END_HEADERS, 1, &ok_block));
     let (_, stats) = t.run();
-    assert_eq!(stats.desyncs, 0);
+    assert_eq!(stats.http2.desyncs, 0);
     let mut bad_block = vec![0x3f, 0xf1, 0x4d]; // 10000
     bad_block.extend(Peer::new().block(&request_fields(CREATE)));
     bad_t.push(CLIENT, 4, frame(0x1, flags::END_HEADERS, 1, &bad_block));
     let (ev, stats) = bad_t.run();
-    assert_eq!((stats.desyncs, stats.hpack_errors), (1, 1));
+    assert_eq!((stats.http2.desyncs, stats.http2.hpack_errors), (1, 1));
     assert!(
         notices(&ev)[0].contains("table size update to 10000 exceeds 8192"),
         "{ev:?}"
@@ -815,9 +850,20 @@ fn unknown_frames_ping_priority_window_update_are_skipped() {
         ]
         .concat(),
     );
-    unary(&mut t, &mut c, &mut s, 1, CREATE, b"a", b"b", 10);
+    unary(
+        &mut t,
+        &mut c,
+        &mut s,
+        Unary {
+            stream: 1,
+            path: CREATE,
+            req: b"a",
+            resp: b"b",
+            ts: 10,
+        },
+    );
     let (ev, stats) = t.run();
-    assert_eq!(stats.unknown_frames, 1);
+    assert_eq!(stats.http2.unknown_frames, 1);
     assert_eq!(ends(&ev), vec![(1, ok())]);
 }
 
@@ -834,7 +880,7 @@ fn mid_connection_start_without_join_decodes_as_late_join() {
         &s.headers(3, &request_fields(CREATE), false),
         &mut ev,
     );
-    assert_eq!(conn.stats().desyncs, 0);
+    assert_eq!(conn.stats().http2.desyncs, 0);
     assert!(notices(&ev).is_empty(), "{ev:?}");
     // The DATA came before anything said which side is the client: not attributed.
     assert!(messages(&ev).is_empty());

@@ -2,8 +2,9 @@
 //! encoder (an independent implementation, so the decoder is not checked against itself).
 
 use crate::protocol::call::{CallEvent, Side};
+use crate::protocol::grpc::{Connection, Limits, Stats};
+use crate::protocol::http2::PREFACE;
 use crate::protocol::http2::frame::{Head, Kind, flags};
-use crate::protocol::http2::{Connection, Limits, PREFACE, Stats};
 
 pub const CLIENT: Side = Side::A;
 pub const SERVER: Side = Side::B;
@@ -147,5 +148,5 @@ pub fn run_with(writes: &[(Side, u64, Vec<u8>)], limits: Limits) -> (Vec<CallEve
     for (side, ts, bytes) in writes {
         c.feed(*side, *ts, bytes, &mut out);
     }
-    (out, *c.stats())
+    (out, c.stats())
 }

@@ -3,8 +3,8 @@
 
 use super::builders::*;
 use crate::protocol::call::{Body, CallEventKind};
+use crate::protocol::grpc::{CallLimits, Connection, Limits};
 use crate::protocol::http2::frame::flags;
-use crate::protocol::http2::{Connection, Limits};
 
 fn connected() -> (Connection, Vec<crate::protocol::call::CallEvent>) {
     let mut conn = Connection::default();
@@ -25,10 +25,10 @@ fn frame_header_claiming_16_mib() {
         &mut ev,
     );
     conn.feed(SERVER, 6, &vec![0u8; 100_000], &mut ev);
-    assert_eq!(conn.stats().desyncs, 1);
+    assert_eq!(conn.stats().http2.desyncs, 1);
     // The 8 bytes after the bad header's first byte, then every zero: no frame header is
     // plausible in zeros (DATA on stream 0), so nothing resynchronises.
-    assert_eq!(conn.stats().bytes_skipped, 100_008);
+    assert_eq!(conn.stats().http2.bytes_skipped, 100_008);
     assert!(conn.is_desynchronised(SERVER));
     assert!(conn.buffered() <= crate::protocol::http2::resync::RESYNC_WINDOW);
 }
@@ -46,11 +46,11 @@ fn hundred_thousand_streams_stay_bounded() {
             .filter(|e| matches!(e.kind, CallEventKind::Start { .. }))
             .count();
         ev.clear();
-        assert!(conn.open_calls() <= Limits::default().max_streams);
+        assert!(conn.open_calls() <= CallLimits::default().max_streams);
     }
     assert_eq!(starts, 100_000);
-    assert_eq!(conn.stats().evicted_streams, 100_000 - 1024);
-    assert_eq!(conn.stats().desyncs, 0);
+    assert_eq!(conn.stats().calls.evicted_streams, 100_000 - 1024);
+    assert_eq!(conn.stats().http2.desyncs, 0);
 }
 
 #[test]
@@ -99,7 +99,10 @@ fn gzip_bomb_is_unavailable() {
     }
     let bomb = e.finish().unwrap();
     let limits = Limits {
-        max_decompressed: 1 << 20,
+        calls: CallLimits {
+            max_decompressed: 1 << 20,
+            ..CallLimits::default()
+        },
         ..Limits::default()
     };
     let mut conn = Connection::new(limits);
@@ -125,7 +128,7 @@ fn gzip_bomb_is_unavailable() {
     };
     assert_eq!(reason, "decompressed size exceeds 1048576 bytes");
     assert_eq!(*len, bomb.len() as u64);
-    assert_eq!(conn.stats().decompress_failures, 1);
+    assert_eq!(conn.stats().calls.decompress_failures, 1);
 }
 
 #[test]
@@ -153,7 +156,7 @@ fn expanding_header_list_is_truncated_and_counted() {
         w.extend(frame(0x9, f, 1, c));
     }
     conn.feed(CLIENT, 10, &w, &mut ev);
-    assert_eq!(conn.stats().truncated_header_lists, 1);
+    assert_eq!(conn.stats().http2.truncated_header_lists, 1);
     let CallEventKind::Start { metadata, .. } = &ev.last().unwrap().kind else {
         panic!()
     };
@@ -172,7 +175,7 @@ fn header_block_over_the_limit_desyncs() {
         w.extend(frame(0x9, 0, 1, &[0x82; 16000]));
     }
     conn.feed(CLIENT, 10, &w, &mut ev);
-    assert_eq!(conn.stats().desyncs, 1);
+    assert_eq!(conn.stats().http2.desyncs, 1);
 }
 
 #[test]
@@ -203,7 +206,7 @@ fn random_bytes_never_panic() {
             let side = if x & 1 == 0 { CLIENT } else { SERVER };
             conn.feed(side, 6, &bytes, &mut ev);
         }
-        assert!(conn.stats().desyncs <= 2);
+        assert!(conn.stats().http2.desyncs <= 2);
     }
 }
 
@@ -250,7 +253,10 @@ fn mutated_valid_traffic_never_panics() {
 #[test]
 fn many_half_sent_messages_stay_within_the_connection_budget() {
     let limits = Limits {
-        max_buffered: 100_000,
+        calls: CallLimits {
+            max_buffered: 100_000,
+            ..CallLimits::default()
+        },
         ..Limits::default()
     };
     let mut conn = Connection::new(limits);
@@ -280,5 +286,5 @@ fn many_half_sent_messages_stay_within_the_connection_budget() {
     assert!(conn.buffered() <= 100_000, "{}", conn.buffered());
     conn.close(20, crate::protocol::call::ConnEnd::Closed, &mut ev);
     assert_eq!(conn.buffered(), 0);
-    assert_eq!(conn.stats().desyncs, 0);
+    assert_eq!(conn.stats().http2.desyncs, 0);
 }

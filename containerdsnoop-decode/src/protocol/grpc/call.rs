@@ -1,0 +1,112 @@
+//! The state of one gRPC call: its two halves (message framing, encoding, end), what its headers
+//! said, and, while its method is unknown, the inference under way with the events held back
+//! for it.
+
+use std::sync::Arc;
+
+use super::compress::Encoding;
+use super::framing::Deframer;
+use super::infer::{Evidence, Hints};
+use crate::protocol::call::{CallEvent, Method, Role};
+
+/// One direction of a call.
+#[derive(Debug)]
+pub(super) struct Half {
+    pub(super) deframer: Deframer,
+    pub(super) encoding: Encoding,
+    pub(super) next_index: u64,
+    pub(super) ended: bool,
+    /// Non-gRPC body bytes, up to the message limit; `raw_len` counts them all.
+    pub(super) raw: Vec<u8>,
+    pub(super) raw_len: u64,
+    /// The raw body was dropped to respect the connection's buffer limit.
+    pub(super) raw_dropped: bool,
+    /// Bytes of this half were lost (or it started before decoding did): DATA frames are
+    /// skipped until one starts a message (`framing::starts_messages`).
+    pub(super) seek: bool,
+}
+
+impl Half {
+    pub(super) fn new(max_message: usize) -> Half {
+        Half {
+            deframer: Deframer::new(max_message),
+            encoding: Encoding::Identity,
+            next_index: 0,
+            ended: false,
+            raw: Vec::new(),
+            raw_len: 0,
+            raw_dropped: false,
+            seek: false,
+        }
+    }
+}
+
+/// Inference state of a call whose `:path` is unknown.
+#[derive(Debug)]
+pub(super) struct Pending {
+    pub(super) evidence: Evidence,
+    /// The unknown HPACK entry its `:path` came from, if that can be named.
+    pub(super) slot: Option<usize>,
+    pub(super) hints: Hints,
+    /// Events not yet released, oldest first, with their message bytes.
+    pub(super) held: Vec<CallEvent>,
+    pub(super) held_bytes: usize,
+    /// Capture time of the oldest held event.
+    pub(super) since: u64,
+    /// Still holding events back (false once released, named or not).
+    pub(super) holding: bool,
+}
+
+impl Pending {
+    /// Inference starting at `ts_ns` from `evidence` (fresh, or seeded by the call's entry).
+    pub(super) fn new(
+        evidence: Evidence,
+        slot: Option<usize>,
+        hints: Hints,
+        ts_ns: u64,
+    ) -> Pending {
+        Pending {
+            evidence,
+            slot,
+            hints,
+            held: Vec::new(),
+            held_bytes: 0,
+            since: ts_ns,
+            holding: true,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct Call {
+    pub(super) start_ts: u64,
+    pub(super) method: Option<Method>,
+    pub(super) namespace: Option<Arc<str>>,
+    /// `content-type: application/grpc[+proto…]` on the request.
+    pub(super) grpc: bool,
+    pub(super) http_status: Option<u32>,
+    pub(super) response_headers: bool,
+    pub(super) request: Half,
+    pub(super) response: Half,
+    /// Present while the method is unknown (or was inferred).
+    pub(super) pending: Option<Box<Pending>>,
+    /// Taken up mid-call (it started before decoding did): no Start row, no latency.
+    pub(super) adopted: bool,
+}
+
+impl Call {
+    /// Bytes this call holds in incomplete messages and bodies.
+    pub(super) fn held(&self) -> usize {
+        self.request.deframer.held()
+            + self.response.deframer.held()
+            + self.request.raw.len()
+            + self.response.raw.len()
+    }
+
+    pub(super) fn half(&mut self, role: Role) -> &mut Half {
+        match role {
+            Role::Request => &mut self.request,
+            Role::Response => &mut self.response,
+        }
+    }
+}
