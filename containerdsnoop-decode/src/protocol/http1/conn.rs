@@ -144,6 +144,14 @@ impl ConnDecoder for Connection {
 
     fn close(&mut self, ts_ns: u64, end: ConnEnd, out: &mut Vec<CallEvent>) {
         let at = At::new(self.roles.end_side(), ts_ns);
+        // A request still sending its body shows what it sent (its one REQ row).
+        let client = At::new(at.side.other(), ts_ns);
+        let phase = std::mem::replace(&mut self.dirs[client.side.index()].phase, Phase::Head);
+        if let Phase::Body(mut body) = phase
+            && body.role == Role::Request
+        {
+            self.abort_body(client, &mut body, end.reason(), out);
+        }
         // A close-delimited response ends normally here.
         let phase = std::mem::replace(&mut self.dirs[at.side.index()].phase, Phase::Head);
         if let Phase::Body(mut body) = phase {

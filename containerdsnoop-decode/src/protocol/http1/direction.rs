@@ -17,8 +17,10 @@ pub(super) enum Phase {
     Head,
     Body(Box<BodyState>),
     /// The client sent an upgrade request: its next bytes wait for the server's answer.
+    /// `sent` request messages of the call so far (raw ones continue from there).
     AwaitUpgrade {
         owner: Owner,
+        sent: u64,
     },
     /// Upgraded (or hijacked): no more HTTP on this connection. `index` is the next message's.
     Raw {
@@ -148,7 +150,7 @@ impl Connection {
             }
             Phase::Body(body) => self.step_body(at, rest, used, body, out),
             Phase::Raw { call, index } => self.step_raw(at, rest, used, (call, index), out),
-            Phase::AwaitUpgrade { owner } => self.step_await_upgrade(at, rest, owner),
+            Phase::AwaitUpgrade { owner, sent } => self.step_await_upgrade(at, rest, owner, sent),
         }
     }
 

@@ -23,6 +23,8 @@ pub(super) struct Pending {
     pub(super) connect: bool,
     /// The request asked to switch protocols (`Upgrade`), as docker's attach and exec do.
     pub(super) upgrade: bool,
+    /// Request messages of the call so far, once its body is complete.
+    sent: u64,
 }
 
 /// Requests awaiting their responses, oldest first. A FIFO, not the LRU table the other
@@ -81,6 +83,7 @@ impl Connection {
             head: method == "HEAD",
             connect: method == "CONNECT",
             upgrade,
+            sent: 0,
         });
         let owner = Owner {
             call,
@@ -119,6 +122,7 @@ impl Connection {
                     head: false,
                     connect: false,
                     upgrade: false,
+                    sent: 0,
                 }
             }
         };
@@ -129,7 +133,7 @@ impl Connection {
             upgrade: false,
         };
         if switches_protocols(code, &req, &h) {
-            return self.upgraded(at, owner, &h, out);
+            return self.upgraded(at, owner, req.sent, &h, out);
         }
         // The request did not get its upgrade: the client's held bytes are HTTP after all.
         let client = at.side.other();
@@ -150,6 +154,17 @@ impl Connection {
             }
         };
         self.start_body(at, BodyState::new(Role::Response, owner, framing, &h), out);
+    }
+
+    /// `call`'s request is complete after `sent` messages (see [`super::upgrade`]).
+    pub(super) fn requests_sent(&mut self, call: &CallTag, sent: u64) {
+        if let Some(p) = self
+            .pending
+            .iter_mut()
+            .find(|p| p.call.stream == call.stream)
+        {
+            p.sent = sent;
+        }
     }
 
     /// The server's direction resynchronised: responses were lost. HTTP/1.1 clients (docker's

@@ -163,12 +163,29 @@ impl Connection {
     /// wait for an upgrade for a request that asked for one.
     pub(super) fn finish_body(&mut self, at: At, mut body: BodyState, out: &mut Vec<CallEvent>) {
         self.flush(at, &mut body, out);
+        if body.role == Role::Request {
+            if body.index == 0 {
+                // A request is a message even without a body (`GET`, `HEAD`, `DELETE`, most
+                // `POST`s of docker's API): its head is what it says, and its REQ row carries
+                // the headers. It is complete now, whatever follows (an upgrade, a hijack).
+                let empty = Body::Text {
+                    content_type: body.content_type.clone(),
+                    text: String::new(),
+                };
+                self.emit_message(at, &body.owner.call, body.role, 0, empty, out);
+                body.index = 1;
+            }
+            self.requests_sent(&body.owner.call, body.index);
+        }
         let next = match body.role {
             Role::Response => {
                 out.push(at.end(&body.owner.call, body.owner.status(), body.owner.start_ts));
                 Phase::Head
             }
-            Role::Request if body.owner.upgrade => Phase::AwaitUpgrade { owner: body.owner },
+            Role::Request if body.owner.upgrade => Phase::AwaitUpgrade {
+                owner: body.owner,
+                sent: body.index,
+            },
             Role::Request => Phase::Head,
         };
         self.dirs[at.side.index()].phase = next;
@@ -184,7 +201,9 @@ impl Connection {
         out: &mut Vec<CallEvent>,
     ) {
         let why = format!("body cut short: {why}");
-        if !body.collected.is_empty() {
+        // A request's one message is its body: cut short before any of it arrived, it is
+        // still shown, as unavailable.
+        if !body.collected.is_empty() || (body.role == Role::Request && body.index == 0) {
             let len = match body.collected.take(None, self.limits.max_body) {
                 Body::Unavailable { len, .. } => len,
                 Body::Text { text, .. } => text.len() as u64,

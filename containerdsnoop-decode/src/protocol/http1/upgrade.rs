@@ -13,7 +13,16 @@ use crate::protocol::kit::{At, CallTag};
 impl Connection {
     /// The server (`at.side`) accepted the switch: the call ends, and both directions carry
     /// raw bytes from now on.
-    pub(super) fn upgraded(&mut self, at: At, owner: Owner, h: &Head, out: &mut Vec<CallEvent>) {
+    /// `requests_sent`: request messages of the call so far; the client's raw bytes are the
+    /// call's next request messages, so their index keeps counting from there.
+    pub(super) fn upgraded(
+        &mut self,
+        at: At,
+        owner: Owner,
+        requests_sent: u64,
+        h: &Head,
+        out: &mut Vec<CallEvent>,
+    ) {
         self.stats.upgrades += 1;
         out.push(at.end(&owner.call, owner.status(), owner.start_ts));
         let what = h
@@ -33,7 +42,7 @@ impl Connection {
         if was_waiting {
             self.dirs[client.side.index()].phase = Phase::Raw {
                 call: owner.call,
-                index: 0,
+                index: requests_sent,
             };
             // Bytes the client sent while waiting for the answer are the first raw message.
             self.process(client, &[], out);
@@ -67,18 +76,24 @@ impl Connection {
 
     /// The client's bytes after a request that asked to upgrade, before the server answered:
     /// held, bounded by the head limit.
-    pub(super) fn step_await_upgrade(&mut self, at: At, rest: &[u8], owner: Owner) -> Step {
+    pub(super) fn step_await_upgrade(
+        &mut self,
+        at: At,
+        rest: &[u8],
+        owner: Owner,
+        sent: u64,
+    ) -> Step {
         let i = at.side.index();
         if rest.len() > self.limits.max_head {
             // A client streaming that much without an answer has been upgraded in all but
             // name (the answer was lost).
             self.dirs[i].phase = Phase::Raw {
                 call: owner.call,
-                index: 0,
+                index: sent,
             };
             return Step::Go;
         }
-        self.dirs[i].phase = Phase::AwaitUpgrade { owner };
+        self.dirs[i].phase = Phase::AwaitUpgrade { owner, sent };
         Step::Wait
     }
 }

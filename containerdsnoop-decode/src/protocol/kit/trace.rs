@@ -9,11 +9,20 @@
 //! ```
 //!
 //! `A#1` is the sending side and the stream (request sequence number for HTTP/1.1). Bodies
-//! are shown whole and escaped, protobuf bodies by length: this is for tests and debugging,
-//! not for users (that is `output::rows`).
+//! are shown whole and escaped but for double quotes (JSON stays readable in assertions),
+//! protobuf bodies by length: this is for tests and debugging, not for users (that is
+//! `output::rows`).
 
-use crate::escape::{escape_bytes, escape_str};
 use crate::protocol::call::{Body, CallEvent, CallEventKind, Method, Role, Side};
+
+/// The terminal-safe escape of `s`, double quotes left as they are.
+fn escape_str(s: &str) -> String {
+    crate::escape::escape_str(s).replace("\\\"", "\"")
+}
+
+fn escape_bytes(b: &[u8]) -> String {
+    crate::escape::escape_bytes(b).replace("\\\"", "\"")
+}
 
 fn method_name(m: Option<&Method>) -> String {
     match m {
