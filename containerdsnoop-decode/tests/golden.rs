@@ -277,6 +277,40 @@ fn http1_recordings_decode_fully() {
     }
 }
 
+/// Every HTTP/1.1 call shows its request: one REQ row with index 0 carrying the request
+/// headers, before anything else of the call (requests without a body had none).
+#[test]
+fn regression_http1_every_request_has_a_req_row_with_headers() {
+    for name in HTTP1_RECORDINGS {
+        let rows = json_rows(&replay_chunks(&rec_chunks("http1", name, &DOCKER), true));
+        let mut streams: Vec<u64> = rows.iter().filter_map(|r| r["stream"].as_u64()).collect();
+        streams.sort_unstable();
+        streams.dedup();
+        for s in streams {
+            let call: Vec<&serde_json::Value> = rows
+                .iter()
+                .filter(|r| r["stream"] == s && r["type"] != "NOTE")
+                .collect();
+            let first = call.first().expect("rows of the call");
+            assert_eq!(
+                (first["type"].as_str(), first["index"].as_u64()),
+                (Some("REQ"), Some(0)),
+                "{name} stream {s}"
+            );
+            let headers = first["headers"].as_array().expect("headers");
+            assert!(
+                headers.iter().any(|h| h[0] == "User-Agent"),
+                "{name} stream {s}"
+            );
+            let req0 = call
+                .iter()
+                .filter(|r| r["type"] == "REQ" && r["index"] == 0)
+                .count();
+            assert_eq!(req0, 1, "{name} stream {s}");
+        }
+    }
+}
+
 fn json_rows(text: &str) -> Vec<serde_json::Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).expect("json line"))
