@@ -332,33 +332,6 @@ fn bodiless_responses_and_keep_alive() {
 }
 
 #[test]
-fn pipelined_requests_pair_in_order() {
-    let mut c = Connection::default();
-    let mut ev = feed(
-        &mut c,
-        Side::A,
-        1,
-        b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
-    );
-    ev.extend(feed(&mut c, Side::B, 2, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\naHTTP/1.1 201 Created\r\nContent-Length: 1\r\n\r\nb"));
-    assert_eq!(starts(&ev), ["GET /a", "GET /b"]);
-    assert_eq!(
-        ends(&ev)
-            .iter()
-            .map(|(s, st)| (*s, st.code))
-            .collect::<Vec<_>>(),
-        [(1, Some(200)), (2, Some(201))]
-    );
-    assert_eq!(
-        bodies(&ev, Role::Response)
-            .iter()
-            .map(text)
-            .collect::<Vec<_>>(),
-        ["a", "b"]
-    );
-}
-
-#[test]
 fn interim_continue_and_close_delimited_response() {
     let mut c = Connection::default();
     let mut ev = feed(

@@ -15,3 +15,5 @@ pub use conn::{Connection, Limits, Stats};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod traces;
