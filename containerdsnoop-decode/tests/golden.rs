@@ -311,6 +311,59 @@ fn regression_http1_every_request_has_a_req_row_with_headers() {
     }
 }
 
+/// The HTTP/1.1 and ttrpc recordings give the same rows however their records are cut (but
+/// attach and exec, whose raw bytes after the upgrade are one message per captured write).
+#[test]
+fn recording_rows_do_not_depend_on_where_records_split() {
+    let shim = RecConn {
+        path: "/run/containerd/s/4f1a9c2e",
+        client: ("containerd", 3437),
+        server: ("containerd-shim", 5120),
+    };
+    let mut recordings: Vec<Vec<Chunk>> = HTTP1_RECORDINGS
+        .iter()
+        .filter(|n| !matches!(**n, "attach" | "exec-start"))
+        .map(|n| rec_chunks("http1", n, &DOCKER))
+        .collect();
+    recordings.push(rec_chunks("ttrpc", "shim-task", &shim));
+    for chunks in &recordings {
+        let whole = replay_chunks(chunks, true);
+        for seed in 1..=10 {
+            let split = split_chunks(chunks, seed);
+            assert!(split.len() > chunks.len());
+            assert_eq!(replay_chunks(&split, true), whole, "seed {seed}");
+        }
+    }
+}
+
+/// Cuts every chunk into pieces at pseudo-random points, keeping stream positions and
+/// timestamps (as `resplit` does for JSONL captures).
+fn split_chunks(chunks: &[Chunk], seed: u64) -> Vec<Chunk> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let mut out = Vec::new();
+    for c in chunks {
+        let mut start = 0;
+        while start < c.data.len() {
+            let rest = c.data.len() - start;
+            let len = (1 + next(rest.min(64))).min(rest);
+            let mut piece = c.clone();
+            piece.stream_pos = c.stream_pos + start as u64;
+            piece.data = c.data[start..start + len].to_vec();
+            piece.span_len = len as u32;
+            piece.call_len = len as u32;
+            out.push(piece);
+            start += len;
+        }
+    }
+    out
+}
+
 fn json_rows(text: &str) -> Vec<serde_json::Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).expect("json line"))

@@ -10,7 +10,7 @@ use super::conn::Connection;
 use super::direction::Phase;
 use super::head::{Head, StartLine};
 use super::message::{BodyState, Framing};
-use crate::protocol::call::{CallEvent, Method, Role, Status};
+use crate::protocol::call::{Body, CallEvent, Method, Role, Status};
 use crate::protocol::kit::{At, CallTag};
 
 /// A request sent and not answered yet.
@@ -94,7 +94,16 @@ impl Connection {
         // A request without Transfer-Encoding or Content-Length has no body (RFC 9112 §6.3).
         let framing = match request_framing(&h) {
             Ok(f) => f,
-            Err(why) => return self.lose_sync(at, why, out),
+            Err(why) => {
+                // Still a request, and its one REQ row: the body that cannot be framed is
+                // unavailable (the server closes the connection on it).
+                let body = Body::Unavailable {
+                    reason: format!("body cannot be framed: {why}"),
+                    len: 0,
+                };
+                self.emit_message(at, &owner.call, Role::Request, 0, body, out);
+                return self.lose_sync(at, why, out);
+            }
         };
         self.start_body(at, BodyState::new(Role::Request, owner, framing, &h), out);
     }

@@ -113,6 +113,24 @@ fn regression_bodiless_requests_get_a_req_row() {
     );
 }
 
+/// A request whose body cannot be framed is still one REQ row, then the hunt.
+#[test]
+fn unframeable_request_is_one_unavailable_req_row() {
+    let t = exchange(&[(
+        Side::A,
+        b"POST /x HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+    )]);
+    assert_eq!(
+        t,
+        [
+            "A#1 START POST /x",
+            "A#1 MSG req[0] unavailable(body cannot be framed: conflicting Content-Length values 5 and 6; 0 bytes)",
+            "A#0 NOTE HTTP client→server desynchronised: conflicting Content-Length values 5 and 6; looking for the next request",
+            "B#1 END ? [connection closed before the response] latency=98000ns",
+        ]
+    );
+}
+
 /// Every request of docker's real traffic has exactly one REQ row with index 0, right after
 /// its start and before its response.
 #[test]
