@@ -1,15 +1,17 @@
-//! Golden files: recorded real traffic (`--raw -o json` captures of containerd and its clients
-//! under `tests/fixtures/`) replayed through the whole decoding pipeline and rendered to the
-//! table and to JSON. `UPDATE_GOLDEN=1 cargo test --test golden` rewrites the expected files
-//! after a deliberate change; review the diff.
+//! Golden files: recorded real traffic replayed through the whole decoding pipeline and
+//! rendered to the table and to JSON: `--raw -o json` captures of containerd and its clients
+//! (`tests/fixtures/containerd/`), docker CLI ↔ dockerd HTTP/1.1 (`tests/fixtures/http1/`) and
+//! containerd ↔ shim ttrpc (`tests/fixtures/ttrpc/`) recordings. `UPDATE_GOLDEN=1 cargo test
+//! --test golden` rewrites the expected files after a deliberate change; review the diff.
 
 use std::{io::Write, path::PathBuf};
 
+use containerdsnoop_common::flags;
 use containerdsnoop_decode::{
     output::filter::Filter,
     output::{json::JsonPrinter, table::TablePrinter, time::Clock},
     pipeline::{Pipeline, Printer},
-    record::chunks_from_raw_jsonl,
+    record::{Chunk, chunks_from_raw_jsonl},
     schema::{RenderOptions, Schema},
 };
 
@@ -32,6 +34,12 @@ fn fixtures() -> PathBuf {
 }
 
 pub fn replay(capture: &str, json: bool) -> String {
+    let chunks = chunks_from_raw_jsonl(capture);
+    replay_chunks(&chunks, json)
+}
+
+/// Every chunk through a fresh pipeline, then the end of the capture: the printed rows.
+fn replay_chunks(chunks: &[Chunk], json: bool) -> String {
     let out = Shared::default();
     let printer = if json {
         Printer::Json(JsonPrinter::new(Box::new(out.clone()), Clock::identity()))
@@ -50,9 +58,8 @@ pub fn replay(capture: &str, json: bool) -> String {
         printer,
         None,
     );
-    let chunks = chunks_from_raw_jsonl(capture);
     assert!(!chunks.is_empty(), "fixture has records");
-    for c in &chunks {
+    for c in chunks {
         p.push(c).expect("push");
     }
     p.finish(
@@ -60,20 +67,24 @@ pub fn replay(capture: &str, json: bool) -> String {
         containerdsnoop_decode::protocol::call::ConnEnd::CaptureEnded,
     )
     .expect("finish");
-    let text = String::from_utf8(out.0.borrow().clone()).expect("utf-8");
-    text
+    String::from_utf8(out.0.borrow().clone()).expect("utf-8")
 }
 
 fn check(name: &str, json: bool) {
-    let dir = fixtures().join("containerd");
-    let capture = std::fs::read_to_string(dir.join(format!("{name}.jsonl"))).expect("fixture");
-    let got = replay(&capture, json);
+    let capture = std::fs::read_to_string(fixtures().join(format!("containerd/{name}.jsonl")))
+        .expect("fixture");
+    compare("containerd", name, json, &replay(&capture, json));
+}
+
+/// Compares `got` with `fixtures/{dir}/{name}.{table,json}.golden` (or rewrites it).
+fn compare(dir: &str, name: &str, json: bool, got: &str) {
+    let dir = fixtures().join(dir);
     let expected_path = dir.join(format!(
         "{name}.{}",
         if json { "json.golden" } else { "table.golden" }
     ));
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&expected_path, &got).expect("write golden");
+        std::fs::write(&expected_path, got).expect("write golden");
         return;
     }
     let expected =
@@ -90,6 +101,273 @@ fn check(name: &str, json: bool) {
             expected.lines().count()
         );
     }
+}
+
+/// The processes at both ends of a recorded connection and the socket path the server bound.
+struct RecConn {
+    path: &'static str,
+    client: (&'static str, u32),
+    server: (&'static str, u32),
+}
+
+const DOCKER: RecConn = RecConn {
+    path: "/run/docker.sock",
+    client: ("docker", 4001),
+    server: ("dockerd", 3001),
+};
+
+/// Parses a `.rec` recording (`> LEN` for a client write, `< LEN` for a server write, then the
+/// bytes and a newline; see `tests/fixtures/http1/README.md`) into the records the kernel side
+/// would have produced for it: the client's socket is identity 11, the server's 12 (so the
+/// client is side A), one record per write, 1 ms apart, stream positions counted per side.
+fn chunks_from_rec(rec: &[u8], conn: &RecConn) -> Vec<Chunk> {
+    let mut chunks = Vec::new();
+    let mut sent = [0u64; 2];
+    let mut rest = rec;
+    while !rest.is_empty() {
+        let nl = rest.iter().position(|&c| c == b'\n').expect("header line");
+        let head = std::str::from_utf8(&rest[..nl]).expect("ascii header");
+        let (mark, len) = head.split_once(' ').expect("mark and length");
+        let len: usize = len.parse().expect("length");
+        let client = match mark {
+            ">" => true,
+            "<" => false,
+            other => panic!("bad mark {other:?}"),
+        };
+        let data = rest[nl + 1..nl + 1 + len].to_vec();
+        assert_eq!(rest[nl + 1 + len], b'\n', "record terminator");
+        rest = &rest[nl + 2 + len..];
+        let (me, peer) = if client {
+            (conn.client, conn.server)
+        } else {
+            (conn.server, conn.client)
+        };
+        let (id, peer_id) = if client { (11, 12) } else { (12, 11) };
+        let mut flags = flags::BACKEND_TRACEPOINT | flags::CALL_END;
+        if client {
+            // The client only connected: the path it matched is its peer's.
+            flags |= flags::PATH_IS_PEER;
+        }
+        let side = usize::from(!client);
+        chunks.push(Chunk {
+            ts_ns: 1_000_000 * (chunks.len() as u64 + 1),
+            sock_ino: 1000 + id,
+            peer_ino: 1000 + peer_id,
+            sock_id: id,
+            peer_id,
+            stream_pos: sent[side],
+            call_len: len as u32,
+            chunk_off: 0,
+            span_len: len as u32,
+            flags,
+            tgid: me.1,
+            tid: me.1,
+            peer_tgid: peer.1,
+            lost_records: 0,
+            pattern: 0,
+            sock_type: 1,
+            comm: me.0.to_string(),
+            process_comm: me.0.to_string(),
+            path: conn.path.to_string(),
+            data,
+        });
+        sent[side] += len as u64;
+    }
+    chunks
+}
+
+fn rec_chunks(dir: &str, name: &str, conn: &RecConn) -> Vec<Chunk> {
+    let rec = std::fs::read(fixtures().join(format!("{dir}/{name}.rec"))).expect("fixture");
+    chunks_from_rec(&rec, conn)
+}
+
+const HTTP1_RECORDINGS: [&str; 8] = [
+    "version",
+    "ps",
+    "info",
+    "events",
+    "logs-follow",
+    "run-create-wait",
+    "attach",
+    "exec-start",
+];
+
+#[test]
+fn http1_recordings_table_and_json() {
+    for name in HTTP1_RECORDINGS {
+        let chunks = rec_chunks("http1", name, &DOCKER);
+        for json in [false, true] {
+            compare("http1", name, json, &replay_chunks(&chunks, json));
+        }
+    }
+}
+
+#[test]
+fn ttrpc_recordings_table_and_json() {
+    let shim = RecConn {
+        path: "/run/containerd/s/4f1a9c2e",
+        client: ("containerd", 3437),
+        server: ("containerd-shim", 5120),
+    };
+    let events = RecConn {
+        path: "/run/containerd/containerd.sock.ttrpc",
+        client: ("containerd-shim", 5120),
+        server: ("containerd", 3437),
+    };
+    for (name, conn) in [("shim-task", &shim), ("shim-events", &events)] {
+        let chunks = rec_chunks("ttrpc", name, conn);
+        for json in [false, true] {
+            compare("ttrpc", name, json, &replay_chunks(&chunks, json));
+        }
+    }
+}
+
+/// HTTP/1.1 END rows printed the gRPC form `Status(200)`: they read `200 OK latency=…`.
+#[test]
+fn regression_http1_end_row_reads_status_text() {
+    let table = replay_chunks(&rec_chunks("http1", "version", &DOCKER), false);
+    let ends: Vec<&str> = table.lines().filter(|l| l.contains(" END ")).collect();
+    assert_eq!(ends.len(), 2, "{table}");
+    for end in ends {
+        assert!(end.ends_with("200 OK latency=1.000ms"), "{end}");
+        assert!(!end.contains("Status("), "{end}");
+    }
+    // gRPC and ttrpc keep their status names.
+    let ttrpc = replay_chunks(
+        &rec_chunks(
+            "ttrpc",
+            "shim-task",
+            &RecConn {
+                path: "/run/containerd/s/4f1a9c2e",
+                client: ("containerd", 3437),
+                server: ("containerd-shim", 5120),
+            },
+        ),
+        false,
+    );
+    assert!(
+        ttrpc
+            .lines()
+            .any(|l| l.contains(" END ") && l.contains("OK(0) latency="))
+    );
+}
+
+/// Every HTTP/1.1 recording decodes fully: no notice but the switch to raw bytes (attach,
+/// exec), and every call ends with the status dockerd sent.
+#[test]
+fn http1_recordings_decode_fully() {
+    for name in HTTP1_RECORDINGS {
+        let rows = json_rows(&replay_chunks(&rec_chunks("http1", name, &DOCKER), true));
+        assert!(
+            rows.iter().all(|r| r["type"] != "NOTE"
+                || r["notice"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("connection switched to"))),
+            "{name}"
+        );
+        assert!(rows.iter().all(|r| r["protocol"] == "http1"), "{name}");
+        assert!(
+            rows.iter()
+                .filter(|r| r["type"] == "END")
+                .all(|r| r["status_code"]
+                    .as_u64()
+                    .is_some_and(|c| (100..600).contains(&c))),
+            "{name}"
+        );
+    }
+}
+
+/// Every HTTP/1.1 call shows its request: one REQ row with index 0 carrying the request
+/// headers, before anything else of the call (requests without a body had none).
+#[test]
+fn regression_http1_every_request_has_a_req_row_with_headers() {
+    for name in HTTP1_RECORDINGS {
+        let rows = json_rows(&replay_chunks(&rec_chunks("http1", name, &DOCKER), true));
+        let mut streams: Vec<u64> = rows.iter().filter_map(|r| r["stream"].as_u64()).collect();
+        streams.sort_unstable();
+        streams.dedup();
+        for s in streams {
+            let call: Vec<&serde_json::Value> = rows
+                .iter()
+                .filter(|r| r["stream"] == s && r["type"] != "NOTE")
+                .collect();
+            let first = call.first().expect("rows of the call");
+            assert_eq!(
+                (first["type"].as_str(), first["index"].as_u64()),
+                (Some("REQ"), Some(0)),
+                "{name} stream {s}"
+            );
+            let headers = first["headers"].as_array().expect("headers");
+            assert!(
+                headers.iter().any(|h| h[0] == "User-Agent"),
+                "{name} stream {s}"
+            );
+            let req0 = call
+                .iter()
+                .filter(|r| r["type"] == "REQ" && r["index"] == 0)
+                .count();
+            assert_eq!(req0, 1, "{name} stream {s}");
+        }
+    }
+}
+
+/// The HTTP/1.1 and ttrpc recordings give the same rows however their records are cut (but
+/// attach and exec, whose raw bytes after the upgrade are one message per captured write).
+#[test]
+fn recording_rows_do_not_depend_on_where_records_split() {
+    let shim = RecConn {
+        path: "/run/containerd/s/4f1a9c2e",
+        client: ("containerd", 3437),
+        server: ("containerd-shim", 5120),
+    };
+    let mut recordings: Vec<Vec<Chunk>> = HTTP1_RECORDINGS
+        .iter()
+        .filter(|n| !matches!(**n, "attach" | "exec-start"))
+        .map(|n| rec_chunks("http1", n, &DOCKER))
+        .collect();
+    recordings.push(rec_chunks("ttrpc", "shim-task", &shim));
+    for chunks in &recordings {
+        let whole = replay_chunks(chunks, true);
+        for seed in 1..=10 {
+            let split = split_chunks(chunks, seed);
+            assert!(split.len() > chunks.len());
+            assert_eq!(replay_chunks(&split, true), whole, "seed {seed}");
+        }
+    }
+}
+
+/// Cuts every chunk into pieces at pseudo-random points, keeping stream positions and
+/// timestamps (as `resplit` does for JSONL captures).
+fn split_chunks(chunks: &[Chunk], seed: u64) -> Vec<Chunk> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let mut out = Vec::new();
+    for c in chunks {
+        let mut start = 0;
+        while start < c.data.len() {
+            let rest = c.data.len() - start;
+            let len = (1 + next(rest.min(64))).min(rest);
+            let mut piece = c.clone();
+            piece.stream_pos = c.stream_pos + start as u64;
+            piece.data = c.data[start..start + len].to_vec();
+            piece.span_len = len as u32;
+            piece.call_len = len as u32;
+            out.push(piece);
+            start += len;
+        }
+    }
+    out
+}
+
+fn json_rows(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
 }
 
 #[test]

@@ -190,7 +190,10 @@ pub fn render_body(row: &Row, schema: &Schema, opts: &RenderOptions, want_json: 
             status, latency_ns, ..
         } => Rendered {
             message_type: None,
-            text: end_text(status, *latency_ns),
+            text: match row.conn.protocol {
+                "http1" => http_end_text(status, *latency_ns),
+                _ => end_text(status, *latency_ns),
+            },
             json: Value::Null,
         },
         CallEventKind::Notice { text } => Rendered {

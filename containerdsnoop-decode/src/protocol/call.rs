@@ -28,16 +28,6 @@ impl Side {
         }
     }
 
-    /// The role of what this side sends when only the server is known (the side that bound
-    /// the matched path): requests from every other side, requests too when none is known.
-    pub fn role_given_server(self, server: Option<Side>) -> Role {
-        if server == Some(self) {
-            Role::Response
-        } else {
-            Role::Request
-        }
-    }
-
     /// The role of what this side sends, once the client side is known.
     pub fn role(self, client: Option<Side>) -> Option<Role> {
         client.map(|c| {
@@ -91,6 +81,29 @@ pub struct Status {
     pub message: Option<String>,
     /// Why it ended when it was not a normal end (RST_STREAM code, GOAWAY, connection closed).
     pub abnormal: Option<String>,
+}
+
+impl Status {
+    /// A call's own end: its status `code` and message (an empty message is none).
+    pub fn ended(code: u32, message: impl Into<String>) -> Status {
+        let message = message.into();
+        Status {
+            code: Some(code),
+            message: (!message.is_empty()).then_some(message),
+            abnormal: None,
+        }
+    }
+
+    /// An end the call did not send itself (lost bytes, a closed connection): no code.
+    pub fn abnormal(why: impl Into<String>) -> Status {
+        Status::default().cut_short(why)
+    }
+
+    /// The same end, reached abnormally: `why` it was not the call's own.
+    pub fn cut_short(mut self, why: impl Into<String>) -> Status {
+        self.abnormal = Some(why.into());
+        self
+    }
 }
 
 /// Why a connection ended for the decoder, and so why its open calls end without an end of

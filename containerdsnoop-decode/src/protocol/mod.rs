@@ -1,7 +1,7 @@
 //! Protocols: the call model every decoder emits ([`call`]), the per-connection decoder
-//! interface ([`decoder`]), detection from the first bytes ([`detect`]), and the decoders
-//! themselves. Uses `schema` (method inference) and `escape`; knows nothing of sockets,
-//! reassembly or output.
+//! interface ([`decoder`]), what the decoders share ([`kit`]: roles, event builders, traces),
+//! detection from the first bytes ([`detect`]), and the decoders themselves. Uses `schema`
+//! (method inference) and `escape`; knows nothing of sockets, reassembly or output.
 
 pub mod call;
 pub mod decoder;
@@ -9,5 +9,6 @@ pub mod detect;
 pub mod grpc;
 pub mod http1;
 pub mod http2;
+pub mod kit;
 pub mod raw;
 pub mod ttrpc;

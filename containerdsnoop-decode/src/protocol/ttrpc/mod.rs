@@ -4,11 +4,16 @@
 //! bytes into `CallEvent`s. Payloads are handed on as `Body::Protobuf`; the schema resolves
 //! them with `Schema::service_method(service, method)`.
 
+mod calls;
 pub mod conn;
 pub mod envelope;
 pub mod frame;
+mod framing;
 
-pub use conn::{Connection, Limits, NAMESPACE_KEY, Stats, TIMEOUT_KEY};
+pub use calls::{NAMESPACE_KEY, TIMEOUT_KEY};
+pub use conn::{Connection, Limits, Stats};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod traces;
