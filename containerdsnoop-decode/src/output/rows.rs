@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::{
     escape::escape_str,
+    protocol::Protocol,
     protocol::call::{Body, CallEvent, CallEventKind, Method, Role, Status},
     schema::{self, RenderOptions, Schema},
     stream::conn::ConnInfo,
@@ -218,7 +219,7 @@ fn render_message(
         Body::Protobuf(bytes) => {
             let desc = row.method.as_ref().and_then(|m| {
                 let ms = match row.conn.protocol {
-                    "ttrpc" => split_ttrpc(&m.name).and_then(|(s, n)| schema.service_method(s, n)),
+                    Some(Protocol::Ttrpc) => split_ttrpc(&m.name).and_then(|(s, n)| schema.service_method(s, n)),
                     _ => schema.method(&m.name),
                 }?;
                 Some(if role == Role::Request {

@@ -1,7 +1,7 @@
 //! `-w`: presents each traced unix connection as a synthetic TCP/IPv4 connection in a pcapng
 //! stream. Each connection gets its own made-up client address (127.1.0.1 and up) and client
 //! port (from the client socket's identity), each socket path its own server address (127.0.0.1
-//! and up), each protocol its own server port ([`Protocol::server_port`]). Sequence numbers
+//! and up), each protocol its own server port ([`server_port`]). Sequence numbers
 //! count the direction's stream bytes from the first one seen, so bytes the capture lost or
 //! truncated show as holes in the sequence space ("previous segment not captured"), never as
 //! invented bytes. Process metadata rides along as packet comments ([`comment::Meta`]).
@@ -13,7 +13,8 @@ use containerdsnoop_common::flags;
 
 use super::comment::Meta;
 use super::packet::{MAX_IPV4_PAYLOAD, Tcp4, build_ipv4_frame, linktype, tcp_flags};
-use super::{Error, Protocol, ng};
+use super::{Error, ng, server_port};
+use crate::protocol::Protocol;
 use crate::record::Chunk;
 use crate::stream::reassembly::Piece;
 
@@ -414,7 +415,7 @@ impl<W: Write> PcapWriter<W> {
                     id: server_id,
                     ino: server_ino,
                     addr: server_addr,
-                    port: meta.protocol.server_port(),
+                    port: server_port(meta.protocol),
                     isn: mix(server_id) as u32,
                     origin: None,
                     next: 0,
@@ -432,7 +433,7 @@ impl<W: Write> PcapWriter<W> {
                 peer_ino: conn.ends[1 - e].ino,
                 sock_id: conn.ends[e].id,
                 peer_id: conn.ends[1 - e].id,
-                protocol: Some(conn.protocol.name().to_string()),
+                protocol: Some(conn.protocol),
                 ..Meta::default()
             };
             if conn.ends[e].id == sender_id(chunk) {

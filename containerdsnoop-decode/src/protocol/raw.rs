@@ -55,8 +55,8 @@ impl ConnDecoder for RawDecoder {
         });
     }
     fn close(&mut self, _ts_ns: u64, _end: ConnEnd, _out: &mut Vec<CallEvent>) {}
-    fn protocol(&self) -> &'static str {
-        "raw"
+    fn protocol(&self) -> crate::protocol::Protocol {
+        crate::protocol::Protocol::Raw
     }
     fn buffered(&self) -> usize {
         0
