@@ -4,8 +4,8 @@
 use std::io::Write;
 
 use containerdsnoop_decode::{
-    output::{json::JsonPrinter, table::TablePrinter, time::Clock},
     output::sink::{Renderer, Sink},
+    output::{json::JsonPrinter, table::TablePrinter, time::Clock},
     pipeline::{Pipeline, Plan},
     record::chunks_from_raw_jsonl,
     schema::{RenderOptions, Schema},

@@ -17,7 +17,11 @@ pub enum Event {
     /// A captured record.
     Chunk(Chunk),
     /// The connection of these socket identities (`Chunk::sock_id`/`peer_id`) ended.
-    Closed { ts_ns: u64, sock_id: u64, peer_id: u64 },
+    Closed {
+        ts_ns: u64,
+        sock_id: u64,
+        peer_id: u64,
+    },
 }
 
 /// What the caller should do after a batch.

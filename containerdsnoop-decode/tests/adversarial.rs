@@ -19,8 +19,8 @@ use std::{
 
 use containerdsnoop_common::flags;
 use containerdsnoop_decode::{
-    output::{json::JsonPrinter, table::TablePrinter, time::Clock},
     output::sink::{Renderer, Sink},
+    output::{json::JsonPrinter, table::TablePrinter, time::Clock},
     pipeline::{Pipeline, Plan},
     protocol::grpc::compress::{Encoding, decompress},
     protocol::http2::{
@@ -237,7 +237,10 @@ fn pipeline(json: bool, out: &Output) -> Pipeline {
         ))
     };
     Pipeline::new(
-        Renderer::new(Schema::embedded().expect("embedded schema"), RenderOptions::default()),
+        Renderer::new(
+            Schema::embedded().expect("embedded schema"),
+            RenderOptions::default(),
+        ),
         Plan::default(),
         vec![printer],
     )
@@ -1255,7 +1258,12 @@ fn regression_json_decoding_spells_late_join_like_sync() {
     s.pos = 2048;
     let path = b"/containerd.services.version.v1.Version/Version";
     let mut request = h2::frame(h2::HEADERS, h2::END_HEADERS, 7, &hp::request(path, &[]));
-    request.extend(h2::frame(h2::DATA, h2::END_STREAM, 7, &grpc_message(false, b"")));
+    request.extend(h2::frame(
+        h2::DATA,
+        h2::END_STREAM,
+        7,
+        &grpc_message(false, b""),
+    ));
     let mut response = h2::frame(h2::HEADERS, h2::END_HEADERS, 7, &hp::response());
     response.extend(h2::frame(h2::DATA, 0, 7, &grpc_message(false, b"")));
     response.extend(h2::frame(

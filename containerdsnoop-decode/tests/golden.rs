@@ -6,8 +6,8 @@
 use std::{io::Write, path::PathBuf};
 
 use containerdsnoop_decode::{
-    output::{json::JsonPrinter, table::TablePrinter, time::Clock},
     output::sink::{Renderer, Sink},
+    output::{json::JsonPrinter, table::TablePrinter, time::Clock},
     pipeline::{Pipeline, Plan},
     record::chunks_from_raw_jsonl,
     schema::{RenderOptions, Schema},
@@ -200,9 +200,13 @@ fn grpcio_tcp_capture_decodes_fully() {
     let path = fixtures().join("pcap/grpc_loopback.pcapng");
     let mut reader = PcapReader::open(path.to_str().expect("utf-8")).expect("open capture");
     let out = Shared::default();
-    let printer: Box<dyn Sink> = Box::new(JsonPrinter::new(Box::new(out.clone()), Clock::identity()));
+    let printer: Box<dyn Sink> =
+        Box::new(JsonPrinter::new(Box::new(out.clone()), Clock::identity()));
     let mut p = Pipeline::new(
-        Renderer::new(Schema::embedded().expect("schema"), RenderOptions::default()),
+        Renderer::new(
+            Schema::embedded().expect("schema"),
+            RenderOptions::default(),
+        ),
         Plan::default(),
         vec![printer],
     );

@@ -73,9 +73,10 @@ impl Filter {
             return false;
         }
         if !self.comms.is_empty()
-            && !self.comms.iter().any(|c| {
-                *c == chunk.process_comm || ends.clone().any(|e| e.comm == *c)
-            })
+            && !self
+                .comms
+                .iter()
+                .any(|c| *c == chunk.process_comm || ends.clone().any(|e| e.comm == *c))
         {
             return false;
         }

@@ -183,7 +183,6 @@ impl<W: Write> RawPrinter<W> {
         }
         v
     }
-
 }
 
 impl<W: Write> Sink for RawPrinter<W> {

@@ -219,7 +219,9 @@ fn render_message(
         Body::Protobuf(bytes) => {
             let desc = row.method.as_ref().and_then(|m| {
                 let ms = match row.conn.protocol {
-                    Some(Protocol::Ttrpc) => split_ttrpc(&m.name).and_then(|(s, n)| schema.service_method(s, n)),
+                    Some(Protocol::Ttrpc) => {
+                        split_ttrpc(&m.name).and_then(|(s, n)| schema.service_method(s, n))
+                    }
                     _ => schema.method(&m.name),
                 }?;
                 Some(if role == Role::Request {

@@ -73,7 +73,12 @@ pub trait Sink {
     }
 
     /// One decoded row. Sinks that show only records ignore rows.
-    fn row(&mut self, _row: &Row, _headers: Option<&Headers>, _render: &Renderer) -> io::Result<()> {
+    fn row(
+        &mut self,
+        _row: &Row,
+        _headers: Option<&Headers>,
+        _render: &Renderer,
+    ) -> io::Result<()> {
         Ok(())
     }
 

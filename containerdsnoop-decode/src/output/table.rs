@@ -86,7 +86,6 @@ impl<W: Write> TablePrinter<W> {
         };
         writeln!(self.out, "{prefix}{message}")
     }
-
 }
 
 impl<W: Write> Sink for TablePrinter<W> {
