@@ -43,6 +43,7 @@ pub mod file;
 pub mod ng;
 pub mod packet;
 pub mod reader;
+mod synth;
 pub mod tcp;
 pub mod writer;
 
