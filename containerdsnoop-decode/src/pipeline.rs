@@ -217,3 +217,177 @@ fn deliver(sinks: &mut [Box<dyn Sink>], record: &Record<'_>) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{cell::RefCell, io::Write, rc::Rc};
+
+    use super::*;
+    use crate::{
+        output::{pcap::PcapSink, rows::Row, sink::Headers, time::Clock},
+        pcap::PcapWriter,
+        schema::{RenderOptions, Schema},
+    };
+
+    /// What a sink was given: the senders of records, and of rows.
+    #[derive(Clone, Default)]
+    struct Tap {
+        records: Rc<RefCell<Vec<u32>>>,
+        rows: Rc<RefCell<Vec<u32>>>,
+    }
+
+    impl Sink for Tap {
+        fn record(&mut self, record: &Record<'_>) -> io::Result<()> {
+            self.records.borrow_mut().push(record.chunk.tgid);
+            Ok(())
+        }
+        fn row(&mut self, row: &Row, _: Option<&Headers>, _: &Renderer) -> io::Result<()> {
+            self.rows.borrow_mut().push(row.pid);
+            Ok(())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        fn finish(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A write of `data` by `pid` on connection `conn` at stream position `pos`.
+    fn send(conn: u64, pid: u32, peer: u32, pos: u64, data: &[u8]) -> Chunk {
+        let side = u64::from(pid > peer);
+        Chunk {
+            ts_ns: 1_000 + pos,
+            sock_ino: 100 + 2 * conn + side,
+            peer_ino: 101 + 2 * conn - side,
+            sock_id: 0x1000 + 2 * conn + side,
+            peer_id: 0x1001 + 2 * conn - side,
+            stream_pos: pos,
+            call_len: data.len() as u32,
+            chunk_off: 0,
+            span_len: data.len() as u32,
+            flags: 0,
+            tgid: pid,
+            tid: pid,
+            peer_tgid: peer,
+            lost_records: 0,
+            pattern: 0,
+            sock_type: 1,
+            comm: format!("p{pid}"),
+            process_comm: format!("p{pid}"),
+            path: "/run/x.sock".into(),
+            data: data.to_vec(),
+        }
+    }
+
+    /// Two raw connections (10 <-> 20, 30 <-> 40), each side writing twice.
+    fn traffic() -> Vec<Chunk> {
+        let junk = b"{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"params\":[1,2,3,4,5,6,7,8,9,10]}\n";
+        let n = junk.len() as u64;
+        let mut v = Vec::new();
+        for pos in [0, n] {
+            for (conn, a, b) in [(0, 10, 20), (1, 30, 40)] {
+                v.push(send(conn, a, b, pos, junk));
+                v.push(send(conn, b, a, pos, junk));
+            }
+        }
+        v
+    }
+
+    fn pipeline(unit: Unit, pids: Vec<u32>, taps: &[Tap]) -> Pipeline {
+        let plan = Plan {
+            unit,
+            filter: Filter {
+                pids,
+                ..Filter::default()
+            },
+            limit: None,
+        };
+        let sinks = taps
+            .iter()
+            .map(|t| Box::new(t.clone()) as Box<dyn Sink>)
+            .collect();
+        let schema = Schema::embedded().expect("schema");
+        Pipeline::new(Renderer::new(schema, RenderOptions::default()), plan, sinks)
+    }
+
+    #[test]
+    fn the_filter_applies_once_for_every_sink() {
+        for unit in [Unit::Rows, Unit::Records] {
+            let taps = [Tap::default(), Tap::default()];
+            let mut p = pipeline(unit, vec![20], &taps);
+            for c in traffic() {
+                p.push(&c).expect("push");
+            }
+            p.finish(u64::MAX, ConnEnd::CaptureEnded).expect("finish");
+            for tap in &taps {
+                let records = tap.records.borrow();
+                assert_eq!(*records, [10, 20, 10, 20], "{unit:?}");
+                let rows = tap.rows.borrow();
+                match unit {
+                    Unit::Rows => {
+                        assert!(!rows.is_empty());
+                        assert!(rows.iter().all(|&p| p == 10 || p == 20), "{rows:?}");
+                    }
+                    Unit::Records => assert!(rows.is_empty(), "--raw decodes nothing"),
+                }
+            }
+            let counted = match unit {
+                Unit::Rows => taps[0].rows.borrow().len(),
+                Unit::Records => taps[0].records.borrow().len(),
+            };
+            assert_eq!(p.stats.rows, counted as u64, "-n counts what sinks get");
+        }
+    }
+
+    #[test]
+    fn the_limit_stops_every_sink_at_once() {
+        let tap = Tap::default();
+        let mut p = pipeline(Unit::Records, vec![], std::slice::from_ref(&tap));
+        p.plan.limit = Some(3);
+        let pushed = traffic()
+            .iter()
+            .take_while(|c| p.push(c).expect("push"))
+            .count();
+        assert_eq!(pushed, 2, "the third record reached the limit");
+        assert_eq!(tap.records.borrow().len(), 3);
+    }
+
+    /// A pipe that takes the pcapng header, then loses its reader.
+    struct ClosesAfter(usize);
+
+    impl Write for ClosesAfter {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            if self.0 < b.len() {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+            self.0 -= b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn regression_pcap_to_closed_pipe_mid_run_is_broken_pipe() {
+        let mut header = Vec::new();
+        PcapWriter::new(&mut header).expect("header");
+        let writer = PcapWriter::new(ClosesAfter(header.len())).expect("header fits");
+        let sink = PcapSink::new(writer, Clock::identity());
+        let schema = Schema::embedded().expect("schema");
+        let mut p = Pipeline::new(
+            Renderer::new(schema, RenderOptions::default()),
+            Plan::default(),
+            vec![Box::new(sink)],
+        );
+        let err = p
+            .push(&traffic()[0])
+            .expect_err("the export's reader is gone");
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe, "{err}");
+        let err = p
+            .finish(u64::MAX, ConnEnd::CaptureEnded)
+            .expect_err("finishing writes too");
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe, "{err}");
+    }
+}

@@ -61,12 +61,15 @@ impl Row {
     }
 }
 
+/// A call's request headers, name and value.
+type HeaderList = Vec<(String, Option<String>)>;
+
 /// Builds rows from connection events.
 #[derive(Default)]
 pub struct RowBuilder {
     /// Request headers of calls whose first request message has not been shown yet (only when
     /// an output shows them: JSON's `headers` field).
-    starts: HashMap<(u64, u64), Vec<(String, Option<String>)>>,
+    starts: HashMap<(u64, u64), HeaderList>,
     /// Bytes of header names and values in `starts`.
     start_bytes: usize,
     keep_headers: bool,
@@ -297,10 +300,8 @@ pub fn end_text(status: &Status, latency_ns: Option<u64>) -> String {
         Some(code) => format!("{}({code})", grpc_code_name(code)),
         None => "status=?".to_string(),
     };
-    if let Some(m) = &status.message {
-        if !m.is_empty() {
-            s.push_str(&format!(" \"{}\"", escape_str(m)));
-        }
+    if let Some(m) = status.message.as_deref().filter(|m| !m.is_empty()) {
+        s.push_str(&format!(" \"{}\"", escape_str(m)));
     }
     if let Some(a) = &status.abnormal {
         s.push_str(&format!(" [{}]", escape_str(a)));
