@@ -92,8 +92,9 @@ pub struct Args {
     #[arg(long = "descriptor-set", value_name = "FILE")]
     pub descriptor_sets: Vec<PathBuf>,
 
-    /// Also write what is captured to FILE as pcapng (`-` for stdout): each unix connection as
-    /// a synthetic TCP connection that stock Wireshark decodes (gRPC: `-d tcp.port==50051,http2`).
+    /// Also write what is captured to FILE as pcapng (`-` for stdout, which then carries only
+    /// the capture): each unix connection as a synthetic TCP connection that stock Wireshark
+    /// decodes (gRPC: `-d tcp.port==50051,http2`). `-p` and `-c` select its records too.
     #[arg(short = 'w', long = "write", value_name = "FILE")]
     pub write: Option<String>,
 
