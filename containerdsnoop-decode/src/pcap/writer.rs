@@ -185,7 +185,7 @@ impl<W: Write> PcapWriter<W> {
 
         let derived;
         let pieces = if pieces.is_empty() {
-            derived = derive_pieces(chunk);
+            derived = Piece::of_record(chunk);
             &derived[..]
         } else {
             pieces
@@ -397,22 +397,4 @@ impl<W: Write> PcapWriter<W> {
         conn.teardown(&mut out, ts);
         self.stats.packets += 3;
     }
-}
-
-/// The pieces of a record taken as it is (no reassembler).
-fn derive_pieces(chunk: &Chunk) -> Vec<Piece> {
-    let mut v = Vec::new();
-    if !chunk.data.is_empty() {
-        v.push(Piece::Data {
-            pos: chunk.stream_pos,
-            start: 0,
-        });
-    }
-    if chunk.missing() > 0 {
-        v.push(Piece::Missing {
-            pos: chunk.stream_pos + chunk.data.len() as u64,
-            len: chunk.missing() as u64,
-        });
-    }
-    v
 }
