@@ -4,9 +4,9 @@
 use std::io::Write;
 
 use containerdsnoop_decode::{
-    output::filter::Filter,
+    output::sink::{Renderer, Sink},
     output::{json::JsonPrinter, table::TablePrinter, time::Clock},
-    pipeline::{Pipeline, Printer},
+    pipeline::{Pipeline, Plan},
     record::chunks_from_raw_jsonl,
     schema::{RenderOptions, Schema},
 };
@@ -19,17 +19,15 @@ fn main() -> anyhow::Result<()> {
     let json = args.next().as_deref() == Some("--json");
     let text = std::fs::read_to_string(&path)?;
     let out: Box<dyn Write> = Box::new(std::io::stdout());
-    let printer = if json {
-        Printer::Json(JsonPrinter::new(out, Clock::identity()))
+    let printer: Box<dyn Sink> = if json {
+        Box::new(JsonPrinter::new(out, Clock::identity()))
     } else {
-        Printer::Table(TablePrinter::new(out, Clock::identity(), None))
+        Box::new(TablePrinter::new(out, Clock::identity(), None))
     };
     let mut p = Pipeline::new(
-        Schema::embedded()?,
-        RenderOptions::default(),
-        Filter::default(),
-        printer,
-        None,
+        Renderer::new(Schema::embedded()?, RenderOptions::default()),
+        Plan::default(),
+        vec![printer],
     );
     let chunks = chunks_from_raw_jsonl(&text);
     let last = chunks.last().map_or(0, |c| c.ts_ns);

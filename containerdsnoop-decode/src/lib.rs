@@ -13,6 +13,7 @@
 //! - [`stream`]: per-direction reassembly and the connection table that feeds the decoders.
 //! - [`pcap`]: pcap/pcapng files, read (`-r`) and written (`-w`).
 //! - [`output`]: rows, filters and the sinks that print or export them.
+//! - [`source`]: where records come from (a capture file here; the live ring buffer in the CLI).
 //! - [`pipeline`] and [`stats`]: records in, rows out, and what went missing on the way.
 
 pub mod escape;
@@ -23,6 +24,7 @@ pub mod pipeline;
 pub mod protocol;
 pub mod record;
 pub mod schema;
+pub mod source;
 pub mod stats;
 pub mod stream;
 #[cfg(test)]

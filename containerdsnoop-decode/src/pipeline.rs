@@ -1,74 +1,66 @@
-//! The pure pipeline from captured records to printed rows: reassembly, the connection table,
-//! protocol decoders, rows, filters and the chosen printer. The live capture, offline files and
-//! tests all push [`Chunk`]s through the same code.
+//! The pure pipeline from captured records to sinks: reassembly, the connection table,
+//! protocol decoders, rows, the filter and the `-n` limit, each applied once, for every sink.
+//! The live capture, capture files and tests all push [`Chunk`]s through the same code.
 
-use std::io::{self, Write};
+use std::io;
 
 use crate::{
     output::filter::Filter,
-    output::rows::{RowBuilder, render_body},
-    output::{json::JsonPrinter, raw::RawPrinter, table::TablePrinter, time::Clock},
-    pcap::{self, ConnMeta, PcapWriter, Protocol},
-    protocol::call::{CallEvent, CallEventKind, ConnEnd},
+    output::rows::RowBuilder,
+    output::sink::{Record, Renderer, Sink},
+    protocol::{
+        Protocol,
+        call::{CallEvent, CallEventKind, ConnEnd},
+    },
     record::Chunk,
-    schema::{RenderOptions, Schema},
     stats::Stats,
     stream::conn::{ConnInfo, ConnTable},
     stream::reassembly::{Piece, Reassembler},
 };
 
-/// Where rows go.
-pub enum Printer {
-    Table(TablePrinter<Box<dyn Write>>),
-    Json(JsonPrinter<Box<dyn Write>>),
-    Raw(RawPrinter<Box<dyn Write>>),
-    /// Rows are counted but not printed (`-w -`: stdout carries the pcap).
-    Silent,
+/// What the pipeline hands its sinks, and what `-n` counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Unit {
+    /// Decode: sinks get decoded rows, and records with their connection (`-n` counts rows).
+    #[default]
+    Rows,
+    /// `--raw`: nothing is decoded; sinks get records only (`-n` counts records).
+    Records,
 }
 
-fn pcap_error(e: pcap::Error) -> io::Error {
-    io::Error::other(format!("pcap export: {e}"))
+/// Which records and rows reach the sinks, and when to stop.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    pub unit: Unit,
+    pub filter: Filter,
+    /// Stop after this many units (`-n`).
+    pub limit: Option<u64>,
 }
 
 pub struct Pipeline {
     reassembler: Reassembler,
     conns: ConnTable,
     rows: RowBuilder,
-    filter: Filter,
-    schema: Schema,
-    opts: RenderOptions,
-    printer: Printer,
+    render: Renderer,
+    plan: Plan,
+    sinks: Vec<Box<dyn Sink>>,
     pub stats: Stats,
-    /// Stop after this many rows (`-n`).
-    limit: Option<u64>,
     pieces: Vec<Piece>,
     events: Vec<(ConnInfo, CallEvent)>,
-    /// `-w`: the pcapng export, written alongside the rows, and the clock that turns kernel
-    /// timestamps into the wall-clock times a capture file carries.
-    pcap: Option<(PcapWriter<pcap::writer::Output>, Clock)>,
 }
 
 impl Pipeline {
-    pub fn new(
-        schema: Schema,
-        opts: RenderOptions,
-        filter: Filter,
-        printer: Printer,
-        limit: Option<u64>,
-    ) -> Self {
+    pub fn new(render: Renderer, plan: Plan, sinks: Vec<Box<dyn Sink>>) -> Self {
         Pipeline {
             reassembler: Reassembler::default(),
             conns: ConnTable::default(),
-            rows: RowBuilder::new(matches!(printer, Printer::Json(_))),
-            filter,
-            schema,
-            opts,
-            printer,
+            rows: RowBuilder::new(sinks.iter().any(|s| s.wants_headers())),
+            render,
+            plan,
+            sinks,
             stats: Stats::default(),
-            limit,
             pieces: Vec::new(),
             events: Vec::new(),
-            pcap: None,
         }
     }
 
@@ -77,36 +69,18 @@ impl Pipeline {
         self.conns.set_preexisting(inodes);
     }
 
-    /// Also writes every captured record to a pcapng export (`-w`).
-    pub fn with_pcap(mut self, writer: PcapWriter<pcap::writer::Output>, clock: Clock) -> Self {
-        self.pcap = Some((writer, clock));
-        self
-    }
-
-    /// The connection of these socket identities ended (offline captures).
+    /// The connection of these socket identities ended (capture files see FIN/RST).
     pub fn close_connection(&mut self, ts_ns: u64, a: u64, b: u64) -> io::Result<()> {
         self.conns.close(ts_ns, a, b, &mut self.events);
-        if let Some((w, clock)) = self.pcap.as_mut() {
-            let ts = clock.wall_ns(ts_ns).max(0) as u64;
-            w.close_conn(a, b, ts).map_err(pcap_error)?;
+        for sink in &mut self.sinks {
+            sink.connection_closed(ts_ns, a, b)?;
         }
         self.emit()
     }
 
-    /// Writes `chunk` to the pcap export, if any, under `protocol`'s port.
-    fn export(&mut self, chunk: &Chunk, protocol: &str) -> io::Result<()> {
-        if let Some((w, clock)) = self.pcap.as_mut() {
-            let mut wall = chunk.clone();
-            wall.ts_ns = clock.wall_ns(chunk.ts_ns).max(0) as u64;
-            let meta = ConnMeta::from_chunk(&wall, Protocol::from_name(protocol));
-            w.record(&wall, &self.pieces, &meta).map_err(pcap_error)?;
-        }
-        Ok(())
-    }
-
     /// Whether `-n` has been reached.
     pub fn done(&self) -> bool {
-        self.limit.is_some_and(|n| self.stats.rows >= n)
+        self.plan.limit.is_some_and(|n| self.stats.rows >= n)
     }
 
     /// Pushes one captured record through; returns false once `-n` is reached.
@@ -130,28 +104,19 @@ impl Pipeline {
                 _ => {}
             }
         }
-        if matches!(self.printer, Printer::Raw(_)) {
-            self.export(chunk, "raw")?;
-        }
-        if let Printer::Raw(p) = &mut self.printer {
-            if !self.filter.pids.is_empty()
-                && !self
-                    .filter
-                    .pids
-                    .iter()
-                    .any(|&x| x == chunk.tgid || x == chunk.peer_tgid)
-            {
-                return Ok(true);
+        if self.plan.unit == Unit::Records {
+            if self.plan.filter.accepts_record(chunk, None) {
+                let record = Record {
+                    chunk,
+                    pieces: &self.pieces,
+                    conn: None,
+                };
+                deliver(&mut self.sinks, &record)?;
+                self.stats.rows += 1;
             }
-            if !self.filter.comms.is_empty() && !self.filter.comms.contains(&chunk.process_comm) {
-                return Ok(true);
-            }
-            p.record(chunk, &self.pieces)?;
-            self.stats.rows += 1;
             return Ok(!self.done());
         }
-        let pieces = std::mem::take(&mut self.pieces);
-        for piece in &pieces {
+        for piece in &self.pieces {
             match *piece {
                 Piece::Data { start, .. } => {
                     self.conns
@@ -164,10 +129,16 @@ impl Pipeline {
                 Piece::Overlap { .. } => {}
             }
         }
-        self.pieces = pieces;
-        // After decoding, so that the connection's protocol (its export port) is known.
-        let protocol = self.conns.protocol_of(chunk);
-        self.export(chunk, protocol)?;
+        // After decoding, so that the record goes out with its connection's protocol.
+        let conn = self.conns.info_of(chunk);
+        if self.plan.filter.accepts_record(chunk, conn) {
+            let record = Record {
+                chunk,
+                pieces: &self.pieces,
+                conn,
+            };
+            deliver(&mut self.sinks, &record)?;
+        }
         self.stats.evicted_connections = self.conns.stats.evicted;
         self.emit()?;
         Ok(!self.done())
@@ -178,32 +149,23 @@ impl Pipeline {
         self.conns.buffered()
     }
 
-    /// Ends every open call (`end`: the tracer stops, or the capture file ended) and flushes. The pcap export is completed even
-    /// when printing rows fails (a closed pipe), so the file is valid after any exit.
+    /// Ends every open call (`end`: the tracer stops, or the capture file ended) and finishes
+    /// every sink. Each sink is finished even when printing failed (a closed pipe), so that
+    /// the pcap export is a valid file after any exit; the first error is returned.
     pub fn finish(&mut self, ts_ns: u64, end: ConnEnd) -> io::Result<()> {
         self.stats.desynchronised = self.conns.desynchronised() as u64;
         self.conns.close_all(ts_ns, end, &mut self.events);
-        let emitted = self.emit();
-        let exported = match self.pcap.take() {
-            Some((w, _)) => w
-                .finish()
-                .map_err(pcap_error)
-                .and_then(|mut out| out.flush()),
-            None => Ok(()),
-        };
-        let flushed = self.flush();
-        emitted.and(exported).and(flushed)
+        let mut result = self.emit();
+        for sink in &mut self.sinks {
+            let finished = sink.finish();
+            result = result.and(finished);
+        }
+        result
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
-        match &mut self.printer {
-            Printer::Table(p) => p.flush(),
-            Printer::Json(p) => p.flush(),
-            Printer::Raw(p) => p.flush(),
-            Printer::Silent => Ok(()),
-        }?;
-        if let Some((w, _)) = self.pcap.as_mut() {
-            w.flush().map_err(pcap_error)?;
+        for sink in &mut self.sinks {
+            sink.flush()?;
         }
         Ok(())
     }
@@ -224,7 +186,7 @@ impl Pipeline {
             {
                 self.stats.call_ended(
                     method.as_ref().map(|m| &*m.name),
-                    info.protocol == "http1",
+                    info.protocol == Some(Protocol::Http1),
                     status.code,
                     *latency_ns,
                 );
@@ -235,23 +197,197 @@ impl Pipeline {
             let Some(row) = self.rows.row(&info, event) else {
                 continue;
             };
-            if !self.filter.accepts(&row) {
+            if !self.plan.filter.accepts(&row) {
                 continue;
             }
-            match &mut self.printer {
-                Printer::Table(p) => {
-                    let body = render_body(&row, &self.schema, &self.opts, false);
-                    p.row(&row, &body)?;
-                }
-                Printer::Json(p) => {
-                    let body = render_body(&row, &self.schema, &self.opts, true);
-                    let headers = self.rows.take_headers(&row);
-                    p.row(&row, body, headers)?;
-                }
-                Printer::Raw(_) | Printer::Silent => {}
+            let headers = self.rows.take_headers(&row);
+            for sink in &mut self.sinks {
+                sink.row(&row, headers.as_deref(), &self.render)?;
             }
             self.stats.rows += 1;
         }
         Ok(())
+    }
+}
+
+/// Hands one record to every sink.
+fn deliver(sinks: &mut [Box<dyn Sink>], record: &Record<'_>) -> io::Result<()> {
+    for sink in sinks {
+        sink.record(record)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{cell::RefCell, io::Write, rc::Rc};
+
+    use super::*;
+    use crate::{
+        output::{pcap::PcapSink, rows::Row, sink::Headers, time::Clock},
+        pcap::PcapWriter,
+        schema::{RenderOptions, Schema},
+    };
+
+    /// What a sink was given: the senders of records, and of rows.
+    #[derive(Clone, Default)]
+    struct Tap {
+        records: Rc<RefCell<Vec<u32>>>,
+        rows: Rc<RefCell<Vec<u32>>>,
+    }
+
+    impl Sink for Tap {
+        fn record(&mut self, record: &Record<'_>) -> io::Result<()> {
+            self.records.borrow_mut().push(record.chunk.tgid);
+            Ok(())
+        }
+        fn row(&mut self, row: &Row, _: Option<&Headers>, _: &Renderer) -> io::Result<()> {
+            self.rows.borrow_mut().push(row.pid);
+            Ok(())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        fn finish(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A write of `data` by `pid` on connection `conn` at stream position `pos`.
+    fn send(conn: u64, pid: u32, peer: u32, pos: u64, data: &[u8]) -> Chunk {
+        let side = u64::from(pid > peer);
+        Chunk {
+            ts_ns: 1_000 + pos,
+            sock_ino: 100 + 2 * conn + side,
+            peer_ino: 101 + 2 * conn - side,
+            sock_id: 0x1000 + 2 * conn + side,
+            peer_id: 0x1001 + 2 * conn - side,
+            stream_pos: pos,
+            call_len: data.len() as u32,
+            chunk_off: 0,
+            span_len: data.len() as u32,
+            flags: 0,
+            tgid: pid,
+            tid: pid,
+            peer_tgid: peer,
+            lost_records: 0,
+            pattern: 0,
+            sock_type: 1,
+            comm: format!("p{pid}"),
+            process_comm: format!("p{pid}"),
+            path: "/run/x.sock".into(),
+            data: data.to_vec(),
+        }
+    }
+
+    /// Two raw connections (10 <-> 20, 30 <-> 40), each side writing twice.
+    fn traffic() -> Vec<Chunk> {
+        let junk = b"{\"jsonrpc\":\"2.0\",\"method\":\"ping\",\"params\":[1,2,3,4,5,6,7,8,9,10]}\n";
+        let n = junk.len() as u64;
+        let mut v = Vec::new();
+        for pos in [0, n] {
+            for (conn, a, b) in [(0, 10, 20), (1, 30, 40)] {
+                v.push(send(conn, a, b, pos, junk));
+                v.push(send(conn, b, a, pos, junk));
+            }
+        }
+        v
+    }
+
+    fn pipeline(unit: Unit, pids: Vec<u32>, taps: &[Tap]) -> Pipeline {
+        let plan = Plan {
+            unit,
+            filter: Filter {
+                pids,
+                ..Filter::default()
+            },
+            limit: None,
+        };
+        let sinks = taps
+            .iter()
+            .map(|t| Box::new(t.clone()) as Box<dyn Sink>)
+            .collect();
+        let schema = Schema::embedded().expect("schema");
+        Pipeline::new(Renderer::new(schema, RenderOptions::default()), plan, sinks)
+    }
+
+    #[test]
+    fn the_filter_applies_once_for_every_sink() {
+        for unit in [Unit::Rows, Unit::Records] {
+            let taps = [Tap::default(), Tap::default()];
+            let mut p = pipeline(unit, vec![20], &taps);
+            for c in traffic() {
+                p.push(&c).expect("push");
+            }
+            p.finish(u64::MAX, ConnEnd::CaptureEnded).expect("finish");
+            for tap in &taps {
+                let records = tap.records.borrow();
+                assert_eq!(*records, [10, 20, 10, 20], "{unit:?}");
+                let rows = tap.rows.borrow();
+                match unit {
+                    Unit::Rows => {
+                        assert!(!rows.is_empty());
+                        assert!(rows.iter().all(|&p| p == 10 || p == 20), "{rows:?}");
+                    }
+                    Unit::Records => assert!(rows.is_empty(), "--raw decodes nothing"),
+                }
+            }
+            let counted = match unit {
+                Unit::Rows => taps[0].rows.borrow().len(),
+                Unit::Records => taps[0].records.borrow().len(),
+            };
+            assert_eq!(p.stats.rows, counted as u64, "-n counts what sinks get");
+        }
+    }
+
+    #[test]
+    fn the_limit_stops_every_sink_at_once() {
+        let tap = Tap::default();
+        let mut p = pipeline(Unit::Records, vec![], std::slice::from_ref(&tap));
+        p.plan.limit = Some(3);
+        let pushed = traffic()
+            .iter()
+            .take_while(|c| p.push(c).expect("push"))
+            .count();
+        assert_eq!(pushed, 2, "the third record reached the limit");
+        assert_eq!(tap.records.borrow().len(), 3);
+    }
+
+    /// A pipe that takes the pcapng header, then loses its reader.
+    struct ClosesAfter(usize);
+
+    impl Write for ClosesAfter {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            if self.0 < b.len() {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+            self.0 -= b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn regression_pcap_to_closed_pipe_mid_run_is_broken_pipe() {
+        let mut header = Vec::new();
+        PcapWriter::new(&mut header).expect("header");
+        let writer = PcapWriter::new(ClosesAfter(header.len())).expect("header fits");
+        let sink = PcapSink::new(writer, Clock::identity());
+        let schema = Schema::embedded().expect("schema");
+        let mut p = Pipeline::new(
+            Renderer::new(schema, RenderOptions::default()),
+            Plan::default(),
+            vec![Box::new(sink)],
+        );
+        let err = p
+            .push(&traffic()[0])
+            .expect_err("the export's reader is gone");
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe, "{err}");
+        let err = p
+            .finish(u64::MAX, ConnEnd::CaptureEnded)
+            .expect_err("finishing writes too");
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe, "{err}");
     }
 }

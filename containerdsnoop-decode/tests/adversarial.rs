@@ -19,9 +19,9 @@ use std::{
 
 use containerdsnoop_common::flags;
 use containerdsnoop_decode::{
-    output::filter::Filter,
+    output::sink::{Renderer, Sink},
     output::{json::JsonPrinter, table::TablePrinter, time::Clock},
-    pipeline::{Pipeline, Printer},
+    pipeline::{Pipeline, Plan},
     protocol::grpc::{
         CallLimits,
         compress::{Encoding, decompress},
@@ -230,21 +230,22 @@ impl Output {
 }
 
 fn pipeline(json: bool, out: &Output) -> Pipeline {
-    let printer = if json {
-        Printer::Json(JsonPrinter::new(Box::new(out.clone()), Clock::identity()))
+    let printer: Box<dyn Sink> = if json {
+        Box::new(JsonPrinter::new(Box::new(out.clone()), Clock::identity()))
     } else {
-        Printer::Table(TablePrinter::new(
+        Box::new(TablePrinter::new(
             Box::new(out.clone()),
             Clock::identity(),
             None,
         ))
     };
     Pipeline::new(
-        Schema::embedded().expect("embedded schema"),
-        RenderOptions::default(),
-        Filter::default(),
-        printer,
-        None,
+        Renderer::new(
+            Schema::embedded().expect("embedded schema"),
+            RenderOptions::default(),
+        ),
+        Plan::default(),
+        vec![printer],
     )
 }
 
@@ -1240,4 +1241,88 @@ fn remembered_request_headers_are_bounded_in_bytes() {
         containerdsnoop_decode::protocol::call::ConnEnd::CaptureEnded,
     )
     .unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Regressions, named after what they fixed
+
+/// JSON said `late_join` in `sync` but `late-join` in `decoding` (and docs/json.md listed no
+/// `decoding` values): one spelling of one fact.
+#[test]
+fn regression_json_decoding_spells_late_join_like_sync() {
+    let out = Output {
+        keep: true,
+        ..Output::default()
+    };
+    let mut p = pipeline(true, &out);
+    // The tracer attaches to a connection whose handshake it never saw.
+    let (mut c, mut s) = pair(0);
+    c.pos = 4096;
+    s.pos = 2048;
+    let path = b"/containerd.services.version.v1.Version/Version";
+    let mut request = h2::frame(h2::HEADERS, h2::END_HEADERS, 7, &hp::request(path, &[]));
+    request.extend(h2::frame(
+        h2::DATA,
+        h2::END_STREAM,
+        7,
+        &grpc_message(false, b""),
+    ));
+    let mut response = h2::frame(h2::HEADERS, h2::END_HEADERS, 7, &hp::response());
+    response.extend(h2::frame(h2::DATA, 0, 7, &grpc_message(false, b"")));
+    response.extend(h2::frame(
+        h2::HEADERS,
+        h2::END_HEADERS | h2::END_STREAM,
+        7,
+        &hp::block(&[(b"grpc-status", b"0")]),
+    ));
+    p.push(&c.send(&request)).expect("push");
+    p.push(&s.send(&response)).expect("push");
+    p.finish(
+        u64::MAX,
+        containerdsnoop_decode::protocol::call::ConnEnd::CaptureEnded,
+    )
+    .expect("finish");
+    let text = out.text();
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert!(
+        rows.iter().any(|r| r["type"] == "END"),
+        "the call is decoded: {text}"
+    );
+    for r in &rows {
+        assert_eq!(r["sync"], "late_join", "{r}");
+        assert_eq!(r["decoding"], "late_join", "{r}");
+    }
+}
+
+/// docs/json.md is the interface: every value the `protocol`, `sync` and `decoding` fields can
+/// print is listed in that field's row.
+#[test]
+fn regression_json_docs_list_every_protocol_sync_and_decoding_value() {
+    use containerdsnoop_decode::{
+        protocol::{Decoding, Protocol},
+        stream::conn::SyncState,
+    };
+    let docs = include_str!("../../docs/json.md");
+    let row = |field: &str| {
+        let start = format!("| `{field}` |");
+        docs.lines()
+            .find(|l| l.starts_with(&start))
+            .unwrap_or_else(|| panic!("docs/json.md has no row for `{field}`"))
+            .to_string()
+    };
+    let check = |field: &str, values: &[&str]| {
+        let line = row(field);
+        for v in values {
+            assert!(
+                line.contains(&format!("`{v}`")),
+                "docs/json.md's `{field}` row does not list `{v}`: {line}"
+            );
+        }
+    };
+    check("protocol", &Protocol::ALL.map(Protocol::name));
+    check("sync", &SyncState::ALL.map(SyncState::as_str));
+    check("decoding", &Decoding::ALL.map(Decoding::as_str));
 }

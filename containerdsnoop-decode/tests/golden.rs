@@ -8,9 +8,9 @@ use std::{io::Write, path::PathBuf};
 
 use containerdsnoop_common::flags;
 use containerdsnoop_decode::{
-    output::filter::Filter,
+    output::sink::{Renderer, Sink},
     output::{json::JsonPrinter, table::TablePrinter, time::Clock},
-    pipeline::{Pipeline, Printer},
+    pipeline::{Pipeline, Plan},
     record::{Chunk, chunks_from_raw_jsonl},
     schema::{RenderOptions, Schema},
 };
@@ -41,10 +41,10 @@ pub fn replay(capture: &str, json: bool) -> String {
 /// Every chunk through a fresh pipeline, then the end of the capture: the printed rows.
 fn replay_chunks(chunks: &[Chunk], json: bool) -> String {
     let out = Shared::default();
-    let printer = if json {
-        Printer::Json(JsonPrinter::new(Box::new(out.clone()), Clock::identity()))
+    let printer: Box<dyn Sink> = if json {
+        Box::new(JsonPrinter::new(Box::new(out.clone()), Clock::identity()))
     } else {
-        Printer::Table(TablePrinter::new(
+        Box::new(TablePrinter::new(
             Box::new(out.clone()),
             Clock::identity(),
             None,
@@ -52,11 +52,9 @@ fn replay_chunks(chunks: &[Chunk], json: bool) -> String {
     };
     let schema = Schema::embedded().expect("embedded schema");
     let mut p = Pipeline::new(
-        schema,
-        RenderOptions::default(),
-        Filter::default(),
-        printer,
-        None,
+        Renderer::new(schema, RenderOptions::default()),
+        Plan::default(),
+        vec![printer],
     );
     assert!(!chunks.is_empty(), "fixture has records");
     for c in chunks {
@@ -480,13 +478,15 @@ fn grpcio_tcp_capture_decodes_fully() {
     let path = fixtures().join("pcap/grpc_loopback.pcapng");
     let mut reader = PcapReader::open(path.to_str().expect("utf-8")).expect("open capture");
     let out = Shared::default();
-    let printer = Printer::Json(JsonPrinter::new(Box::new(out.clone()), Clock::identity()));
+    let printer: Box<dyn Sink> =
+        Box::new(JsonPrinter::new(Box::new(out.clone()), Clock::identity()));
     let mut p = Pipeline::new(
-        Schema::embedded().expect("schema"),
-        RenderOptions::default(),
-        Filter::default(),
-        printer,
-        None,
+        Renderer::new(
+            Schema::embedded().expect("schema"),
+            RenderOptions::default(),
+        ),
+        Plan::default(),
+        vec![printer],
     );
     let mut last = 0;
     while let Some(event) = reader.next_event() {

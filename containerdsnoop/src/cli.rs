@@ -1,12 +1,44 @@
-//! Command-line flags, and their validation into a [`Config`] in one place.
+//! Command-line flags ([`Args`], what the user typed) and their resolution, in one place, into
+//! a [`Config`] (what the run does): which source, which sinks with which widths, redaction,
+//! the filter and the limit. Nothing downstream looks at a flag again.
 
-use std::path::PathBuf;
+use std::{
+    io::{self, IsTerminal as _, Write},
+    path::PathBuf,
+    time::Duration,
+};
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum};
 use containerdsnoop_common::{MAX_PATTERNS, PathPattern};
+use containerdsnoop_decode::{
+    output::{
+        filter::{Filter, MethodPattern},
+        json::JsonPrinter,
+        pcap::PcapSink,
+        raw::{RawFormat, RawPrinter},
+        rows::RowKind,
+        sink::{Renderer, Sink},
+        table::TablePrinter,
+        time::Clock,
+    },
+    pcap::PcapWriter,
+    pipeline::{Pipeline, Plan, Unit},
+    schema::{RenderOptions, Schema},
+};
 
+use crate::capture::BackendChoice;
 use crate::paths::{DEFAULT_SOCKETS, parse_pattern};
+
+/// Stdout: line-buffered on a terminal, block-buffered into a pipe or file.
+fn stdout() -> Box<dyn Write> {
+    let stdout = io::stdout();
+    if stdout.is_terminal() {
+        Box::new(stdout)
+    } else {
+        Box::new(io::BufWriter::with_capacity(64 * 1024, stdout))
+    }
+}
 
 /// Trace gRPC, ttrpc and HTTP traffic on the unix sockets of container runtimes.
 ///
@@ -60,8 +92,9 @@ pub struct Args {
     #[arg(long = "descriptor-set", value_name = "FILE")]
     pub descriptor_sets: Vec<PathBuf>,
 
-    /// Also write what is captured to FILE as pcapng (`-` for stdout): each unix connection as
-    /// a synthetic TCP connection that stock Wireshark decodes (gRPC: `-d tcp.port==50051,http2`).
+    /// Also write what is captured to FILE as pcapng (`-` for stdout, which then carries only
+    /// the capture): each unix connection as a synthetic TCP connection that stock Wireshark
+    /// decodes (gRPC: `-d tcp.port==50051,http2`). `-p` and `-c` select its records too.
     #[arg(short = 'w', long = "write", value_name = "FILE")]
     pub write: Option<String>,
 
@@ -72,7 +105,7 @@ pub struct Args {
 
     /// Capture backend.
     #[arg(long, value_enum, default_value = "auto")]
-    pub backend: crate::capture::BackendChoice,
+    pub backend: BackendChoice,
 
     /// Stop after this many rows (records with --raw).
     #[arg(short = 'n', long, value_name = "N")]
@@ -114,16 +147,91 @@ pub enum OutputFormat {
     String,
 }
 
-/// Validated configuration.
+/// What stdout is, which decides line widths and flushing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Terminal {
+    pub is_terminal: bool,
+    /// Columns, when stdout is a terminal that says.
+    pub width: Option<usize>,
+}
+
+impl Terminal {
+    /// Asks the kernel about fd 1.
+    pub fn stdout() -> Terminal {
+        let is_terminal = io::stdout().is_terminal();
+        Terminal {
+            is_terminal,
+            width: if is_terminal { terminal_width() } else { None },
+        }
+    }
+}
+
+/// The terminal's width in columns, when stdout is a terminal.
+fn terminal_width() -> Option<usize> {
+    // SAFETY: TIOCGWINSZ fills the winsize struct we own; fd 1 is stdout.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) };
+    (rc == 0 && ws.ws_col > 0).then_some(ws.ws_col as usize)
+}
+
+/// The printer on stdout, fully resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Printer {
+    /// The table, its MESSAGE column cut to fit `width` columns (None: never cut).
+    Table {
+        width: Option<usize>,
+    },
+    Json,
+    Raw(RawFormat),
+}
+
+/// Where records come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// Trace the selected sockets live.
+    Live,
+    /// `-r FILE`: decode a capture file.
+    File(String),
+    /// `--load-only`: verify the eBPF programs and exit.
+    VerifyOnly,
+}
+
+/// Everything a run does, derived from the flags in one place: main only wires the source to
+/// the pipeline this describes.
 pub struct Config {
-    pub args: Args,
+    pub input: Input,
     pub socket_names: Vec<String>,
+    /// Whether the sockets were named on the command line (else the runtime defaults).
+    pub explicit_sockets: bool,
     pub patterns: Vec<PathPattern>,
+    pub backend: BackendChoice,
+    pub max_call_bytes: u32,
     pub ring_bytes: u32,
+    pub duration: Option<Duration>,
+    /// No summary on exit (`-q`).
+    pub quiet: bool,
+    /// The printer on stdout; None when stdout carries the pcap export (`-w -`).
+    pub printer: Option<Printer>,
+    /// `-w`: the pcapng export's path (`-` for stdout).
+    pub pcap: Option<String>,
+    /// What reaches the sinks (`--raw`, the filter) and when to stop (`-n`).
+    pub plan: Plan,
+    /// Show credentials instead of `<redacted>` (`--no-redact`).
+    pub redact: bool,
+    pub protos: Vec<PathBuf>,
+    pub descriptor_sets: Vec<PathBuf>,
+    /// Flush after every batch: a person is watching the printer.
+    pub flush_each_batch: bool,
 }
 
 impl Config {
+    /// Validates `args` against what stdout is now.
     pub fn from_args(args: Args) -> anyhow::Result<Config> {
+        Config::resolve(args, Terminal::stdout())
+    }
+
+    /// Validates `args`; `terminal` says what stdout is.
+    pub fn resolve(args: Args, terminal: Terminal) -> anyhow::Result<Config> {
         let socket_names: Vec<String> = if args.sockets.is_empty() {
             DEFAULT_SOCKETS.iter().map(|s| s.to_string()).collect()
         } else {
@@ -142,25 +250,115 @@ impl Config {
         if args.max_call_bytes == 0 {
             bail!("--max-call-bytes must be positive");
         }
-        match (args.raw, args.output) {
+        if args.read.is_some() && args.write.is_some() {
+            bail!("-r and -w cannot be used together");
+        }
+        let duration = match args.duration {
+            Some(s) if !(s.is_finite() && s >= 0.0) => {
+                bail!("--duration must be a number of seconds")
+            }
+            Some(s) => Some(Duration::from_secs_f64(s)),
+            None => None,
+        };
+        let format = match (args.raw, args.output) {
             (false, Some(OutputFormat::Hex | OutputFormat::String)) => {
                 bail!("-o hex and -o string go with --raw (decoded output: -o table or -o json)")
             }
             (true, Some(OutputFormat::Table)) => {
                 bail!("--raw prints hex, string or json, not a table")
             }
-            _ => {}
-        }
-        if args.read.is_some() && args.write.is_some() {
-            bail!("-r and -w cannot be used together");
-        }
-        let ring_bytes = args.ring_buffer_mib << 20;
+            (true, Some(OutputFormat::Json)) => Printer::Raw(RawFormat::Json),
+            (true, Some(OutputFormat::String)) => Printer::Raw(RawFormat::String),
+            (true, _) => Printer::Raw(RawFormat::Hex),
+            (false, Some(OutputFormat::Json)) => Printer::Json,
+            (false, _) => Printer::Table {
+                width: if args.full { None } else { terminal.width },
+            },
+        };
+        // `-w -`: stdout carries the capture file, so nothing else may be printed there.
+        let pcap_on_stdout = args.write.as_deref() == Some("-");
+        let printer = (!pcap_on_stdout).then_some(format);
+        let filter = Filter {
+            pids: args.pids.clone(),
+            comms: args.comms.clone(),
+            methods: args.methods.iter().map(|m| MethodPattern::new(m)).collect(),
+            kinds: match args.row_type {
+                Some(RowType::Req) => vec![RowKind::Req],
+                Some(RowType::Resp) => vec![RowKind::Resp],
+                Some(RowType::End) => vec![RowKind::End],
+                None => vec![],
+            },
+        };
+        let plan = Plan {
+            unit: if args.raw { Unit::Records } else { Unit::Rows },
+            filter,
+            limit: args.count,
+        };
+        let input = match (&args.read, args.load_only) {
+            (_, true) => Input::VerifyOnly,
+            (Some(path), false) => Input::File(path.clone()),
+            (None, false) => Input::Live,
+        };
         Ok(Config {
-            args,
+            input,
+            explicit_sockets: !args.sockets.is_empty(),
             socket_names,
             patterns,
-            ring_bytes,
+            backend: args.backend,
+            max_call_bytes: args.max_call_bytes,
+            ring_bytes: args.ring_buffer_mib << 20,
+            duration,
+            quiet: args.quiet,
+            flush_each_batch: terminal.is_terminal && printer.is_some(),
+            printer,
+            pcap: args.write,
+            plan,
+            redact: !args.no_redact,
+            protos: args.protos,
+            descriptor_sets: args.descriptor_sets,
         })
+    }
+
+    /// The pipeline this configuration describes: the schema (embedded plus `--proto` and
+    /// `--descriptor-set`), the printer on stdout and the pcap export as sinks, and the plan.
+    /// `clock` maps the source's timestamps to wall-clock time.
+    pub fn pipeline(&self, clock: Clock) -> anyhow::Result<Pipeline> {
+        let mut schema = Schema::embedded().context("loading the embedded protobuf schema")?;
+        if !self.protos.is_empty() {
+            schema.add_proto_paths(&self.protos).context("--proto")?;
+        }
+        for path in &self.descriptor_sets {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            schema
+                .add_descriptor_set(&bytes)
+                .with_context(|| format!("--descriptor-set {}", path.display()))?;
+        }
+        let opts = RenderOptions {
+            redact: self.redact,
+            ..RenderOptions::default()
+        };
+        let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+        if let Some(printer) = self.printer {
+            let out = stdout();
+            sinks.push(match printer {
+                Printer::Table { width } => Box::new(TablePrinter::new(out, clock, width)),
+                Printer::Json => Box::new(JsonPrinter::new(out, clock)),
+                Printer::Raw(format) => Box::new(RawPrinter::new(out, format, clock)),
+            });
+        }
+        if let Some(path) = &self.pcap {
+            // Through io::Error, whose kind survives: a closed pipe at start exits 0 too.
+            let writer = PcapWriter::create(path)
+                .map_err(io::Error::from)
+                .with_context(|| format!("-w {path}"))?;
+            sinks.push(Box::new(PcapSink::new(writer, clock)));
+        }
+        Ok(Pipeline::new(
+            Renderer::new(schema, opts),
+            self.plan.clone(),
+            sinks,
+        ))
     }
 
     /// Selected filesystem paths that exist now (a prefix pattern counts when its directory
@@ -185,7 +383,7 @@ impl Config {
 
     /// What `Tracing <what> with ...` names.
     pub fn describe_sockets(&self) -> String {
-        if self.args.sockets.is_empty() {
+        if !self.explicit_sockets {
             format!("default runtime sockets ({})", self.socket_names.join(", "))
         } else {
             self.socket_names.join(", ")
@@ -200,7 +398,22 @@ mod tests {
     fn config(argv: &[&str]) -> anyhow::Result<Config> {
         let mut full = vec!["containerdsnoop"];
         full.extend_from_slice(argv);
-        Config::from_args(Args::try_parse_from(full)?)
+        Config::resolve(Args::try_parse_from(full)?, PIPE)
+    }
+
+    const PIPE: Terminal = Terminal {
+        is_terminal: false,
+        width: None,
+    };
+
+    fn on_terminal(argv: &[&str]) -> Config {
+        let mut full = vec!["containerdsnoop"];
+        full.extend_from_slice(argv);
+        let terminal = Terminal {
+            is_terminal: true,
+            width: Some(120),
+        };
+        Config::resolve(Args::try_parse_from(full).expect("flags"), terminal).expect("config")
     }
 
     #[test]
@@ -236,7 +449,66 @@ mod tests {
         ])
         .expect("config");
         assert_eq!(c.patterns.len(), 2);
-        assert_eq!(c.args.pids, vec![1, 2]);
+        assert_eq!(c.plan.filter.pids, vec![1, 2]);
+        assert_eq!(c.plan.filter.methods.len(), 1);
         assert!(config(&["/a*b"]).is_err());
+    }
+
+    #[test]
+    fn the_printer_is_resolved_from_format_terminal_and_width() {
+        assert_eq!(
+            on_terminal(&[]).printer,
+            Some(Printer::Table { width: Some(120) })
+        );
+        assert_eq!(
+            on_terminal(&["-l"]).printer,
+            Some(Printer::Table { width: None })
+        );
+        assert!(on_terminal(&[]).flush_each_batch);
+        let piped = config(&[]).expect("config");
+        assert_eq!(piped.printer, Some(Printer::Table { width: None }));
+        assert!(!piped.flush_each_batch);
+        assert_eq!(
+            config(&["-o", "json"]).expect("config").printer,
+            Some(Printer::Json)
+        );
+        let raw = config(&["--raw", "-o", "string", "-n", "3"]).expect("config");
+        assert_eq!(raw.printer, Some(Printer::Raw(RawFormat::String)));
+        assert_eq!(raw.plan.unit, Unit::Records);
+        assert_eq!(raw.plan.limit, Some(3));
+        assert_eq!(
+            config(&["--raw"]).expect("config").printer,
+            Some(Printer::Raw(RawFormat::Hex))
+        );
+    }
+
+    #[test]
+    fn pcap_on_stdout_is_the_only_output() {
+        let c = on_terminal(&["-w", "-", "-o", "json"]);
+        assert_eq!(c.printer, None);
+        assert_eq!(c.pcap.as_deref(), Some("-"));
+        assert!(!c.flush_each_batch, "stdout is the pcap's, not a person's");
+        let beside = config(&["-w", "/tmp/x.pcapng"]).expect("config");
+        assert!(beside.printer.is_some());
+        assert!(config(&["-w", "-", "-r", "x.pcapng"]).is_err());
+    }
+
+    #[test]
+    fn inputs_and_filters_are_resolved() {
+        assert_eq!(config(&[]).expect("config").input, Input::Live);
+        assert_eq!(
+            config(&["-r", "x.pcapng"]).expect("config").input,
+            Input::File("x.pcapng".into())
+        );
+        let c = config(&["-t", "end", "-c", "ctr", "--no-redact"]).expect("config");
+        assert_eq!(c.plan.filter.kinds, vec![RowKind::End]);
+        assert_eq!(c.plan.filter.comms, vec!["ctr".to_string()]);
+        assert_eq!(c.plan.unit, Unit::Rows);
+        assert!(!c.redact);
+        assert!(config(&["--duration", "-1"]).is_err());
+        assert_eq!(
+            config(&["--duration", "1.5"]).expect("config").duration,
+            Some(Duration::from_millis(1500))
+        );
     }
 }

@@ -10,8 +10,8 @@ use std::{cell::RefCell, io::Write, rc::Rc};
 
 use containerdsnoop_decode::{
     stream::conn::MAX_CONNECTIONS,
-    output::filter::Filter,
-    pipeline::{Pipeline, Printer},
+    output::sink::{Renderer, Sink},
+    pipeline::{Pipeline, Plan},
     output::{json::JsonPrinter, table::TablePrinter, time::Clock},
     schema::RenderOptions,
 };
@@ -33,21 +33,19 @@ impl Write for Shared {
 
 fn run(chunks: &[containerdsnoop_decode::record::Chunk], json: bool) -> Vec<u8> {
     let out = Shared::default();
-    let printer = if json {
-        Printer::Json(JsonPrinter::new(Box::new(out.clone()), Clock::identity()))
+    let printer: Box<dyn Sink> = if json {
+        Box::new(JsonPrinter::new(Box::new(out.clone()), Clock::identity()))
     } else {
-        Printer::Table(TablePrinter::new(
+        Box::new(TablePrinter::new(
             Box::new(out.clone()),
             Clock::identity(),
             None,
         ))
     };
     let mut p = Pipeline::new(
-        schema().clone(),
-        RenderOptions::default(),
-        Filter::default(),
-        printer,
-        None,
+        Renderer::new(schema().clone(), RenderOptions::default()),
+        Plan::default(),
+        vec![printer],
     );
     for c in chunks {
         if let Err(e) = p.push(c) {

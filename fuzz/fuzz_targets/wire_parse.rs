@@ -5,7 +5,7 @@ use containerdsnoop_decode::record;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(c) = wire::parse(data, 0x5eed_f00d) {
+    if let Ok(c) = record::parse(data, 0x5eed_f00d) {
         assert!(
             c.data.len() <= c.span_len as usize,
             "payload longer than its span"
@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = (c.missing_reason(), c.backend());
     }
     if let Ok(text) = std::str::from_utf8(data) {
-        for c in wire::chunks_from_raw_jsonl(text) {
+        for c in record::chunks_from_raw_jsonl(text) {
             let _ = c.missing();
         }
     }

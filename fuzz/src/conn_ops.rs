@@ -8,7 +8,7 @@
 //! ```
 
 use containerdsnoop_decode::{
-    protocol::call::{CallEvent, Side},
+    protocol::call::{CallEvent, ConnEnd, Side},
     protocol::decoder::ConnDecoder,
 };
 
@@ -45,6 +45,6 @@ pub fn run(
         check(decoder, &events);
         events.clear();
     }
-    decoder.close(ts + 1, &mut events);
+    decoder.close(ts + 1, ConnEnd::CaptureEnded, &mut events);
     check(decoder, &events);
 }

@@ -12,7 +12,7 @@ use std::{
 };
 
 use containerdsnoop_decode::{
-    protocol::call::{Body, CallEventKind, Role, Side},
+    protocol::call::{Body, CallEventKind, ConnEnd, Role, Side},
     protocol::grpc,
     protocol::http2::{
         self, PREFACE,
@@ -271,7 +271,7 @@ fn messages(stem: &str, conn: u8, ops: &[chunks::Op], seeds: &mut Seeds) {
         let side = if op.side == 0 { Side::A } else { Side::B };
         decoder.feed(side, i as u64, &op.data, &mut events);
     }
-    decoder.close(u64::MAX, &mut events);
+    decoder.close(u64::MAX, ConnEnd::CaptureEnded, &mut events);
     for (i, e) in events.iter().enumerate() {
         let CallEventKind::Message {
             role,

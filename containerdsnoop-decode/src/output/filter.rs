@@ -1,6 +1,12 @@
-//! Row filters (`-p`, `-c`, `-m`, `-t`), compiled once and applied before any formatting.
+//! Filters (`-p`, `-c`, `-m`, `-t`), compiled once and applied by the pipeline, once, before
+//! any sink: rows must pass all four; records (raw output, the pcap export) pass or fail on the
+//! process predicates alone, since a record carries no method and is no row type.
 
-use crate::output::rows::{Row, RowKind};
+use crate::{
+    output::rows::{Row, RowKind},
+    record::Chunk,
+    stream::conn::ConnInfo,
+};
 
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
@@ -53,6 +59,28 @@ impl Filter {
             && self.comms.is_empty()
             && self.methods.is_empty()
             && self.kinds.is_empty()
+    }
+
+    /// Whether `chunk` passes `-p` and `-c`: its sender or peer has a wanted pid, or its
+    /// sender — or, once known from its connection, the other end — a wanted comm.
+    pub fn accepts_record(&self, chunk: &Chunk, conn: Option<&ConnInfo>) -> bool {
+        let ends = conn.into_iter().flat_map(|c| c.ends.iter().flatten());
+        if !self.pids.is_empty()
+            && !self.pids.iter().any(|&p| {
+                p == chunk.tgid || p == chunk.peer_tgid || ends.clone().any(|e| e.pid == p)
+            })
+        {
+            return false;
+        }
+        if !self.comms.is_empty()
+            && !self
+                .comms
+                .iter()
+                .any(|c| *c == chunk.process_comm || ends.clone().any(|e| e.comm == *c))
+        {
+            return false;
+        }
+        true
     }
 
     pub fn accepts(&self, row: &Row) -> bool {

@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 use super::time::Clock;
 use crate::{
     output::rows::{Rendered, Row},
+    output::sink::{Headers, Renderer, Sink},
     protocol::call::CallEventKind,
     schema,
 };
@@ -22,32 +23,39 @@ impl<W: Write> JsonPrinter<W> {
         JsonPrinter { out, clock }
     }
 
-    pub fn row(
+    /// Prints one row whose body is already rendered (with its JSON value).
+    pub fn print_row(
         &mut self,
         row: &Row,
         body: Rendered,
-        headers: Option<Vec<(String, Option<String>)>>,
+        headers: Option<&Headers>,
     ) -> io::Result<()> {
         let v = row_json(row, body, headers, &self.clock);
         schema::write_json(&mut self.out, &v)?;
         self.out.write_all(b"\n")
     }
+}
 
-    pub fn flush(&mut self) -> io::Result<()> {
+impl<W: Write> Sink for JsonPrinter<W> {
+    fn wants_headers(&self) -> bool {
+        true
+    }
+
+    fn row(&mut self, row: &Row, headers: Option<&Headers>, render: &Renderer) -> io::Result<()> {
+        let body = render.body(row, true);
+        self.print_row(row, body, headers)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 
-    pub fn into_inner(self) -> W {
-        self.out
+    fn finish(&mut self) -> io::Result<()> {
+        self.out.flush()
     }
 }
 
-pub fn row_json(
-    row: &Row,
-    body: Rendered,
-    headers: Option<Vec<(String, Option<String>)>>,
-    clock: &Clock,
-) -> Value {
+pub fn row_json(row: &Row, body: Rendered, headers: Option<&Headers>, clock: &Clock) -> Value {
     let mut m = Map::new();
     m.insert("time".into(), json!(clock.rfc3339(row.ts_ns)));
     m.insert("ts_ns".into(), json!(row.ts_ns));
@@ -70,12 +78,18 @@ pub fn row_json(
     if let Some(i) = row.index {
         m.insert("index".into(), json!(i));
     }
-    m.insert("protocol".into(), json!(row.conn.protocol));
+    m.insert(
+        "protocol".into(),
+        json!(row.conn.protocol.map(crate::protocol::Protocol::name)),
+    );
     m.insert("connection".into(), json!(row.conn.id));
     m.insert("path".into(), json!(row.conn.path));
     m.insert("sock_inodes".into(), json!(row.conn.inodes));
     m.insert("sync".into(), json!(row.conn.sync.as_str()));
-    m.insert("decoding".into(), json!(row.conn.decoding));
+    m.insert(
+        "decoding".into(),
+        json!(row.conn.decoding.map(crate::protocol::Decoding::as_str)),
+    );
     match &row.event {
         CallEventKind::End {
             status, latency_ns, ..
@@ -97,7 +111,7 @@ pub fn row_json(
         }
     }
     if let Some(h) = headers {
-        let list: Vec<Value> = h.into_iter().map(|(k, v)| json!([k, v])).collect();
+        let list: Vec<Value> = h.iter().map(|(k, v)| json!([k, v])).collect();
         m.insert("headers".into(), Value::Array(list));
     }
     Value::Object(m)

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use super::time::Clock;
 use crate::escape::escape_bytes;
+use crate::output::sink::{Record, Sink};
 use crate::{record::Chunk, stream::reassembly::Piece};
 use containerdsnoop_common::flags;
 
@@ -49,7 +50,7 @@ impl<W: Write> RawPrinter<W> {
     }
 
     /// Prints one record and what the reassembler said about it.
-    pub fn record(&mut self, chunk: &Chunk, pieces: &[Piece]) -> io::Result<()> {
+    pub fn print_record(&mut self, chunk: &Chunk, pieces: &[Piece]) -> io::Result<()> {
         for piece in pieces {
             match *piece {
                 Piece::Data { pos, start } => self.data(chunk, pos, &chunk.data[start..])?,
@@ -182,8 +183,18 @@ impl<W: Write> RawPrinter<W> {
         }
         v
     }
+}
 
-    pub fn flush(&mut self) -> io::Result<()> {
+impl<W: Write> Sink for RawPrinter<W> {
+    fn record(&mut self, record: &Record<'_>) -> io::Result<()> {
+        self.print_record(record.chunk, record.pieces)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 }
@@ -236,7 +247,7 @@ mod tests {
     fn json_record_carries_base64_and_metadata() {
         let c = chunk(b"\x00\x01hello");
         let mut p = RawPrinter::new(Vec::new(), RawFormat::Json, Clock::identity());
-        p.record(&c, &[Piece::Data { pos: 24, start: 2 }])
+        p.print_record(&c, &[Piece::Data { pos: 24, start: 2 }])
             .expect("write");
         let line = String::from_utf8(p.out).expect("utf8");
         let v: serde_json::Value = serde_json::from_str(line.trim()).expect("json");
@@ -252,7 +263,7 @@ mod tests {
     fn string_output_is_escaped_and_gaps_are_shown() {
         let c = chunk(b"\x1b]0;x\x07");
         let mut p = RawPrinter::new(Vec::new(), RawFormat::String, Clock::identity());
-        p.record(
+        p.print_record(
             &c,
             &[
                 Piece::Gap {

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::{
     escape::escape_str,
+    protocol::Protocol,
     protocol::call::{Body, CallEvent, CallEventKind, Method, Role, Status},
     schema::{self, RenderOptions, Schema},
     stream::conn::ConnInfo,
@@ -60,12 +61,15 @@ impl Row {
     }
 }
 
+/// A call's request headers, name and value.
+type HeaderList = Vec<(String, Option<String>)>;
+
 /// Builds rows from connection events.
 #[derive(Default)]
 pub struct RowBuilder {
     /// Request headers of calls whose first request message has not been shown yet (only when
     /// an output shows them: JSON's `headers` field).
-    starts: HashMap<(u64, u64), Vec<(String, Option<String>)>>,
+    starts: HashMap<(u64, u64), HeaderList>,
     /// Bytes of header names and values in `starts`.
     start_bytes: usize,
     keep_headers: bool,
@@ -191,7 +195,7 @@ pub fn render_body(row: &Row, schema: &Schema, opts: &RenderOptions, want_json: 
         } => Rendered {
             message_type: None,
             text: match row.conn.protocol {
-                "http1" => http_end_text(status, *latency_ns),
+                Some(crate::protocol::Protocol::Http1) => http_end_text(status, *latency_ns),
                 _ => end_text(status, *latency_ns),
             },
             json: Value::Null,
@@ -221,7 +225,9 @@ fn render_message(
         Body::Protobuf(bytes) => {
             let desc = row.method.as_ref().and_then(|m| {
                 let ms = match row.conn.protocol {
-                    "ttrpc" => split_ttrpc(&m.name).and_then(|(s, n)| schema.service_method(s, n)),
+                    Some(Protocol::Ttrpc) => {
+                        split_ttrpc(&m.name).and_then(|(s, n)| schema.service_method(s, n))
+                    }
                     _ => schema.method(&m.name),
                 }?;
                 Some(if role == Role::Request {
@@ -297,10 +303,8 @@ pub fn end_text(status: &Status, latency_ns: Option<u64>) -> String {
         Some(code) => format!("{}({code})", grpc_code_name(code)),
         None => "status=?".to_string(),
     };
-    if let Some(m) = &status.message {
-        if !m.is_empty() {
-            s.push_str(&format!(" \"{}\"", escape_str(m)));
-        }
+    if let Some(m) = status.message.as_deref().filter(|m| !m.is_empty()) {
+        s.push_str(&format!(" \"{}\"", escape_str(m)));
     }
     if let Some(a) = &status.abnormal {
         s.push_str(&format!(" [{}]", escape_str(a)));

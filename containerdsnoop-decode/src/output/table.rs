@@ -5,6 +5,7 @@ use std::io::{self, Write};
 
 use super::{
     rows::{Rendered, Row},
+    sink::{Headers, Renderer, Sink},
     time::Clock,
 };
 use crate::escape::{ellipsize, escape_str};
@@ -38,7 +39,8 @@ impl<W: Write> TablePrinter<W> {
         Ok(())
     }
 
-    pub fn row(&mut self, row: &Row, body: &Rendered) -> io::Result<()> {
+    /// Prints one row whose body is already rendered.
+    pub fn print_row(&mut self, row: &Row, body: &Rendered) -> io::Result<()> {
         self.header()?;
         let method = match &row.method {
             Some(m) if m.inferred => format!("{}?", escape_str(&m.name)),
@@ -84,12 +86,19 @@ impl<W: Write> TablePrinter<W> {
         };
         writeln!(self.out, "{prefix}{message}")
     }
+}
 
-    pub fn flush(&mut self) -> io::Result<()> {
+impl<W: Write> Sink for TablePrinter<W> {
+    fn row(&mut self, row: &Row, _headers: Option<&Headers>, render: &Renderer) -> io::Result<()> {
+        let body = render.body(row, false);
+        self.print_row(row, &body)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
 
-    pub fn into_inner(self) -> W {
-        self.out
+    fn finish(&mut self) -> io::Result<()> {
+        self.out.flush()
     }
 }

@@ -3,7 +3,7 @@
 //! reproduces the live capture's chunks. One `key: value` per line, after a tag line, in the
 //! spirit of ptcpdump's comments; values escape `\`, CR and LF.
 
-use crate::record::Chunk;
+use crate::{protocol::Protocol, record::Chunk};
 
 /// First line of our metadata comments; comments without it are someone else's.
 pub const TAG: &str = "containerdsnoop";
@@ -35,7 +35,8 @@ pub struct Meta {
     /// Bytes right before this packet's payload that the capture lost: the hole in the
     /// sequence space is final, no retransmission will fill it.
     pub gap: u64,
-    pub protocol: Option<String>,
+    /// The connection's protocol (on handshake packets); a name we do not know reads as None.
+    pub protocol: Option<Protocol>,
 }
 
 impl Meta {
@@ -92,8 +93,8 @@ impl Meta {
         if self.gap > 0 {
             line("gap", &self.gap.to_string());
         }
-        if let Some(p) = &self.protocol {
-            line("protocol", p);
+        if let Some(p) = self.protocol {
+            line("protocol", p.name());
         }
         s
     }
@@ -134,7 +135,7 @@ impl Meta {
                 "lost_records" => m.lost_records = num(&v).unwrap_or(0) as u32,
                 "missing" => m.missing = num(&v).unwrap_or(0),
                 "gap" => m.gap = num(&v).unwrap_or(0),
-                "protocol" => m.protocol = Some(v),
+                "protocol" => m.protocol = Protocol::from_name(&v),
                 _ => {}
             }
         }
@@ -193,7 +194,7 @@ mod tests {
             lost_records: 2,
             missing: 7,
             gap: 9,
-            protocol: Some("grpc".into()),
+            protocol: Some(Protocol::Grpc),
         };
         let text = m.encode();
         assert_eq!(text.lines().next(), Some(TAG));

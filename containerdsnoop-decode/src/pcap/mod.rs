@@ -9,12 +9,12 @@
 //! export, reassembling it on import, staying bounded on hostile files — no crate does for us.
 //!
 //! Wireshark port choice: Wireshark 4.0 has no heuristic for cleartext HTTP/2 over TCP and no
-//! default port for it, so gRPC connections are exported on [`Protocol::Grpc`]'s fixed server
-//! port 50051 and need one option: `tshark -d tcp.port==50051,http2` (Wireshark: Decode As).
+//! default port for it, so gRPC connections are exported on a fixed server port
+//! ([`server_port`]) 50051 and need one option: `tshark -d tcp.port==50051,http2` (Wireshark: Decode As).
 //! HTTP/1.1 goes on port 80, which Wireshark decodes as HTTP natively.
 //!
 //! ```no_run
-//! # use containerdsnoop_decode::{pcap::*, stream::reassembly::Reassembler, record::Chunk};
+//! # use containerdsnoop_decode::{pcap::*, protocol::Protocol, stream::reassembly::Reassembler, record::Chunk};
 //! # fn demo(chunks: Vec<Chunk>) -> Result<(), Error> {
 //! // -w FILE (or "-"): every record with what the reassembler said about it.
 //! let mut w = PcapWriter::create("out.pcapng")?;
@@ -22,7 +22,7 @@
 //! for c in &chunks {
 //!     let mut pieces = Vec::new();
 //!     r.accept(c, &mut pieces);
-//!     w.record(c, &pieces, &ConnMeta::from_chunk(c, Protocol::from_name("grpc")))?;
+//!     w.record(c, &pieces, &ConnMeta::from_chunk(c, Protocol::Grpc))?;
 //! }
 //! w.close_conn(chunks[0].sock_id, chunks[0].peer_id, chunks[0].ts_ns)?;
 //! w.finish()?;
@@ -43,6 +43,7 @@ pub mod file;
 pub mod ng;
 pub mod packet;
 pub mod reader;
+mod synth;
 pub mod tcp;
 pub mod writer;
 
@@ -54,47 +55,19 @@ pub use writer::{ConnMeta, PcapWriter, WriterStats};
 
 use std::fmt;
 
-/// The application protocol of a connection, which picks the server port of its export.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    /// HTTP/2 (gRPC): decoded by Wireshark with `-d tcp.port==50051,http2`.
-    Grpc,
-    /// containerd's ttrpc: Wireshark has no dissector; shown as TCP payload.
-    Ttrpc,
-    /// HTTP/1.1 (docker API): port 80, decoded by Wireshark without options.
-    Http1,
-    /// Anything else.
-    Raw,
-}
+use crate::protocol::Protocol;
 
-impl Protocol {
-    /// The server port connections of this protocol get in an export.
-    pub fn server_port(self) -> u16 {
-        match self {
-            Protocol::Grpc => 50051,
-            Protocol::Ttrpc => 50052,
-            Protocol::Http1 => 80,
-            Protocol::Raw => 50053,
-        }
-    }
-
-    /// Maps the decoders' protocol names (`ConnDecoder::protocol`) to a protocol.
-    pub fn from_name(name: &str) -> Protocol {
-        match name {
-            "grpc" | "http2" => Protocol::Grpc,
-            "ttrpc" => Protocol::Ttrpc,
-            "http1" | "http" => Protocol::Http1,
-            _ => Protocol::Raw,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Protocol::Grpc => "grpc",
-            Protocol::Ttrpc => "ttrpc",
-            Protocol::Http1 => "http1",
-            Protocol::Raw => "raw",
-        }
+/// The server port connections of `protocol` get in an export: the one fact of a protocol a
+/// capture file shows, since Wireshark picks its dissector by port.
+pub fn server_port(protocol: Protocol) -> u16 {
+    match protocol {
+        // HTTP/2 (gRPC): decoded by Wireshark with `-d tcp.port==50051,http2`.
+        Protocol::Grpc => 50051,
+        // ttrpc: Wireshark has no dissector; shown as TCP payload.
+        Protocol::Ttrpc => 50052,
+        // HTTP/1.1 (docker API): decoded by Wireshark without options.
+        Protocol::Http1 => 80,
+        Protocol::Raw => 50053,
     }
 }
 
@@ -157,6 +130,18 @@ impl From<std::io::Error> for Error {
             Error::Truncated
         } else {
             Error::Io(e)
+        }
+    }
+}
+
+/// For callers whose errors are I/O errors: an I/O failure comes back as itself, its kind
+/// intact (a closed pipe stays `BrokenPipe`); a bad file is `InvalidData`; a refusal `Other`.
+impl From<Error> for std::io::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Io(e) => e,
+            Error::StdoutIsTerminal => std::io::Error::other(e.to_string()),
+            e => std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
         }
     }
 }

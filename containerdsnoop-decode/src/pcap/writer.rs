@@ -1,7 +1,7 @@
 //! `-w`: presents each traced unix connection as a synthetic TCP/IPv4 connection in a pcapng
 //! stream. Each connection gets its own made-up client address (127.1.0.1 and up) and client
 //! port (from the client socket's identity), each socket path its own server address (127.0.0.1
-//! and up), each protocol its own server port ([`Protocol::server_port`]). Sequence numbers
+//! and up), each protocol its own server port ([`server_port`]). Sequence numbers
 //! count the direction's stream bytes from the first one seen, so bytes the capture lost or
 //! truncated show as holes in the sequence space ("previous segment not captured"), never as
 //! invented bytes. Process metadata rides along as packet comments ([`comment::Meta`]).
@@ -12,8 +12,10 @@ use std::io::{self, IsTerminal as _, Write};
 use containerdsnoop_common::flags;
 
 use super::comment::Meta;
-use super::packet::{MAX_IPV4_PAYLOAD, Tcp4, build_ipv4_frame, linktype, tcp_flags};
-use super::{Error, Protocol, ng};
+use super::packet::{MAX_IPV4_PAYLOAD, linktype, tcp_flags};
+use super::synth::{self, Conn, End, Out, Segment, conn_key, peer_id, sender_id};
+use super::{Error, ng, server_port};
+use crate::protocol::Protocol;
 use crate::record::Chunk;
 use crate::stream::reassembly::Piece;
 
@@ -24,15 +26,6 @@ pub const MAX_CONNECTIONS: usize = 65536;
 pub const MAX_SERVER_ADDRESSES: usize = 4096;
 /// Payload bytes per synthetic segment: the most one IPv4 packet can carry.
 pub const MAX_SEGMENT: usize = MAX_IPV4_PAYLOAD;
-
-/// MSS 65495, NOP, window scale 14: the scale lets the receive window cover bursts of
-/// unacknowledged data (the export has no pure ACKs) without "window full" warnings.
-const SYN_OPTIONS: [u8; 8] = [2, 4, 0xff, 0xd7, 1, 3, 3, 14];
-const WINDOW: u16 = u16::MAX;
-const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
-const SERVER_MAC: [u8; 6] = [2, 0, 0, 0, 0, 2];
-const CLIENT: usize = 0;
-const SERVER: usize = 1;
 
 /// What the caller knows about a record's connection. Only read when the writer first sees
 /// the connection; later records of it keep the roles and protocol given then.
@@ -60,36 +53,6 @@ pub struct WriterStats {
     pub connections: u64,
     /// Connections closed early to stay under [`MAX_CONNECTIONS`].
     pub evicted: u64,
-}
-
-struct End {
-    /// The socket's identity (`Chunk::sock_id`, or its inode for chunks without one).
-    id: u64,
-    /// Its inode, 0 until known (a server socket gets one only at `accept()`).
-    ino: u64,
-    addr: [u8; 4],
-    port: u16,
-    isn: u32,
-    /// Stream position of the first byte seen from this end (sequence number isn + 1).
-    origin: Option<u64>,
-    /// Sequence space used so far, relative to isn + 1 (bytes, holes, FIN).
-    next: u64,
-}
-
-impl End {
-    fn seq_at(&self, rel: u64) -> u32 {
-        self.isn.wrapping_add(1).wrapping_add(rel as u32)
-    }
-    fn seq(&self) -> u32 {
-        self.seq_at(self.next)
-    }
-}
-
-struct Conn {
-    ends: [End; 2],
-    path: String,
-    protocol: Protocol,
-    last_used: u64,
 }
 
 /// Writes the pcapng export. Every call leaves `out` holding a valid file (and, with autoflush,
@@ -191,7 +154,7 @@ impl<W: Write> PcapWriter<W> {
         // Socket memory is reused once a connection closes: the same identities with another
         // inode, or a side starting over at position 0, is a new connection.
         if let Some(conn) = self.conns.get(&key) {
-            let e = &conn.ends[side(conn, chunk)];
+            let e = &conn.ends[conn.side_of(chunk)];
             let reused = (e.ino != 0 && chunk.sock_ino != 0 && e.ino != chunk.sock_ino)
                 || (chunk.stream_pos == 0 && e.next > 0);
             if reused && let Some(old) = self.conns.remove(&key) {
@@ -210,7 +173,7 @@ impl<W: Write> PcapWriter<W> {
         conn.last_used = clock;
         self.lru.insert(clock, key);
 
-        let d = side(conn, chunk);
+        let d = conn.side_of(chunk);
         if conn.ends[d].ino == 0 {
             conn.ends[d].ino = chunk.sock_ino;
         }
@@ -222,7 +185,7 @@ impl<W: Write> PcapWriter<W> {
 
         let derived;
         let pieces = if pieces.is_empty() {
-            derived = derive_pieces(chunk);
+            derived = Piece::of_record(chunk);
             &derived[..]
         } else {
             pieces
@@ -276,23 +239,20 @@ impl<W: Write> PcapWriter<W> {
                 if !emitted {
                     comments.extend(notes.iter().map(String::as_str));
                 }
-                let conn = &*conn;
-                let from = &conn.ends[d];
-                let to = &conn.ends[1 - d];
-                let fl = tcp_flags::ACK | if last { tcp_flags::PSH } else { 0 };
-                segment(
-                    &mut self.buf,
-                    &mut self.frame,
-                    from,
-                    to,
-                    d,
-                    from.seq_at(rel(seg_pos)),
-                    fl,
-                    &[],
-                    &bytes[off..off + n],
-                    chunk.ts_ns,
-                    &comments,
-                );
+                let mut out = Out {
+                    buf: &mut self.buf,
+                    frame: &mut self.frame,
+                };
+                let segment = Segment {
+                    dir: d,
+                    seq: conn.ends[d].seq_at(rel(seg_pos)),
+                    flags: tcp_flags::ACK | if last { tcp_flags::PSH } else { 0 },
+                    options: &[],
+                    payload: &bytes[off..off + n],
+                    ts_ns: chunk.ts_ns,
+                    comments: &comments,
+                };
+                conn.segment(&mut out, &segment);
                 self.stats.packets += 1;
                 emitted = true;
                 off += n;
@@ -314,20 +274,20 @@ impl<W: Write> PcapWriter<W> {
             let text = base.encode();
             let mut comments = vec![text.as_str()];
             comments.extend(notes.iter().map(String::as_str));
-            let from = &conn.ends[d];
-            segment(
-                &mut self.buf,
-                &mut self.frame,
-                from,
-                &conn.ends[1 - d],
-                d,
-                from.seq_at(rel(pos)),
-                tcp_flags::ACK,
-                &[],
-                &[],
-                chunk.ts_ns,
-                &comments,
-            );
+            let mut out = Out {
+                buf: &mut self.buf,
+                frame: &mut self.frame,
+            };
+            let segment = Segment {
+                dir: d,
+                seq: conn.ends[d].seq_at(rel(pos)),
+                flags: tcp_flags::ACK,
+                options: &[],
+                payload: &[],
+                ts_ns: chunk.ts_ns,
+                comments: &comments,
+            };
+            conn.segment(&mut out, &segment);
             self.stats.packets += 1;
         }
         self.commit()
@@ -401,93 +361,28 @@ impl<W: Write> PcapWriter<W> {
         let server_addr = (0x7F00_0000u32 + server_idx as u32).to_be_bytes();
         let conn = Conn {
             ends: [
-                End {
-                    id: client_id,
-                    ino: client_ino,
-                    addr: client_addr,
-                    port: 32768 + (mix(client_id) % 28232) as u16,
-                    isn: mix(client_id) as u32,
-                    origin: None,
-                    next: 0,
-                },
-                End {
-                    id: server_id,
-                    ino: server_ino,
-                    addr: server_addr,
-                    port: meta.protocol.server_port(),
-                    isn: mix(server_id) as u32,
-                    origin: None,
-                    next: 0,
-                },
+                End::new(
+                    client_id,
+                    client_ino,
+                    client_addr,
+                    synth::client_port(client_id),
+                ),
+                End::new(
+                    server_id,
+                    server_ino,
+                    server_addr,
+                    server_port(meta.protocol),
+                ),
             ],
             path: chunk.path.clone(),
             protocol: meta.protocol,
             last_used: self.clock,
         };
-        // The handshake's comments name the connection; the sender's also its process.
-        let describe = |e: usize| {
-            let mut m = Meta {
-                path: conn.path.clone(),
-                sock_ino: conn.ends[e].ino,
-                peer_ino: conn.ends[1 - e].ino,
-                sock_id: conn.ends[e].id,
-                peer_id: conn.ends[1 - e].id,
-                protocol: Some(conn.protocol.name().to_string()),
-                ..Meta::default()
-            };
-            if conn.ends[e].id == sender_id(chunk) {
-                m.comm = chunk.comm.clone();
-                m.process_comm = chunk.process_comm.clone();
-                m.tgid = chunk.tgid;
-                m.tid = chunk.tid;
-                m.peer_tgid = chunk.peer_tgid;
-                m.flags = chunk.flags & flags::PATH_IS_PEER;
-            }
-            m.encode()
+        let mut out = Out {
+            buf: &mut self.buf,
+            frame: &mut self.frame,
         };
-        let (c, s) = (&conn.ends[CLIENT], &conn.ends[SERVER]);
-        let ts = chunk.ts_ns;
-        let (buf, frame) = (&mut self.buf, &mut self.frame);
-        segment(
-            buf,
-            frame,
-            c,
-            s,
-            CLIENT,
-            c.isn,
-            tcp_flags::SYN,
-            &SYN_OPTIONS,
-            &[],
-            ts,
-            &[&describe(CLIENT)],
-        );
-        let syn_ack = tcp_flags::SYN | tcp_flags::ACK;
-        segment(
-            buf,
-            frame,
-            s,
-            c,
-            SERVER,
-            s.isn,
-            syn_ack,
-            &SYN_OPTIONS,
-            &[],
-            ts,
-            &[&describe(SERVER)],
-        );
-        segment(
-            buf,
-            frame,
-            c,
-            s,
-            CLIENT,
-            c.seq_at(0),
-            tcp_flags::ACK,
-            &[],
-            &[],
-            ts,
-            &[],
-        );
+        conn.handshake(&mut out, chunk);
         self.stats.packets += 3;
         self.stats.connections += 1;
         self.lru.insert(self.clock, key);
@@ -495,135 +390,11 @@ impl<W: Write> PcapWriter<W> {
     }
 
     fn teardown(&mut self, mut conn: Conn, ts: u64) {
-        let (buf, frame) = (&mut self.buf, &mut self.frame);
-        let fin = tcp_flags::FIN | tcp_flags::ACK;
-        for e in [CLIENT, SERVER] {
-            let (from, to) = (&conn.ends[e], &conn.ends[1 - e]);
-            segment(buf, frame, from, to, e, from.seq(), fin, &[], &[], ts, &[]);
-            conn.ends[e].next += 1;
-        }
-        let (c, s) = (&conn.ends[CLIENT], &conn.ends[SERVER]);
-        segment(
-            buf,
-            frame,
-            c,
-            s,
-            CLIENT,
-            c.seq(),
-            tcp_flags::ACK,
-            &[],
-            &[],
-            ts,
-            &[],
-        );
+        let mut out = Out {
+            buf: &mut self.buf,
+            frame: &mut self.frame,
+        };
+        conn.teardown(&mut out, ts);
         self.stats.packets += 3;
     }
-}
-
-/// A socket's identity: its `sock_id`, or its inode for chunks without identities.
-fn sender_id(c: &Chunk) -> u64 {
-    if c.sock_id != 0 {
-        c.sock_id
-    } else {
-        c.sock_ino
-    }
-}
-
-fn peer_id(c: &Chunk) -> u64 {
-    if c.sock_id != 0 {
-        c.peer_id
-    } else {
-        c.peer_ino
-    }
-}
-
-/// A connection is its pair of socket identities, in either order (as the connection table
-/// keys it).
-fn conn_key(c: &Chunk) -> (u64, u64) {
-    let (a, b) = (sender_id(c), peer_id(c));
-    (a.min(b), a.max(b))
-}
-
-/// Which end of `conn` sent `c`.
-fn side(conn: &Conn, c: &Chunk) -> usize {
-    if sender_id(c) == conn.ends[CLIENT].id {
-        CLIENT
-    } else {
-        SERVER
-    }
-}
-
-/// Made-up but stable initial sequence numbers and client ports: a hash of the identity.
-fn mix(id: u64) -> u64 {
-    let x = (id ^ (id >> 29)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x ^ (x >> 32)
-}
-
-/// The pieces of a record taken as it is (no reassembler).
-fn derive_pieces(chunk: &Chunk) -> Vec<Piece> {
-    let mut v = Vec::new();
-    if !chunk.data.is_empty() {
-        v.push(Piece::Data {
-            pos: chunk.stream_pos,
-            start: 0,
-        });
-    }
-    if chunk.missing() > 0 {
-        v.push(Piece::Missing {
-            pos: chunk.stream_pos + chunk.data.len() as u64,
-            len: chunk.missing() as u64,
-        });
-    }
-    v
-}
-
-/// Appends one packet from `from` to `to` (`dir` = which end sends) as an EPB.
-#[allow(clippy::too_many_arguments)]
-fn segment(
-    buf: &mut Vec<u8>,
-    frame: &mut Vec<u8>,
-    from: &End,
-    to: &End,
-    dir: usize,
-    seq: u32,
-    fl: u8,
-    options: &[u8],
-    payload: &[u8],
-    ts_ns: u64,
-    comments: &[&str],
-) {
-    let ack = if fl & tcp_flags::ACK != 0 {
-        to.seq()
-    } else {
-        0
-    };
-    // A SYN-ACK acknowledges the SYN only.
-    let ack = if fl & tcp_flags::SYN != 0 && fl & tcp_flags::ACK != 0 {
-        to.isn.wrapping_add(1)
-    } else {
-        ack
-    };
-    let macs = if dir == CLIENT {
-        (CLIENT_MAC, SERVER_MAC)
-    } else {
-        (SERVER_MAC, CLIENT_MAC)
-    };
-    frame.clear();
-    build_ipv4_frame(
-        frame,
-        &Tcp4 {
-            src: from.addr,
-            dst: to.addr,
-            sport: from.port,
-            dport: to.port,
-            seq,
-            ack,
-            flags: fl,
-            window: WINDOW,
-            options,
-        },
-        payload,
-        macs,
-    );
-    ng::enhanced_packet(buf, ts_ns, frame, comments);
 }

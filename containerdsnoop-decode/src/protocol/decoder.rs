@@ -2,7 +2,10 @@
 //! out. HTTP/2 (gRPC), ttrpc and HTTP/1.1 implement it; the connection table drives it and
 //! never needs to know which protocol it is talking to.
 
-use crate::protocol::call::{CallEvent, ConnEnd, Side};
+use crate::protocol::{
+    Decoding, Protocol,
+    call::{CallEvent, ConnEnd, Side},
+};
 
 pub trait ConnDecoder {
     /// Bytes `side` sent, in stream order; any chunking must give the same events.
@@ -11,8 +14,8 @@ pub trait ConnDecoder {
     fn gap(&mut self, side: Side, ts_ns: u64, missing: u64, out: &mut Vec<CallEvent>);
     /// The connection is gone (`end` says how): end what is open.
     fn close(&mut self, ts_ns: u64, end: ConnEnd, out: &mut Vec<CallEvent>);
-    /// Short protocol name for display and JSON (`grpc`, `ttrpc`, `http1`, `raw`).
-    fn protocol(&self) -> &'static str;
+    /// The protocol this decoder speaks.
+    fn protocol(&self) -> Protocol;
     /// Bytes held in buffers (for memory limits).
     fn buffered(&self) -> usize;
     /// Whether `side` stopped being decoded after malformed or lost bytes.
@@ -20,13 +23,12 @@ pub trait ConnDecoder {
     /// `side`'s first captured byte is at `stream_pos` > 0: the connection was already open
     /// when the tracer started. Called before that side's first `feed`.
     fn joined(&mut self, _side: Side, _stream_pos: u64) {}
-    /// How decoding of `side` stands, for JSON (`synced`, `late-join`, `desynchronised`,
-    /// `resynchronised`).
-    fn sync_state(&self, side: Side) -> &'static str {
+    /// How decoding of `side` stands (JSON's `decoding`).
+    fn sync_state(&self, side: Side) -> Decoding {
         if self.is_desynchronised(side) {
-            "desynchronised"
+            Decoding::Desynchronised
         } else {
-            "synced"
+            Decoding::Synced
         }
     }
 }

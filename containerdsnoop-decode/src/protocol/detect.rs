@@ -484,11 +484,12 @@ mod tests {
     #[test]
     fn decoders_are_built_for_each_verdict() {
         let p = |d| decoder_for(d, Some(Side::B)).protocol();
-        assert_eq!(p(Detection::Ttrpc), "ttrpc");
-        assert_eq!(p(Detection::Http1), "http1");
-        assert_eq!(p(Detection::Http2), "grpc");
-        assert_eq!(p(Detection::Raw), "raw");
-        assert_eq!(p(Detection::NeedMore), "raw");
+        use crate::protocol::Protocol;
+        assert_eq!(p(Detection::Ttrpc), Protocol::Ttrpc);
+        assert_eq!(p(Detection::Http1), Protocol::Http1);
+        assert_eq!(p(Detection::Http2), Protocol::Grpc);
+        assert_eq!(p(Detection::Raw), Protocol::Raw);
+        assert_eq!(p(Detection::NeedMore), Protocol::Raw);
     }
 
     #[test]

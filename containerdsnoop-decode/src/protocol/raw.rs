@@ -41,8 +41,8 @@ impl ConnDecoder for RawDecoder {
         out.push(At::new(side, ts_ns).notice(0, format!("{missing} bytes lost")));
     }
     fn close(&mut self, _ts_ns: u64, _end: ConnEnd, _out: &mut Vec<CallEvent>) {}
-    fn protocol(&self) -> &'static str {
-        "raw"
+    fn protocol(&self) -> crate::protocol::Protocol {
+        crate::protocol::Protocol::Raw
     }
     fn buffered(&self) -> usize {
         0

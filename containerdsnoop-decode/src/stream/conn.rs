@@ -5,6 +5,7 @@
 use crate::{
     lru::LruMap,
     protocol::{
+        Decoding, Protocol,
         call::{CallEvent, ConnEnd, Side},
         decoder::ConnDecoder,
         detect::{self, Detection},
@@ -41,6 +42,9 @@ pub enum SyncState {
 }
 
 impl SyncState {
+    /// Every state, for tests that check each is documented.
+    pub const ALL: [SyncState; 2] = [SyncState::FromStart, SyncState::LateJoin];
+
     pub fn as_str(self) -> &'static str {
         match self {
             SyncState::FromStart => "from_start",
@@ -64,11 +68,12 @@ pub struct ConnInfo {
     pub ends: [Option<Endpoint>; 2],
     /// Each side's peer pid as the kernel reports it (SO_PEERCRED: fixed at connect time).
     pub peer_pids: [u32; 2],
-    pub protocol: &'static str,
+    /// None until detection decides (no event is emitted before it has).
+    pub protocol: Option<Protocol>,
     pub sync: SyncState,
-    /// The decoder's view of the sending side's sync (`synced`, `late-join`, ...), as of the
-    /// event this info accompanies.
-    pub decoding: &'static str,
+    /// The decoder's view of the sending side, as of the event this info accompanies (None
+    /// before a decoder exists: never on an event, which only decoders emit).
+    pub decoding: Option<Decoding>,
 }
 
 impl ConnInfo {
@@ -202,9 +207,9 @@ impl ConnTable {
                 server: Some(server),
                 ends: [None, None],
                 peer_pids: [0, 0],
-                protocol: "unknown",
+                protocol: None,
                 sync,
-                decoding: "undetected",
+                decoding: None,
             };
             let evicted = self.conns.insert(
                 key,
@@ -278,9 +283,9 @@ impl ConnTable {
                 conn.info.sync = SyncState::LateJoin;
             }
         }
-        for e in events {
-            out.push((conn.info.clone(), e));
-        }
+        // Through push_events like every other event, so that `decoding` is the decoder's
+        // state after the loss, not whatever the last event before it said.
+        conn.push_events(events, out);
     }
 
     /// Marks these socket inodes as belonging to connections already open at start.
@@ -288,10 +293,10 @@ impl ConnTable {
         self.preexisting.extend(inodes);
     }
 
-    /// The protocol detected for `chunk`'s connection (`unknown` until detected).
-    pub fn protocol_of(&self, chunk: &Chunk) -> &'static str {
+    /// What is known of `chunk`'s connection (None once it has been closed or evicted).
+    pub fn info_of(&self, chunk: &Chunk) -> Option<&ConnInfo> {
         let (key, _) = Self::key(chunk);
-        self.conns.peek(&key).map_or("unknown", |c| c.info.protocol)
+        self.conns.peek(&key).map(|c| &c.info)
     }
 
     /// Ends the connection of these two socket identities (offline captures see FIN/RST).
@@ -355,7 +360,7 @@ impl Conn {
     fn push_events(&mut self, events: Vec<CallEvent>, out: &mut Vec<(ConnInfo, CallEvent)>) {
         for e in events {
             if let Some(d) = self.decoder.as_ref() {
-                self.info.decoding = d.sync_state(e.side);
+                self.info.decoding = Some(d.sync_state(e.side));
             }
             out.push((self.info.clone(), e));
         }
@@ -401,7 +406,7 @@ impl Conn {
 
     /// Installs the decoder for the detected protocol and replays the pending bytes into it.
     fn start_decoder(&mut self, decoder: Box<dyn ConnDecoder>, out: &mut Vec<CallEvent>) {
-        self.info.protocol = decoder.protocol();
+        self.info.protocol = Some(decoder.protocol());
         self.decoder = Some(decoder);
         if let Some(d) = self.decoder.as_mut() {
             for side in [Side::A, Side::B] {

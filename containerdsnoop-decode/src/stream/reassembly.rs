@@ -36,6 +36,27 @@ pub struct Reassembler {
     pub evicted: u64,
 }
 
+impl Piece {
+    /// The pieces of a record taken as it is, without a reassembler: its bytes, then the span
+    /// it did not capture (what the pcap export writes when told nothing more).
+    pub fn of_record(chunk: &Chunk) -> Vec<Piece> {
+        let mut v = Vec::new();
+        if !chunk.data.is_empty() {
+            v.push(Piece::Data {
+                pos: chunk.stream_pos,
+                start: 0,
+            });
+        }
+        if chunk.missing() > 0 {
+            v.push(Piece::Missing {
+                pos: chunk.stream_pos + chunk.data.len() as u64,
+                len: chunk.missing() as u64,
+            });
+        }
+        v
+    }
+}
+
 impl Default for Reassembler {
     fn default() -> Self {
         Reassembler {

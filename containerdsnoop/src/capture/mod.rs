@@ -3,6 +3,7 @@
 //! tokio or the kernel; everything it produces is plain record bytes for `wire::parse`.
 
 pub mod discover;
+pub mod live;
 
 use std::{fmt, path::Path};
 

@@ -15,7 +15,8 @@ use bytes::Bytes;
 use containerdsnoop_common::flags;
 
 use super::packet::{Tcp4, build_ipv4_frame, linktype, tcp_flags};
-use super::{ConnMeta, Error, Event, PcapReader, PcapWriter, Protocol, ReaderStats, ng, tcp};
+use super::{ConnMeta, Error, Event, PcapReader, PcapWriter, ReaderStats, ng, tcp};
+use crate::protocol::Protocol;
 use crate::record::Chunk;
 use crate::stream::reassembly::{Piece, Reassembler};
 

@@ -12,6 +12,7 @@ use crate::protocol::call::{CallEvent, CallEventKind, ConnEnd, Role, Side};
 use crate::protocol::decoder::ConnDecoder;
 use crate::protocol::http2::hpack::HeaderList;
 use crate::protocol::http2::{self, Origin, StreamSink, SyncState};
+use crate::protocol::{Decoding, Protocol};
 
 /// The decoder of one gRPC-over-HTTP/2 connection.
 #[derive(Debug)]
@@ -189,8 +190,8 @@ impl ConnDecoder for Connection {
     fn close(&mut self, ts_ns: u64, end: ConnEnd, out: &mut Vec<CallEvent>) {
         Connection::close(self, ts_ns, end, out)
     }
-    fn protocol(&self) -> &'static str {
-        "grpc"
+    fn protocol(&self) -> Protocol {
+        Protocol::Grpc
     }
     fn buffered(&self) -> usize {
         Connection::buffered(self)
@@ -201,7 +202,7 @@ impl ConnDecoder for Connection {
     fn joined(&mut self, side: Side, stream_pos: u64) {
         Connection::joined(self, side, stream_pos)
     }
-    fn sync_state(&self, side: Side) -> &'static str {
-        Connection::sync_state(self, side).as_str()
+    fn sync_state(&self, side: Side) -> Decoding {
+        Connection::sync_state(self, side).into()
     }
 }

@@ -171,8 +171,8 @@ impl ConnDecoder for Connection {
         }
     }
 
-    fn protocol(&self) -> &'static str {
-        "http1"
+    fn protocol(&self) -> crate::protocol::Protocol {
+        crate::protocol::Protocol::Http1
     }
 
     fn buffered(&self) -> usize {

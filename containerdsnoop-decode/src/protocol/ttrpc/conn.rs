@@ -130,8 +130,8 @@ impl ConnDecoder for Connection {
         }
     }
 
-    fn protocol(&self) -> &'static str {
-        "ttrpc"
+    fn protocol(&self) -> crate::protocol::Protocol {
+        crate::protocol::Protocol::Ttrpc
     }
 
     fn buffered(&self) -> usize {

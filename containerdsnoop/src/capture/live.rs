@@ -1,0 +1,180 @@
+//! The live capture as a [`Source`]: a current-thread tokio runtime owned here waits on the
+//! ring buffer, Ctrl-C, SIGTERM, `--duration` and the timers, and each call hands back one
+//! drained batch of parsed records. The library's pipeline stays synchronous and tokio-free.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use containerdsnoop_decode::{
+    protocol::call::ConnEnd,
+    record,
+    source::{Event, Source, Status},
+    stats::Stats,
+};
+use tokio::{
+    runtime::Runtime,
+    signal::unix::{Signal, SignalKind, signal},
+    time::{Instant, Interval, MissedTickBehavior},
+};
+
+use super::{Capture, CaptureConfig};
+
+/// Output is flushed at least this often when nothing else flushes it (stdout into a pipe).
+const FLUSH_EVERY: Duration = Duration::from_millis(500);
+/// The programs wake the reader only when the ring fills up (see emit.rs WAKEUP_BACKLOG), so
+/// that a busy traced workload is not slowed by a wakeup per record; it is drained this often.
+const DRAIN_EVERY: Duration = Duration::from_millis(10);
+
+/// Records from the kernel until a signal or the deadline.
+pub struct LiveSource {
+    runtime: Runtime,
+    capture: Capture,
+    sigint: Signal,
+    sigterm: Signal,
+    deadline: Option<Instant>,
+    flush_tick: Interval,
+    drain_tick: Interval,
+    /// Raw records of the current batch (kept to reuse the allocation).
+    records: Vec<Vec<u8>>,
+    /// A per-run key for masking kernel pointers (see `record::mask_pointer`).
+    pointer_key: u64,
+    malformed: u64,
+    ended: bool,
+}
+
+/// Why the wait ended.
+enum Wake {
+    Records,
+    Flush,
+    Stop,
+}
+
+impl LiveSource {
+    /// Loads and attaches the programs; records flow from here on.
+    pub fn start(config: &CaptureConfig, duration: Option<Duration>) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the tokio runtime")?;
+        // The ring buffer's AsyncFd, the signals and the timers register with this runtime.
+        let _guard = runtime.enter();
+        let capture = Capture::start(config)?;
+        let sigint = signal(SignalKind::interrupt()).context("handling SIGINT")?;
+        let sigterm = signal(SignalKind::terminate()).context("handling SIGTERM")?;
+        let mut flush_tick = tokio::time::interval(FLUSH_EVERY);
+        flush_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut drain_tick = tokio::time::interval(DRAIN_EVERY);
+        drain_tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        Ok(LiveSource {
+            deadline: duration.map(|d| Instant::now() + d),
+            runtime,
+            capture,
+            sigint,
+            sigterm,
+            flush_tick,
+            drain_tick,
+            records: Vec::new(),
+            pointer_key: random_key(),
+            malformed: 0,
+            ended: false,
+        })
+    }
+
+    /// The backend that was attached.
+    pub fn capture(&self) -> &Capture {
+        &self.capture
+    }
+}
+
+impl Source for LiveSource {
+    type Error = anyhow::Error;
+
+    fn next_batch(&mut self, out: &mut Vec<Event>) -> anyhow::Result<Status> {
+        if self.ended {
+            return Ok(Status::Ended);
+        }
+        let LiveSource {
+            runtime,
+            capture,
+            sigint,
+            sigterm,
+            deadline,
+            flush_tick,
+            drain_tick,
+            records,
+            ..
+        } = self;
+        let wake = runtime.block_on(async {
+            let deadline = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(*at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = capture.read(records) => r.map(|()| Wake::Records),
+                _ = sigint.recv() => Ok(Wake::Stop),
+                _ = sigterm.recv() => Ok(Wake::Stop),
+                _ = deadline => Ok(Wake::Stop),
+                _ = flush_tick.tick() => Ok(Wake::Flush),
+                _ = drain_tick.tick() => {
+                    capture.read_now(records);
+                    Ok(Wake::Records)
+                }
+            }
+        })?;
+        if matches!(wake, Wake::Stop) {
+            // What the kernel wrote before the signal still counts.
+            self.capture.read_now(&mut self.records);
+            self.ended = true;
+        }
+        for raw in self.records.drain(..) {
+            match record::parse(&raw, self.pointer_key) {
+                Ok(chunk) => out.push(Event::Chunk(chunk)),
+                // One bad record is counted and skipped.
+                Err(_) => self.malformed += 1,
+            }
+        }
+        Ok(match wake {
+            Wake::Stop => Status::Ended,
+            Wake::Flush => Status::Quiet,
+            Wake::Records => Status::More,
+        })
+    }
+
+    fn end(&self) -> (u64, ConnEnd) {
+        (monotonic_now_ns(), ConnEnd::TracerStopped)
+    }
+
+    fn account(&self, stats: &mut Stats) {
+        stats.malformed_records += self.malformed;
+        if let Ok(drops) = self.capture.drop_counters() {
+            stats.lost_records = drops.lost_records;
+            stats.lost_bytes = drops.lost_bytes;
+            stats.missed_entries = drops.missed_entries;
+        }
+    }
+}
+
+/// A per-run key for masking kernel pointers (see `record::mask_pointer`).
+fn random_key() -> u64 {
+    let mut key = [0u8; 8];
+    // SAFETY: getrandom writes at most 8 bytes into the array we own.
+    let n = unsafe { libc::getrandom(key.as_mut_ptr().cast(), key.len(), 0) };
+    if n == 8 {
+        u64::from_ne_bytes(key)
+    } else {
+        monotonic_now_ns().rotate_left(17)
+    }
+}
+
+/// CLOCK_MONOTONIC in ns: the clock of the kernel's record timestamps.
+fn monotonic_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
