@@ -26,6 +26,10 @@ pub static USE_BPF_LOOP: Global<u32> = Global::new(0);
 /// Number of valid entries in the `PATTERNS` map.
 #[unsafe(no_mangle)]
 pub static PATTERN_COUNT: Global<u32> = Global::new(0);
+/// 1 when some pattern is an abstract name: only then are the names of sockets without a
+/// file compared at all.
+#[unsafe(no_mangle)]
+pub static HAS_ABSTRACT: Global<u32> = Global::new(0);
 
 /// Reads one field of [`LAYOUT`] as a usize offset (or value).
 ///

@@ -6,7 +6,7 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, ValueEnum};
 use containerdsnoop_common::{MAX_PATTERNS, PathPattern};
 
-use crate::paths::{DEFAULT_SOCKETS, parse_pattern};
+use crate::paths::{DEFAULT_SOCKETS, Selector, parse_selector};
 
 /// Trace gRPC, ttrpc and HTTP traffic on the unix sockets of container runtimes.
 ///
@@ -16,7 +16,8 @@ use crate::paths::{DEFAULT_SOCKETS, parse_pattern};
 #[command(name = "containerdsnoop", version, about, long_about = None)]
 pub struct Args {
     /// Socket paths to trace: exact (`/run/x.sock`), prefix (`/run/containerd/s/*`) or abstract
-    /// (`@name`, `@prefix*`). A socket matches when its own or its peer's address matches.
+    /// (`@name`, `@prefix*`). A path selects the socket file it resolves to, however its server
+    /// spelled the name it bound; `/proc/PID/root/...` reaches other mount namespaces.
     #[arg(value_name = "SOCKET")]
     pub sockets: Vec<String>,
 
@@ -118,6 +119,8 @@ pub enum OutputFormat {
 pub struct Config {
     pub args: Args,
     pub socket_names: Vec<String>,
+    pub selectors: Vec<Selector>,
+    /// The kernel-side name patterns, one per selector (same index).
     pub patterns: Vec<PathPattern>,
     pub ring_bytes: u32,
 }
@@ -132,10 +135,11 @@ impl Config {
         if socket_names.len() > MAX_PATTERNS as usize {
             bail!("at most {MAX_PATTERNS} socket paths can be traced at once");
         }
-        let patterns = socket_names
+        let selectors = socket_names
             .iter()
-            .map(|s| parse_pattern(s).with_context(|| format!("socket argument {s:?}")))
+            .map(|s| parse_selector(s).with_context(|| format!("socket argument {s:?}")))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let patterns = selectors.iter().map(Selector::kernel_pattern).collect();
         if !args.ring_buffer_mib.is_power_of_two() || args.ring_buffer_mib > 1024 {
             bail!("--ring-buffer-mib must be a power of two up to 1024");
         }
@@ -158,29 +162,10 @@ impl Config {
         Ok(Config {
             args,
             socket_names,
+            selectors,
             patterns,
             ring_bytes,
         })
-    }
-
-    /// Selected filesystem paths that exist now (a prefix pattern counts when its directory
-    /// exists); abstract names cannot be checked and count as present.
-    pub fn existing_sockets(&self) -> Vec<&str> {
-        self.socket_names
-            .iter()
-            .filter(|name| {
-                if name.starts_with('@') {
-                    return true;
-                }
-                match name.strip_suffix('*') {
-                    Some(prefix) => std::path::Path::new(prefix)
-                        .parent()
-                        .is_some_and(|dir| dir.is_dir()),
-                    None => std::path::Path::new(name.as_str()).exists(),
-                }
-            })
-            .map(String::as_str)
-            .collect()
     }
 
     /// What `Tracing <what> with ...` names.

@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use containerdsnoop::{
     btf,
-    capture::{Capture, CaptureConfig},
+    capture::{Capture, CaptureConfig, selection::Selection},
     cli::{Args, Config, OutputFormat, RowType},
     filter::{Filter, MethodPattern},
     pcap::{Event, PcapReader, PcapWriter},
@@ -73,9 +73,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         return read_file(&config, &path);
     }
     let layout = btf::kernel_layout_from_sysfs().context("reading kernel structure layout")?;
+    let (selection, initial) = Selection::start(config.selectors.clone());
     let capture_config = CaptureConfig {
         backend: config.args.backend,
         patterns: config.patterns.clone(),
+        initial,
         max_call_bytes: config.args.max_call_bytes,
         ring_bytes: config.ring_bytes,
         layout,
@@ -90,7 +92,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             eprintln!("verified {} programs: {}", loaded.len(), loaded.join(", "));
             return Ok(());
         }
-        trace(config, capture_config).await
+        trace(config, capture_config, selection).await
     })
 }
 
@@ -264,24 +266,28 @@ fn report_open_connections(
     }
 }
 
-async fn trace(config: Config, capture_config: CaptureConfig) -> anyhow::Result<()> {
+async fn trace(
+    config: Config,
+    capture_config: CaptureConfig,
+    mut selection: Selection,
+) -> anyhow::Result<()> {
     let (mut pipeline, is_tty) = build_pipeline(&config, Clock::now())?;
     // Before attaching: a connection opened after this point is seen from its first byte (or
     // recognised by the decoder if it races the attach), never mislabelled as pre-existing.
-    let open = containerdsnoop::capture::discover::open_connections(&config.patterns);
+    let open = containerdsnoop::capture::discover::open_connections(
+        &selection.current_files(),
+        &selection.abstract_patterns(),
+    );
     let mut capture = Capture::start(&capture_config)?;
     if let Some(reason) = &capture.fallback_reason {
         eprintln!(
             "containerdsnoop: kprobe backend unavailable ({reason}); using the tracepoint backend"
         );
     }
-    report_open_connections(open, &mut pipeline);
-    if config.existing_sockets().is_empty() {
-        eprintln!(
-            "containerdsnoop: none of the selected sockets exists yet; tracing continues and \
-             matches them as soon as they are used"
-        );
+    for line in selection.report() {
+        eprintln!("containerdsnoop: {}", escape_str(&line));
     }
+    report_open_connections(open, &mut pipeline);
     eprintln!(
         "Tracing {} with {} backend... Ctrl-C to end.",
         config.describe_sockets(),
@@ -298,6 +304,9 @@ async fn trace(config: Config, capture_config: CaptureConfig) -> anyhow::Result<
     // that a busy traced workload is not slowed by a wakeup per record; drain it every 10 ms.
     let mut drain_tick = tokio::time::interval(Duration::from_millis(10));
     drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut rescan_tick =
+        tokio::time::interval(containerdsnoop::capture::selection::RESCAN_INTERVAL);
+    rescan_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut records = Vec::new();
     let mut stop = false;
     let pointer_key = random_key();
@@ -310,6 +319,11 @@ async fn trace(config: Config, capture_config: CaptureConfig) -> anyhow::Result<
                 _ = &mut sleep => stop = true,
                 _ = flush_tick.tick() => pipeline.flush()?,
                 _ = drain_tick.tick() => capture.read_now(&mut records),
+                _ = rescan_tick.tick() => {
+                    for line in selection.rescan(&mut capture) {
+                        eprintln!("containerdsnoop: {}", escape_str(&line));
+                    }
+                }
             }
             if stop {
                 capture.read_now(&mut records);
