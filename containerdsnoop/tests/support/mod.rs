@@ -24,6 +24,7 @@ pub mod dockerd;
 pub mod image;
 pub mod peer;
 pub mod process;
+pub mod raw;
 pub mod tracer;
 
 use std::path::{Path, PathBuf};
