@@ -371,3 +371,157 @@ fn issue_11_other_mount_namespace_through_proc_root() {
     );
     support::remove_temp_dir(&dir);
 }
+
+/// A real grpcio server on `unix:///path`, one unary and one server-streaming call; the
+/// messages are encoded by hand so that no generated code is needed, with the containerd
+/// methods the embedded schema knows.
+const GRPCIO_PEER: &str = r#"
+import os, sys, time
+from concurrent import futures
+import grpc
+
+target, go = sys.argv[1], sys.argv[2]
+
+def field(n, s):
+    b = s.encode()
+    return bytes([n << 3 | 2, len(b)]) + b
+
+def version(request, context):
+    return field(1, "1.7.99-issue11") + field(2, "rev-identity")
+
+def subscribe(request, context):
+    for i in range(3):
+        yield field(2, "default") + field(3, "/tasks/issue11-%d" % i)
+
+ident = lambda b: b
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+server.add_generic_rpc_handlers((
+    grpc.method_handlers_generic_handler("containerd.services.version.v1.Version", {
+        "Version": grpc.unary_unary_rpc_method_handler(version, ident, ident)}),
+    grpc.method_handlers_generic_handler("containerd.services.events.v1.Events", {
+        "Subscribe": grpc.unary_stream_rpc_method_handler(subscribe, ident, ident)}),
+))
+server.add_insecure_port(target)
+server.start()
+print("listening", flush=True)
+deadline = time.time() + 60
+while not os.path.exists(go) and time.time() < deadline:
+    time.sleep(0.02)
+with grpc.insecure_channel(target) as ch:
+    reply = ch.unary_unary("/containerd.services.version.v1.Version/Version", ident, ident)(b"")
+    assert reply == version(None, None), reply
+    events = list(ch.unary_stream("/containerd.services.events.v1.Events/Subscribe", ident, ident)(
+        field(1, 'topic~="/tasks/"')))
+    assert len(events) == 3, events
+server.stop(0)
+print("done", flush=True)
+"#;
+
+#[test]
+fn issue_11_python_grpcio_unix_triple_slash_target_decodes_fully() {
+    support::require!(Need::Root, Need::PythonGrpcio);
+    let dir = support::temp_dir("grpcio").expect("temp dir");
+    let script = dir.join("peer.py");
+    fs::write(&script, GRPCIO_PEER).expect("script");
+    let sock = dir.join("demo.sock");
+    let go = dir.join("go");
+    let target = format!("unix://{}", sock.display());
+    let mut peer = Command::new("python3")
+        .args([script.as_os_str(), target.as_ref(), go.as_os_str()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let waited = support::wait_until(Duration::from_secs(30), "grpcio's socket", || {
+        Ok(sock.exists())
+    });
+    if let Err(e) = waited {
+        let _ = peer.kill();
+        let out = peer.wait_with_output().expect("peer");
+        panic!("{e:#}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let selected = sock.to_str().expect("utf-8");
+    let bound_names: Vec<String> = fs::read_to_string("/proc/net/unix")
+        .expect("/proc/net/unix")
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(7).map(String::from))
+        .collect();
+    let mut tracer = Tracer::spawn(Path::new(TRACER), &["-o", "json", selected]).expect("spawn");
+    tracer
+        .wait_ready(Duration::from_secs(30))
+        .expect("tracer attaches");
+    fs::write(&go, b"").expect("go");
+    let out = peer.wait_with_output().expect("peer exits");
+    assert!(
+        out.status.success(),
+        "grpcio peer: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let t = tracer.stop(Duration::from_secs(10)).expect("tracer stops");
+    // What grpcio bound is reported (it is not what the user typed on some versions).
+    let report = t
+        .stderr
+        .lines()
+        .find(|l| l.starts_with(&format!("containerdsnoop: {selected}: socket file")))
+        .unwrap_or_else(|| panic!("no report line in\n{}", t.stderr));
+    assert!(report.contains("listening: python3 (pid "), "{report}");
+    // The name grpcio bound, as /proc/net/unix shows it (`///tmp/...` for grpcio 1.85 on a
+    // `unix:///tmp/...` target): the report names it when it is not what the user typed.
+    let bound = bound_names
+        .iter()
+        .find(|n| {
+            n.ends_with(&format!(
+                "{}/demo.sock",
+                dir.file_name().and_then(|f| f.to_str()).expect("dir")
+            ))
+        })
+        .cloned()
+        .expect("grpcio's listener in /proc/net/unix");
+    if bound != selected {
+        assert!(
+            report.ends_with(&format!(", bound as '{bound}'")),
+            "{report}"
+        );
+    } else {
+        assert!(!report.contains("bound as"), "{report}");
+    }
+    let rows: Vec<serde_json::Value> = t
+        .stdout_str()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON row"))
+        .collect();
+    let of = |method: &str, kind: &str| -> Vec<&serde_json::Value> {
+        rows.iter()
+            .filter(|r| r["method"] == method && r["type"] == kind)
+            .collect()
+    };
+    let version = "/containerd.services.version.v1.Version/Version";
+    let subscribe = "/containerd.services.events.v1.Events/Subscribe";
+    assert_eq!(of(version, "REQ").len(), 1, "{rows:#?}");
+    let resp = of(version, "RESP");
+    assert_eq!(resp.len(), 1, "{rows:#?}");
+    assert_eq!(resp[0]["message"]["version"], "1.7.99-issue11");
+    assert_eq!(resp[0]["message"]["revision"], "rev-identity");
+    assert_eq!(resp[0]["sync"], "from_start");
+    assert_eq!(of(version, "END")[0]["status_code"], 0);
+    let req = of(subscribe, "REQ");
+    assert_eq!(req.len(), 1, "{rows:#?}");
+    assert_eq!(req[0]["message"]["filters"][0], "topic~=\"/tasks/\"");
+    let events = of(subscribe, "RESP");
+    let topics: Vec<&str> = events
+        .iter()
+        .map(|r| r["message"]["topic"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(
+        topics,
+        ["/tasks/issue11-0", "/tasks/issue11-1", "/tasks/issue11-2"]
+    );
+    assert!(
+        events
+            .iter()
+            .all(|r| r["message"]["namespace"] == "default")
+    );
+    assert_eq!(of(subscribe, "END")[0]["status_code"], 0);
+    support::remove_temp_dir(&dir);
+}
