@@ -105,7 +105,7 @@ pub struct ChunkHeader {
 
 pub const CHUNK_HEADER_LEN: usize = core::mem::size_of::<ChunkHeader>();
 const _: () = assert!(CHUNK_HEADER_LEN == 240);
-const _: () = assert!(CHUNK_HEADER_LEN % 8 == 0);
+const _: () = assert!(CHUNK_HEADER_LEN.is_multiple_of(8));
 
 /// A name pattern of the kernel-side filter; `kind` says what it is compared with.
 ///

@@ -103,13 +103,13 @@ fn file_key(dentry: u64) -> Option<FileKey> {
 fn select_file(dentry: u64, hdr: &mut ChunkHeader) -> Option<u8> {
     let key = file_key(dentry)?;
     // SAFETY: the value is copied out of the map at once.
-    if let Some(p) = unsafe { SELECTED_FILES.get(&key) } {
+    if let Some(p) = unsafe { SELECTED_FILES.get(key) } {
         return Some(*p as u8);
     }
     let parent = read_u64(dentry + layout!(dentry_d_parent) as u64)?;
     let dir = file_key(parent)?;
     // SAFETY: as above.
-    let mask = *unsafe { SELECTED_DIRS.get(&dir) }?;
+    let mask = *unsafe { SELECTED_DIRS.get(dir) }?;
     let len = read_u32(dentry + layout!(dentry_d_name_len) as u64)?;
     let name = read_u64(dentry + layout!(dentry_d_name_name) as u64)?;
     let mut n = len;

@@ -122,8 +122,8 @@ fn name_pattern(bytes: &[u8], exact: bool, kind: u32) -> PathPattern {
 /// and `a/b` name the same entry; a name of `.`/`..` (or none) is not a directory entry name.
 fn split_last(text: &str) -> (PathBuf, Vec<u8>) {
     match text.rfind('/') {
-        Some(0) => (PathBuf::from("/"), text[1..].as_bytes().to_vec()),
-        Some(i) => (PathBuf::from(&text[..i]), text[i + 1..].as_bytes().to_vec()),
+        Some(0) => (PathBuf::from("/"), text.as_bytes()[1..].to_vec()),
+        Some(i) => (PathBuf::from(&text[..i]), text.as_bytes()[i + 1..].to_vec()),
         None => (PathBuf::from("."), text.as_bytes().to_vec()),
     }
 }

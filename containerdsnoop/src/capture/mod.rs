@@ -83,8 +83,8 @@ pub struct Capture {
     logger: Option<AsyncFd<aya_log::EbpfLogger<&'static dyn log::Log>>>,
     ring: AsyncFd<RingBuf<MapData>>,
     drops: PerCpuArray<MapData, DropCounters>,
-    selected_files: HashMap<MapData, FileKey, u32>,
-    selected_dirs: HashMap<MapData, FileKey, u32>,
+    selected_files: SelectionMap,
+    selected_dirs: SelectionMap,
     pub backend: Backend,
     /// Why `auto` did not pick the kprobe backend.
     pub fallback_reason: Option<String>,
@@ -264,13 +264,11 @@ fn load_object(config: &CaptureConfig) -> anyhow::Result<Ebpf> {
     Ok(ebpf)
 }
 
-/// The two selection maps, borrowed as typed maps (`MapData` handles that share the fds).
-fn selection_maps(
-    ebpf: &mut Ebpf,
-) -> anyhow::Result<(
-    HashMap<MapData, FileKey, u32>,
-    HashMap<MapData, FileKey, u32>,
-)> {
+/// `SELECTED_FILES` or `SELECTED_DIRS`, owned.
+type SelectionMap = HashMap<MapData, FileKey, u32>;
+
+/// The two selection maps, taken out of the object once the programs that use them are loaded.
+fn selection_maps(ebpf: &mut Ebpf) -> anyhow::Result<(SelectionMap, SelectionMap)> {
     let files = ebpf
         .take_map("SELECTED_FILES")
         .context("map SELECTED_FILES missing")?;

@@ -10,7 +10,7 @@ use containerdsnoop_common::{FileKey, PATTERN_ABSTRACT, PathPattern};
 use super::{Capture, discover};
 use crate::paths::{
     Selector,
-    identity::{Tracker, Update, resolve},
+    identity::{Tracker, Update, resolve, resolve_quick},
     report,
 };
 
@@ -32,7 +32,7 @@ impl Selection {
         (Selection { tracker }, updates)
     }
 
-    /// Socket files selected now (for discovering connections already open).
+    /// Socket files selected at start (for discovering connections already open).
     pub fn current_files(&self) -> Vec<FileKey> {
         self.tracker
             .current_sockets()
@@ -65,7 +65,7 @@ impl Selection {
     /// Checks the selected paths again, updates the kernel maps, and returns what to tell the
     /// user (unescaped).
     pub fn rescan(&mut self, capture: &mut Capture) -> Vec<String> {
-        let (updates, mut notices) = self.tracker.scan(resolve);
+        let (updates, mut notices) = self.tracker.scan(resolve_quick);
         notices.extend(capture.apply_selection(&updates));
         notices
     }

@@ -100,8 +100,18 @@ fn dir_key(dir: &Path) -> Option<FileKey> {
         .map(|m| key_of(&m))
 }
 
-/// Resolves one selector against the file system.
+/// Resolves one selector against the file system, listing the sockets of prefix directories.
 pub fn resolve(selector: &Selector) -> Resolution {
+    resolve_with(selector, true)
+}
+
+/// [`resolve`] without listing prefix directories: what a periodic rescan needs (the kernel
+/// selects their entries by name; only the directory's identity can change).
+pub fn resolve_quick(selector: &Selector) -> Resolution {
+    resolve_with(selector, false)
+}
+
+fn resolve_with(selector: &Selector, list: bool) -> Resolution {
     match selector {
         Selector::Exact { path, dir, .. } => Resolution {
             dir: dir_key(dir),
@@ -111,7 +121,7 @@ pub fn resolve(selector: &Selector) -> Resolution {
         Selector::Prefix { dir, .. } => {
             let pattern = selector.kernel_pattern();
             let mut sockets = Vec::new();
-            if let Ok(entries) = fs::read_dir(dir) {
+            if list && let Ok(entries) = fs::read_dir(dir) {
                 for entry in entries.flatten().take(MAX_LISTED) {
                     let name = entry.file_name();
                     if !matches(&pattern, name.as_encoded_bytes()) {
@@ -331,8 +341,7 @@ mod tests {
             // A mount point can be covered by a later mount: compare with the last one listed.
             let last = info
                 .lines()
-                .filter(|l| l.split(' ').nth(4) == Some(*mount_point))
-                .next_back()
+                .rfind(|l| l.split(' ').nth(4) == Some(*mount_point))
                 .and_then(|l| l.split(' ').nth(2))
                 .unwrap_or(devs);
             assert_eq!(dev_text(kernel_dev(m.dev())), last, "{mount_point}");
@@ -382,6 +391,8 @@ mod tests {
         let p = resolve(&parse_selector(&format!("{real}/x*")).expect("selector"));
         assert_eq!(p.sockets, vec![(sock.clone(), k)]);
         assert_eq!(p.dir, first.dir);
+        let quick = resolve_quick(&parse_selector(&format!("{real}/x*")).expect("selector"));
+        assert_eq!((quick.dir, quick.sockets.len()), (first.dir, 0));
         let _ = fs::remove_dir_all(&dir);
     }
 

@@ -875,7 +875,10 @@ mod tests {
     #[test]
     fn spelled_cases_bind_other_names() {
         assert_eq!(bound_path("/tmp/vt/k", "write"), "/tmp/vt/k/write.sock");
-        assert_eq!(bound_path("/tmp/vt/k", "spelled"), "///tmp/vt/k/spelled.sock");
+        assert_eq!(
+            bound_path("/tmp/vt/k", "spelled"),
+            "///tmp/vt/k/spelled.sock"
+        );
         assert_eq!(bound_path("/tmp/vt/k", "relative"), "relative.sock");
     }
 
