@@ -284,7 +284,7 @@ async fn trace(
             "containerdsnoop: kprobe backend unavailable ({reason}); using the tracepoint backend"
         );
     }
-    for line in selection.report() {
+    for line in selection.report(config.args.sockets.is_empty()) {
         eprintln!("containerdsnoop: {}", escape_str(&line));
     }
     report_open_connections(open, &mut pipeline);

@@ -525,3 +525,50 @@ fn issue_11_python_grpcio_unix_triple_slash_target_decodes_fully() {
     assert_eq!(of(subscribe, "END")[0]["status_code"], 0);
     support::remove_temp_dir(&dir);
 }
+
+/// Abstract sockets have no file: they are still selected by name, and a pathname pattern in
+/// the same run does not select them.
+#[test]
+fn issue_11_abstract_names_are_compared_by_name() {
+    support::require!(Need::Root);
+    let dir = support::temp_dir("abstract").expect("temp dir");
+    let name = format!("csn-abs-{}", std::process::id());
+    let script = format!(
+        r#"
+import socket, sys, time, os
+s = socket.socket(socket.AF_UNIX); s.bind("\0{name}"); s.listen()
+o = socket.socket(socket.AF_UNIX); o.bind("\0other-{name}"); o.listen()
+while not os.path.exists(sys.argv[1]): time.sleep(0.02)
+for path, payload in (("\0{name}", b"abstract-selected"), ("\0other-{name}", b"abstract-not-selected")):
+    c = socket.socket(socket.AF_UNIX); c.connect(path)
+    a, _ = (s if path == "\0{name}" else o).accept()
+    c.sendall(payload); a.sendall(payload[::-1]); c.close(); a.close()
+"#
+    );
+    let go = dir.join("go");
+    let mut peer = Command::new("python3")
+        .args(["-c", &script, go.to_str().expect("utf-8")])
+        .spawn()
+        .expect("python3");
+    let pattern = format!("@{name}");
+    let other_path = dir.join("x.sock");
+    let tracer = start_tracer(&[&pattern, other_path.to_str().expect("utf-8")]);
+    fs::write(&go, b"").expect("go");
+    assert!(peer.wait().expect("peer").success());
+    std::thread::sleep(Duration::from_millis(300));
+    let t = tracer.stop(Duration::from_secs(10)).expect("tracer stops");
+    let captured = parse_raw_json(&t.stdout_str()).expect("output");
+    let mut payloads: Vec<Vec<u8>> = captured.streams.into_values().collect();
+    payloads.sort();
+    assert_eq!(
+        payloads,
+        vec![b"abstract-selected".to_vec(), b"detceles-tcartsba".to_vec()]
+    );
+    assert!(
+        t.stderr
+            .contains(&format!("containerdsnoop: {pattern}: abstract socket name")),
+        "{}",
+        t.stderr
+    );
+    support::remove_temp_dir(&dir);
+}

@@ -10,7 +10,7 @@ use containerdsnoop_common::{FileKey, PATTERN_ABSTRACT, PathPattern};
 use super::{Capture, discover};
 use crate::paths::{
     Selector,
-    identity::{Tracker, Update, resolve, resolve_quick},
+    identity::{Target, Tracker, Update, resolve, resolve_quick},
     report,
 };
 
@@ -49,15 +49,34 @@ impl Selection {
             .collect()
     }
 
-    /// One or more lines per selector: what it resolved to and who listens (unescaped).
-    pub fn report(&self) -> Vec<String> {
+    /// One or more lines per selector: what it resolved to and who listens (unescaped). With
+    /// `defaults` (no SOCKET given), the default paths that do not exist on this machine are
+    /// named in one line instead of one line each.
+    pub fn report(&self, defaults: bool) -> Vec<String> {
         let table = discover::listeners(&self.current_files()).ok();
         let listeners = |k: &FileKey| discover::listeners_of(&table, k);
         let mut lines = Vec::new();
+        let mut absent = Vec::new();
         for (i, sel) in self.tracker.selectors().iter().enumerate() {
-            if let Some(res) = self.tracker.resolution(i) {
+            let Some(res) = self.tracker.resolution(i) else {
+                continue;
+            };
+            let missing = match sel {
+                Selector::Exact { .. } => matches!(res.target, Some(Target::Missing)),
+                Selector::Prefix { .. } => res.dir.is_none(),
+                Selector::Abstract { .. } => false,
+            };
+            if defaults && missing {
+                absent.push(sel.text());
+            } else {
                 lines.extend(report::lines(sel, res, &listeners));
             }
+        }
+        if !absent.is_empty() {
+            lines.push(format!(
+                "not on this machine (traced if they appear): {}",
+                absent.join(", ")
+            ));
         }
         lines
     }
