@@ -341,7 +341,7 @@ mod tests {
         let listener = UnixListener::bind(&path).expect("bind");
         let _client = UnixStream::connect(&path).expect("connect");
         let (_server, _) = listener.accept().expect("accept");
-        let key = identity::key_of(&std::fs::metadata(&path).expect("stat"));
+        let key = identity::key_at(&path, &std::fs::metadata(&path).expect("stat"));
         let found = match open_connections(&[key], &[]) {
             Ok(f) => f,
             Err(e) => {

@@ -33,13 +33,64 @@ pub fn dev_text(kernel_dev: u32) -> String {
     format!("{}:{}", kernel_dev >> 20, kernel_dev & 0xf_ffff)
 }
 
-/// The kernel's identity of the file `meta` describes.
+/// The kernel's identity of the file `meta` describes, from stat(2) alone: right wherever
+/// `st_dev` is the superblock's device (tmpfs, ext4, xfs...). See [`key_at`] for the others.
 pub fn key_of(meta: &fs::Metadata) -> FileKey {
     FileKey {
         dev: kernel_dev(meta.dev()),
         _pad: 0,
         ino: meta.ino(),
     }
+}
+
+/// The kernel's identity of the file at `path` (`meta` is its stat). Some file systems report
+/// an `st_dev` that is not their superblock's `s_dev` (btrfs subvolumes, overlayfs for
+/// non-directories), while the kernel side reads `inode->i_sb->s_dev`: the device is taken
+/// from the mount the path is on (statx `STATX_MNT_ID`, then `major:minor` in the mountinfo
+/// of the mount namespace the path is resolved in), falling back to the converted `st_dev`.
+pub fn key_at(path: &Path, meta: &fs::Metadata) -> FileKey {
+    let mut key = key_of(meta);
+    if let Some(dev) = superblock_dev(path) {
+        key.dev = dev;
+    }
+    key
+}
+
+/// `sb->s_dev` of the mount `path` (symlinks followed) is on, from mountinfo.
+fn superblock_dev(path: &Path) -> Option<u32> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: all-zero is a valid `struct statx`; statx writes into it and reads the
+    // NUL-terminated path we own.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let rc = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            0,
+            libc::STATX_MNT_ID,
+            &mut stx,
+        )
+    };
+    if rc != 0 || stx.stx_mask & libc::STATX_MNT_ID == 0 {
+        return None;
+    }
+    let mountinfo = match super::through_proc_root(path) {
+        Some(pid) => format!("/proc/{pid}/mountinfo"),
+        None => "/proc/self/mountinfo".to_string(),
+    };
+    mountinfo_dev(&fs::read_to_string(mountinfo).ok()?, stx.stx_mnt_id)
+}
+
+/// The kernel `dev_t` of mount `mnt_id` in a mountinfo text (`ID PARENT MAJOR:MINOR ...`).
+pub fn mountinfo_dev(mountinfo: &str, mnt_id: u64) -> Option<u32> {
+    let line = mountinfo
+        .lines()
+        .find(|l| l.split(' ').next().and_then(|id| id.parse().ok()) == Some(mnt_id))?;
+    let (major, minor) = line.split(' ').nth(2)?.split_once(':')?;
+    let (major, minor): (u32, u32) = (major.parse().ok()?, minor.parse().ok()?);
+    (major < 1 << 12 && minor < 1 << 20).then_some((major << 20) | minor)
 }
 
 /// What a path names now.
@@ -83,7 +134,7 @@ fn kind_name(t: fs::FileType) -> &'static str {
 /// What `path` names, following symlinks.
 pub fn target_of(path: &Path) -> Target {
     match fs::metadata(path) {
-        Ok(m) if m.file_type().is_socket() => Target::Socket(key_of(&m)),
+        Ok(m) if m.file_type().is_socket() => Target::Socket(key_at(path, &m)),
         Ok(m) => Target::NotSocket(kind_name(m.file_type())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::symlink_metadata(path) {
             Ok(_) => Target::NotSocket("a dangling symlink"),
@@ -97,7 +148,7 @@ fn dir_key(dir: &Path) -> Option<FileKey> {
     fs::metadata(dir)
         .ok()
         .filter(|m| m.is_dir())
-        .map(|m| key_of(&m))
+        .map(|m| key_at(dir, &m))
 }
 
 /// Resolves one selector against the file system, listing the sockets of prefix directories.
@@ -121,23 +172,32 @@ fn resolve_with(selector: &Selector, list: bool) -> Resolution {
         Selector::Prefix { dir, .. } => {
             let pattern = selector.kernel_pattern();
             let mut sockets = Vec::new();
-            if list && let Ok(entries) = fs::read_dir(dir) {
+            let dir_key = dir_key(dir);
+            if list
+                && let Some(dir_key) = dir_key
+                && let Ok(entries) = fs::read_dir(dir)
+            {
                 for entry in entries.flatten().take(MAX_LISTED) {
                     let name = entry.file_name();
                     if !matches(&pattern, name.as_encoded_bytes()) {
                         continue;
                     }
                     // Entries are compared by their own name in the kernel: no symlinks here.
+                    // An entry is on its directory's file system (mount points aside).
                     if let Ok(m) = fs::symlink_metadata(entry.path())
                         && m.file_type().is_socket()
                     {
-                        sockets.push((entry.path(), key_of(&m)));
+                        let key = FileKey {
+                            dev: dir_key.dev,
+                            ..key_of(&m)
+                        };
+                        sockets.push((entry.path(), key));
                     }
                 }
             }
             sockets.sort();
             Resolution {
-                dir: dir_key(dir),
+                dir: dir_key,
                 target: None,
                 sockets,
             }
@@ -351,6 +411,22 @@ mod tests {
     }
 
     #[test]
+    fn mountinfo_gives_the_superblock_device() {
+        let info = "22 1 0:21 / /proc rw - proc proc rw\n\
+                    31 1 0:45 /@home /home rw - btrfs /dev/sda2 rw\n\
+                    40 31 259:3 / /data rw - ext4 /dev/nvme0n1p3 rw\n";
+        assert_eq!(mountinfo_dev(info, 31), Some(45));
+        assert_eq!(mountinfo_dev(info, 40), Some((259 << 20) | 3));
+        assert_eq!(mountinfo_dev(info, 99), None);
+        assert_eq!(mountinfo_dev("7 1 x:y / / rw - a b rw", 7), None);
+        // Live: where st_dev is the superblock's device, both ways agree.
+        for path in ["/", "/proc", "/tmp", "/dev/shm"] {
+            let Ok(m) = fs::metadata(path) else { continue };
+            assert_eq!(key_at(Path::new(path), &m), key_of(&m), "{path}");
+        }
+    }
+
+    #[test]
     fn spellings_resolve_to_the_same_socket() {
         let dir = std::env::temp_dir().join(format!("csn-identity-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
@@ -372,7 +448,9 @@ mod tests {
         let Some(Target::Socket(k)) = first.target else {
             panic!("{first:?}")
         };
-        assert_eq!(k.ino, fs::metadata(&sock).expect("stat").ino());
+        let m = fs::metadata(&sock).expect("stat");
+        assert_eq!(k, key_at(&sock, &m));
+        assert_eq!(k.ino, m.ino());
         for text in &spellings {
             let r = resolve(&parse_selector(text).expect("selector"));
             assert_eq!(r, first, "{text}");
