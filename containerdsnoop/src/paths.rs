@@ -98,7 +98,7 @@ impl Selector {
     }
 }
 
-fn name_pattern(bytes: &[u8], exact: bool, kind: u32) -> PathPattern {
+pub(crate) fn name_pattern(bytes: &[u8], exact: bool, kind: u32) -> PathPattern {
     let mut pattern = PathPattern {
         bytes: [0; PATH_LEN],
         mask: [0; PATH_LEN],

@@ -85,6 +85,7 @@ pub struct Capture {
     drops: PerCpuArray<MapData, DropCounters>,
     selected_files: SelectionMap,
     selected_dirs: SelectionMap,
+    patterns: Array<MapData, PathPattern>,
     pub backend: Backend,
     /// Why `auto` did not pick the kprobe backend.
     pub fallback_reason: Option<String>,
@@ -131,6 +132,7 @@ impl Capture {
             .map_err(|e| anyhow!("registering the ring buffer with tokio: {e}"))?;
         let drops = PerCpuArray::try_from(ebpf.take_map("DROPS").context("map DROPS missing")?)?;
         let (selected_files, selected_dirs) = selection_maps(&mut ebpf)?;
+        let patterns = Array::try_from(ebpf.take_map("PATTERNS").context("map PATTERNS missing")?)?;
         Ok(Capture {
             _ebpf: ebpf,
             logger,
@@ -138,6 +140,7 @@ impl Capture {
             drops,
             selected_files,
             selected_dirs,
+            patterns,
             backend,
             fallback_reason,
         })
@@ -187,6 +190,8 @@ impl Capture {
     /// failed (a full map), so that a socket that cannot be selected is never silently missed.
     pub fn apply_selection(&mut self, updates: &[Update]) -> Vec<String> {
         let mut errors = Vec::new();
+        // Names first: a directory's new mask bit must not meet a stale name.
+        apply_patterns(&mut self.patterns, updates, &mut errors);
         apply_updates(
             &mut self.selected_files,
             Some(&mut self.selected_dirs),
@@ -212,7 +217,9 @@ impl Capture {
 fn load_object(config: &CaptureConfig) -> anyhow::Result<Ebpf> {
     let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow!("{what}: {e}"))? as u32;
     let tracer_tgid = std::process::id();
-    let pattern_count = config.patterns.len() as u32;
+    // Every slot is compared (under each directory's mask): the slots after the selectors'
+    // take symlink targets' names at run time (`Update::Pattern`).
+    let pattern_count = containerdsnoop_common::MAX_PATTERNS;
     let has_abstract = u32::from(config.patterns.iter().any(|p| p.kind == PATTERN_ABSTRACT));
     // bpf_loop (5.17+) lets the verifier check the record loop once instead of per iteration:
     // a second or more of start-up. Older kernels get the bounded loop.
@@ -241,12 +248,13 @@ fn load_object(config: &CaptureConfig) -> anyhow::Result<Ebpf> {
             .set(i as u32, p, 0)
             .context("writing socket patterns")?;
     }
+    let mut initial_errors = Vec::new();
+    apply_patterns(&mut patterns, &config.initial, &mut initial_errors);
     // Borrowed, not taken: the programs are loaded later and need the maps' fds open.
     let mut files: HashMap<_, FileKey, u32> = HashMap::try_from(
         ebpf.map_mut("SELECTED_FILES")
             .context("map SELECTED_FILES missing")?,
     )?;
-    let mut initial_errors = Vec::new();
     apply_updates(
         &mut files,
         None::<&mut HashMap<MapData, FileKey, u32>>,
@@ -308,6 +316,23 @@ fn apply_updates_dirs<T: std::borrow::BorrowMut<MapData>>(
             && let Err(e) = dirs.insert(k, mask, 0)
         {
             errors.push(selection_error("directory", k, &e));
+        }
+    }
+}
+
+fn apply_patterns<T: std::borrow::BorrowMut<MapData>>(
+    patterns: &mut Array<T, PathPattern>,
+    updates: &[Update],
+    errors: &mut Vec<String>,
+) {
+    for u in updates {
+        if let Update::Pattern(slot, p) = u
+            && let Err(e) = patterns.set(*slot, p, 0)
+        {
+            errors.push(format!(
+                "cannot write name pattern {slot} in the kernel: {e}; a socket re-created at a \
+                 symlink's target is traced only from the next check on"
+            ));
         }
     }
 }

@@ -11,7 +11,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use containerdsnoop_common::{FileKey, PATTERN_BASENAME};
+use containerdsnoop_common::{FileKey, MAX_PATTERNS, PATTERN_BASENAME};
 
 use super::{Selector, matches};
 
@@ -113,6 +113,10 @@ pub struct Resolution {
     pub target: Option<Target>,
     /// Prefix patterns: the matching socket files in the directory now (path, identity).
     pub sockets: Vec<(PathBuf, FileKey)>,
+    /// Exact paths whose last component is a symlink: the directory and name the link chain
+    /// ends at (the socket's own directory entry), so that a socket re-created there is
+    /// selected from its first byte too.
+    pub link_target: Option<(FileKey, Vec<u8>)>,
 }
 
 fn kind_name(t: fs::FileType) -> &'static str {
@@ -151,6 +155,37 @@ fn dir_key(dir: &Path) -> Option<FileKey> {
         .map(|m| key_at(dir, &m))
 }
 
+/// Most symlinks followed from a selected path (the kernel's own limit is 40).
+const MAX_LINKS: usize = 8;
+
+/// Where the symlink chain at `path` ends: the identity of the last link target's directory
+/// and its name. `None` when `path` is not a symlink. Absolute targets of a path given as
+/// `/proc/PID/root/...` are resolved under that root, as the process would.
+pub fn link_target(path: &Path) -> Option<(FileKey, Vec<u8>)> {
+    let root = super::through_proc_root(path).map(|pid| PathBuf::from(format!("/proc/{pid}/root")));
+    let mut current = path.to_path_buf();
+    let mut followed = 0;
+    // The end of the chain need not exist: a socket may be bound there later.
+    while fs::symlink_metadata(&current).is_ok_and(|m| m.file_type().is_symlink()) {
+        if followed == MAX_LINKS {
+            return None;
+        }
+        let target = fs::read_link(&current).ok()?;
+        current = match (target.is_absolute(), &root) {
+            (true, Some(root)) => root.join(target.strip_prefix("/").ok()?),
+            (true, None) => target,
+            (false, _) => current.parent()?.join(target),
+        };
+        followed += 1;
+    }
+    if followed == 0 {
+        return None;
+    }
+    let name = current.file_name()?.as_encoded_bytes().to_vec();
+    let dir = current.parent()?;
+    Some((dir_key(dir)?, name))
+}
+
 /// Resolves one selector against the file system, listing the sockets of prefix directories.
 pub fn resolve(selector: &Selector) -> Resolution {
     resolve_with(selector, true)
@@ -168,6 +203,7 @@ fn resolve_with(selector: &Selector, list: bool) -> Resolution {
             dir: dir_key(dir),
             target: Some(target_of(path)),
             sockets: Vec::new(),
+            link_target: link_target(path),
         },
         Selector::Prefix { dir, .. } => {
             let pattern = selector.kernel_pattern();
@@ -200,6 +236,7 @@ fn resolve_with(selector: &Selector, list: bool) -> Resolution {
                 dir: dir_key,
                 target: None,
                 sockets,
+                link_target: None,
             }
         }
         Selector::Abstract { .. } => Resolution::default(),
@@ -213,6 +250,8 @@ pub enum Update {
     File(FileKey, u32),
     /// `SELECTED_DIRS[key] = mask` (the whole new mask).
     Dir(FileKey, u32),
+    /// `PATTERNS[slot] = pattern`: a spare slot given to a symlink target's name.
+    Pattern(u32, containerdsnoop_common::PathPattern),
 }
 
 /// Follows the selectors over time. Identities once selected stay selected: a replaced socket's
@@ -223,17 +262,73 @@ pub struct Tracker {
     last: Vec<Option<Resolution>>,
     files: BTreeMap<FileKey, u32>,
     dirs: BTreeMap<FileKey, u32>,
+    /// Per selector: the spare pattern slot holding its symlink target's name, and that name.
+    aliases: Vec<Option<(u32, Vec<u8>)>>,
+    /// Spare pattern slots (after the selectors') not given out yet.
+    spare: Vec<u32>,
 }
 
 impl Tracker {
     pub fn new(selectors: Vec<Selector>) -> Tracker {
         let last = vec![None; selectors.len()];
+        let aliases = vec![None; selectors.len()];
+        let spare = (selectors.len() as u32..MAX_PATTERNS).rev().collect();
         Tracker {
             selectors,
             last,
             files: BTreeMap::new(),
             dirs: BTreeMap::new(),
+            aliases,
+            spare,
         }
+    }
+
+    /// Sets bit `slot` of directory `dir`'s mask; an update when it was not set.
+    fn select_dir(&mut self, dir: FileKey, slot: u32, updates: &mut Vec<Update>) {
+        let mask = self.dirs.entry(dir).or_insert(0);
+        if *mask & (1 << slot) == 0 {
+            *mask |= 1 << slot;
+            updates.push(Update::Dir(dir, *mask));
+        }
+    }
+
+    /// Gives selector `i`'s symlink target name a spare pattern slot (the same one as before
+    /// when the name is unchanged) and selects the target's directory with it.
+    fn select_link_target(
+        &mut self,
+        i: usize,
+        (dir, name): (FileKey, Vec<u8>),
+        updates: &mut Vec<Update>,
+        notices: &mut Vec<String>,
+    ) {
+        let slot = match &self.aliases[i] {
+            Some((slot, current)) if *current == name => *slot,
+            Some((slot, _)) => *slot,
+            None => match self.spare.pop() {
+                Some(slot) => slot,
+                None => {
+                    notices.push(format!(
+                        "{}: a symlink; no pattern slot is left for its target's name (at most \
+                         {MAX_PATTERNS} in all), so a socket re-created there is traced from the \
+                         next check on",
+                        self.selectors[i].text()
+                    ));
+                    self.aliases[i] = Some((u32::MAX, name));
+                    return;
+                }
+            },
+        };
+        if slot == u32::MAX {
+            return;
+        }
+        if self.aliases[i].as_ref().is_none_or(|(_, n)| *n != name) {
+            updates.push(Update::Pattern(
+                slot,
+                super::name_pattern(&name, true, PATTERN_BASENAME),
+            ));
+            self.aliases[i] = Some((slot, name));
+        }
+        self.select_dir(dir, slot, updates);
     }
 
     pub fn selectors(&self) -> &[Selector] {
@@ -269,18 +364,16 @@ impl Tracker {
         let mut notices = Vec::new();
         for i in 0..self.selectors.len() {
             let now = resolve(&self.selectors[i]);
-            let selector = &self.selectors[i];
-            let pattern = selector.kernel_pattern();
+            let pattern = self.selectors[i].kernel_pattern();
             if let Some(dir) = now.dir
                 && pattern.kind == PATTERN_BASENAME
-                && i < 32
             {
-                let mask = self.dirs.entry(dir).or_insert(0);
-                if *mask & (1 << i) == 0 {
-                    *mask |= 1 << i;
-                    updates.push(Update::Dir(dir, *mask));
-                }
+                self.select_dir(dir, i as u32, &mut updates);
             }
+            if let Some(target) = now.link_target.clone() {
+                self.select_link_target(i, target, &mut updates, &mut notices);
+            }
+            let selector = &self.selectors[i];
             if let Some(Target::Socket(key)) = &now.target
                 && !self.files.contains_key(key)
             {
@@ -482,7 +575,7 @@ mod tests {
         let r = |target| Resolution {
             dir: Some(key(7, 1)),
             target: Some(target),
-            sockets: vec![],
+            ..Resolution::default()
         };
         let (u, n) = t.scan(|_| r(Target::Socket(key(7, 10))));
         assert_eq!(
@@ -509,6 +602,76 @@ mod tests {
         assert_eq!(u, vec![Update::File(key(7, 12), 0)]);
         assert!(n[0].starts_with("/run/x.sock was replaced: now socket inode 12 (was 11)"));
         assert_eq!(t.current_sockets(), vec![(key(7, 12), 0)]);
+    }
+
+    /// A path whose last component is a symlink: its target's directory is selected with the
+    /// target's name in a spare slot, kept while the name stays, rewritten when it changes.
+    #[test]
+    fn tracker_selects_a_symlink_targets_entry() {
+        let sels = ["/run/docker.sock", "/run/other.sock"]
+            .map(|s| parse_selector(s).expect(s))
+            .to_vec();
+        let mut t = Tracker::new(sels);
+        let res = |name: &[u8]| Resolution {
+            dir: Some(key(1, 2)),
+            target: Some(Target::NotSocket("a dangling symlink")),
+            sockets: vec![],
+            link_target: Some((key(1, 9), name.to_vec())),
+        };
+        let link = |s: &Selector, name: &'static [u8]| match s.text() {
+            "/run/docker.sock" => res(name),
+            _ => Resolution::default(),
+        };
+        let (u, n) = t.scan(|s| link(s, b"desktop.sock"));
+        // The first spare slot after the two selectors'.
+        let slot = 2;
+        assert_eq!(
+            u,
+            vec![
+                Update::Dir(key(1, 2), 0b1),
+                Update::Pattern(
+                    slot,
+                    crate::paths::name_pattern(b"desktop.sock", true, PATTERN_BASENAME)
+                ),
+                Update::Dir(key(1, 9), 1 << slot),
+            ]
+        );
+        assert!(n.is_empty());
+        assert_eq!(t.scan(|s| link(s, b"desktop.sock")), (vec![], vec![]));
+        let (u, _) = t.scan(|s| link(s, b"renamed.sock"));
+        assert_eq!(
+            u,
+            vec![Update::Pattern(
+                slot,
+                crate::paths::name_pattern(b"renamed.sock", true, PATTERN_BASENAME)
+            )]
+        );
+    }
+
+    #[test]
+    fn symlink_chains_end_at_the_sockets_entry() {
+        let dir = std::env::temp_dir().join(format!("csn-links-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("real")).expect("mkdir");
+        std::os::unix::fs::symlink("real/s.sock", dir.join("one")).expect("symlink");
+        std::os::unix::fs::symlink(dir.join("one"), dir.join("two")).expect("symlink");
+        let real = key_at(
+            &dir.join("real"),
+            &fs::metadata(dir.join("real")).expect("stat"),
+        );
+        // Dangling (the socket does not exist yet) is fine: its entry is what is selected.
+        for link in ["one", "two"] {
+            assert_eq!(
+                link_target(&dir.join(link)),
+                Some((real, b"s.sock".to_vec())),
+                "{link}"
+            );
+        }
+        assert_eq!(link_target(&dir.join("real")), None, "not a symlink");
+        let me = std::process::id();
+        let through = PathBuf::from(format!("/proc/{me}/root{}", dir.join("two").display()));
+        assert_eq!(link_target(&through), Some((real, b"s.sock".to_vec())));
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

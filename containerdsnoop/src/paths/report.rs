@@ -65,6 +65,10 @@ pub fn lines(sel: &Selector, res: &Resolution, listeners: Listeners<'_>) -> Vec<
                 ),
                 None => format!("{text}: socket file ({})", identity(k)),
             }],
+            Some(Target::NotSocket(_)) if res.link_target.is_some() => vec![format!(
+                "{text}: a symlink to a socket that does not exist yet; traced from its first \
+                 byte once a server binds it"
+            )],
             Some(Target::NotSocket(kind)) => vec![format!(
                 "warning: {text}: is {kind}, not a socket; nothing is traced there until a socket \
                  replaces it"
@@ -144,7 +148,7 @@ mod tests {
         Resolution {
             dir: Some(DIR),
             target: Some(target),
-            sockets: vec![],
+            ..Resolution::default()
         }
     }
 
@@ -203,8 +207,20 @@ mod tests {
         let no_dir = Resolution {
             dir: None,
             target: Some(Target::Missing),
-            sockets: vec![],
+            ..Resolution::default()
         };
+        let dangling = Resolution {
+            link_target: Some((DIR, b"real.sock".to_vec())),
+            ..sock(Target::NotSocket("a dangling symlink"))
+        };
+        let l = lines(&sel, &dangling, &|_| None);
+        assert_eq!(
+            l,
+            vec![
+                "/tmp/demo.sock: a symlink to a socket that does not exist yet; traced from its \
+                 first byte once a server binds it"
+            ]
+        );
         let l = lines(&sel, &no_dir, &|_| None);
         assert!(l[0].contains("nor does its directory /tmp;"), "{l:?}");
         // sock_diag unavailable: no claim about listeners either way.
@@ -232,8 +248,8 @@ mod tests {
             .collect();
         let res = Resolution {
             dir: Some(DIR),
-            target: None,
             sockets,
+            ..Resolution::default()
         };
         let l = lines(&sel, &res, &|k| {
             Some(if k.ino == 100 {
