@@ -327,7 +327,7 @@ fn apply_patterns<T: std::borrow::BorrowMut<MapData>>(
 ) {
     for u in updates {
         if let Update::Pattern(slot, p) = u
-            && let Err(e) = patterns.set(*slot, p, 0)
+            && let Err(e) = patterns.set(*slot, **p, 0)
         {
             errors.push(format!(
                 "cannot write name pattern {slot} in the kernel: {e}; a socket re-created at a \

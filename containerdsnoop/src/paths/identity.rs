@@ -244,14 +244,14 @@ fn resolve_with(selector: &Selector, list: bool) -> Resolution {
 }
 
 /// A change to the kernel's selection maps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Update {
     /// `SELECTED_FILES[key] = pattern`.
     File(FileKey, u32),
     /// `SELECTED_DIRS[key] = mask` (the whole new mask).
     Dir(FileKey, u32),
     /// `PATTERNS[slot] = pattern`: a spare slot given to a symlink target's name.
-    Pattern(u32, containerdsnoop_common::PathPattern),
+    Pattern(u32, Box<containerdsnoop_common::PathPattern>),
 }
 
 /// Follows the selectors over time. Identities once selected stay selected: a replaced socket's
@@ -324,7 +324,7 @@ impl Tracker {
         if self.aliases[i].as_ref().is_none_or(|(_, n)| *n != name) {
             updates.push(Update::Pattern(
                 slot,
-                super::name_pattern(&name, true, PATTERN_BASENAME),
+                Box::new(super::name_pattern(&name, true, PATTERN_BASENAME)),
             ));
             self.aliases[i] = Some((slot, name));
         }
@@ -631,7 +631,11 @@ mod tests {
                 Update::Dir(key(1, 2), 0b1),
                 Update::Pattern(
                     slot,
-                    crate::paths::name_pattern(b"desktop.sock", true, PATTERN_BASENAME)
+                    Box::new(crate::paths::name_pattern(
+                        b"desktop.sock",
+                        true,
+                        PATTERN_BASENAME
+                    ))
                 ),
                 Update::Dir(key(1, 9), 1 << slot),
             ]
@@ -643,7 +647,11 @@ mod tests {
             u,
             vec![Update::Pattern(
                 slot,
-                crate::paths::name_pattern(b"renamed.sock", true, PATTERN_BASENAME)
+                Box::new(crate::paths::name_pattern(
+                    b"renamed.sock",
+                    true,
+                    PATTERN_BASENAME
+                ))
             )]
         );
     }
