@@ -1,5 +1,6 @@
 //! The contract between containerdsnoop's eBPF programs and user space: the ring-buffer record
-//! header and its flags, the kernel structure layout read from BTF, and socket path patterns.
+//! header and its flags, the kernel structure layout read from BTF, and the socket selection
+//! (socket files and directories by identity, name patterns).
 //!
 //! Everything here is `#[repr(C)]`, defined once and used on both sides; user space parses
 //! records with length checks (`containerdsnoop::wire`), never by transmuting ring-buffer bytes.
@@ -19,8 +20,12 @@ pub const CHUNK_DATA_MAX: usize = 32 * 1024;
 pub const MAX_RECORDS_PER_CALL: u32 = 192;
 /// Most iovec segments walked for one call; bytes past them are reported as truncated.
 pub const MAX_IOV_SEGMENTS: u32 = 128;
-/// Most socket path patterns the kernel-side filter holds.
+/// Most socket path patterns the kernel-side filter holds (a `u32` bit mask indexes them).
 pub const MAX_PATTERNS: u32 = 16;
+/// Most socket files selected by identity at once (current and replaced ones).
+pub const MAX_SELECTED_FILES: u32 = 4096;
+/// Most directories whose entries are selected by name at once.
+pub const MAX_SELECTED_DIRS: u32 = 1024;
 /// Default per-call capture cap (`--max-call-bytes`).
 pub const DEFAULT_MAX_CALL_BYTES: u32 = 4 * 1024 * 1024;
 
@@ -100,15 +105,19 @@ pub struct ChunkHeader {
 
 pub const CHUNK_HEADER_LEN: usize = core::mem::size_of::<ChunkHeader>();
 const _: () = assert!(CHUNK_HEADER_LEN == 240);
-const _: () = assert!(CHUNK_HEADER_LEN % 8 == 0);
+const _: () = assert!(CHUNK_HEADER_LEN.is_multiple_of(8));
 
-/// A socket path pattern as the kernel-side filter applies it to `unix_address.name`.
+/// A name pattern of the kernel-side filter; `kind` says what it is compared with.
 ///
-/// A socket matches when `sun_len >= match_len`, its first `match_len` bytes of `sun_path` equal
-/// `bytes` (compared a word at a time under `mask`, which is 0xff for the first `match_len` bytes
-/// and 0 after), and, when `exact` is set, `sun_len == match_len`. `sun_len` is
-/// `unix_address.len - offsetof(sockaddr_un, sun_path)`; for pathname sockets it includes the
-/// terminating NUL, so an exact path pattern carries that NUL in `bytes`.
+/// - [`PATTERN_BASENAME`]: the name of a socket file's directory entry (`dentry.d_name`, no NUL)
+///   in a directory selected by identity (`SELECTED_DIRS`). Exact: the whole name; prefix: its
+///   first `match_len` bytes (0 for `dir/*`: every entry).
+/// - [`PATTERN_ABSTRACT`]: `unix_address.name`'s `sun_path` of an abstract socket (first byte
+///   NUL), which has no file and so no identity.
+///
+/// A name matches when `len >= match_len`, its first `match_len` bytes equal `bytes` (compared a
+/// word at a time under `mask`, 0xff for the first `match_len` bytes and 0 after), and, when
+/// `exact` is set, `len == match_len`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PathPattern {
@@ -116,8 +125,30 @@ pub struct PathPattern {
     pub mask: [u8; PATH_LEN],
     pub match_len: u32,
     pub exact: u32,
+    pub kind: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<PathPattern>() == 232);
+const _: () = assert!(core::mem::size_of::<PathPattern>() == 240);
+
+/// [`PathPattern::kind`]: an unused slot (e.g. a path whose last component has no name).
+pub const PATTERN_NONE: u32 = 0;
+/// [`PathPattern::kind`]: compared with directory entry names in selected directories.
+pub const PATTERN_BASENAME: u32 = 1;
+/// [`PathPattern::kind`]: compared with abstract socket names.
+pub const PATTERN_ABSTRACT: u32 = 2;
+
+/// The identity of a file as the kernel sees it: `inode->i_sb->s_dev` (kernel `dev_t`,
+/// `MKDEV(major, minor)` = `major << 20 | minor`, not the `st_dev` encoding of stat(2)) and
+/// `inode->i_ino`. Key of `SELECTED_FILES` (value: pattern index) and `SELECTED_DIRS` (value: a
+/// bit mask of the [`PATTERN_BASENAME`] patterns that apply to the directory's entries).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FileKey {
+    pub dev: u32,
+    pub _pad: u32,
+    pub ino: u64,
+}
+const _: () = assert!(core::mem::size_of::<FileKey>() == 16);
 
 /// Byte offsets of kernel structure members and enum values, read from BTF in user space and
 /// passed to the programs as one read-only global. `u32::MAX` marks "absent in this kernel".
@@ -153,6 +184,14 @@ pub struct KernelLayout {
     pub socket_sk: u32,
     pub socket_alloc_vfs_inode: u32,
     pub inode_i_ino: u32,
+    // the bound socket file: unix_sock.path.dentry, its inode, directory and name
+    pub unix_sock_path_dentry: u32,
+    pub dentry_d_inode: u32,
+    pub dentry_d_parent: u32,
+    pub dentry_d_name_len: u32,
+    pub dentry_d_name_name: u32,
+    pub inode_i_sb: u32,
+    pub super_block_s_dev: u32,
     // struct pid / upid
     pub pid_numbers: u32,
     pub upid_nr: u32,
@@ -196,4 +235,6 @@ mod user {
     unsafe impl aya::Pod for DropCounters {}
     // SAFETY: as above.
     unsafe impl aya::Pod for SockState {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for FileKey {}
 }

@@ -82,11 +82,11 @@ pub fn emit_call(sk: u64, sent: u32, stash: &Stash, backend: u32) {
 
     // SAFETY: as above.
     let ino = unsafe { (*scratch).hdr.sock_ino };
-    let state = match SOCK_STATE.get_ptr_mut(&ino) {
+    let state = match SOCK_STATE.get_ptr_mut(ino) {
         Some(s) => s,
         None => {
-            let _ = SOCK_STATE.insert(&ino, &SockState::default(), 0);
-            match SOCK_STATE.get_ptr_mut(&ino) {
+            let _ = SOCK_STATE.insert(ino, SockState::default(), 0);
+            match SOCK_STATE.get_ptr_mut(ino) {
                 Some(s) => s,
                 None => return,
             }

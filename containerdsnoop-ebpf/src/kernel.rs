@@ -23,9 +23,14 @@ pub static MAX_CALL_BYTES: Global<u32> = Global::new(DEFAULT_MAX_CALL_BYTES);
 /// verifier checks about once, instead of once per unrolled iteration (start-up time).
 #[unsafe(no_mangle)]
 pub static USE_BPF_LOOP: Global<u32> = Global::new(0);
-/// Number of valid entries in the `PATTERNS` map.
+/// Number of `PATTERNS` entries compared (the selectors', plus the spare slots user space
+/// fills with symlink targets' names while tracing).
 #[unsafe(no_mangle)]
 pub static PATTERN_COUNT: Global<u32> = Global::new(0);
+/// 1 when some pattern is an abstract name: only then are the names of sockets without a
+/// file compared at all.
+#[unsafe(no_mangle)]
+pub static HAS_ABSTRACT: Global<u32> = Global::new(0);
 
 /// Reads one field of [`LAYOUT`] as a usize offset (or value).
 ///

@@ -66,7 +66,7 @@ pub fn unix_sendmsg_entry(ctx: ProbeContext) -> u32 {
         stash.ptr = read_u64(iter + layout!(iov_iter_iov) as u64).unwrap_or(0);
         stash.nr_segs = read_u64(iter + layout!(iov_iter_nr_segs) as u64).unwrap_or(0) as u32;
     }
-    let _ = STASH.insert(&bpf_get_current_pid_tgid(), &stash, 0);
+    let _ = STASH.insert(bpf_get_current_pid_tgid(), stash, 0);
     0
 }
 
@@ -77,7 +77,7 @@ pub fn unix_sendmsg_return(ctx: RetProbeContext) -> u32 {
     }
     let key = bpf_get_current_pid_tgid();
     // SAFETY: the value is copied out before the entry is removed.
-    let Some(stash) = (unsafe { STASH.get(&key) }).copied() else {
+    let Some(stash) = (unsafe { STASH.get(key) }).copied() else {
         // The entry probe did not run (kretprobe instances exhausted, or attached mid-call).
         count_drop(|c| c.missed_entries += 1);
         warn!(
@@ -87,7 +87,7 @@ pub fn unix_sendmsg_return(ctx: RetProbeContext) -> u32 {
         );
         return 0;
     };
-    let _ = STASH.remove(&key);
+    let _ = STASH.remove(key);
     // `int` return value: only the low 32 bits of the register are defined.
     let ret = ctx.ret::<u64>() as i32;
     if ret <= 0 {

@@ -2,10 +2,11 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use containerdsnoop_common::{
-    CHUNK_DATA_MAX, ChunkHeader, DropCounters, MAX_PATTERNS, PathPattern, SockState,
+    CHUNK_DATA_MAX, ChunkHeader, DropCounters, FileKey, MAX_PATTERNS, MAX_SELECTED_DIRS,
+    MAX_SELECTED_FILES, PathPattern, SockState,
 };
 
 /// Records to user space: a `ChunkHeader` followed by `cap_len` payload bytes. User space sets
@@ -37,9 +38,19 @@ pub static SOCK_STATE: LruHashMap<u64, SockState> = LruHashMap::with_max_entries
 #[map]
 pub static STASH: LruHashMap<u64, Stash> = LruHashMap::with_max_entries(65536, 0);
 
-/// Socket path patterns; `PATTERN_COUNT` of them are valid.
+/// Name patterns, indexed like the user's socket arguments; `PATTERN_COUNT` of them are valid.
 #[map]
 pub static PATTERNS: Array<PathPattern> = Array::with_max_entries(MAX_PATTERNS, 0);
+
+/// Socket files selected by identity (`s_dev`, `i_ino`) -> index of the pattern that selected
+/// them. User space keeps it current as sockets are created, replaced and removed.
+#[map]
+pub static SELECTED_FILES: HashMap<FileKey, u32> = HashMap::with_max_entries(MAX_SELECTED_FILES, 0);
+
+/// Directories selected by identity -> bit mask of the `PATTERN_BASENAME` patterns that their
+/// entries' names are compared with (an exact path's last component, or a prefix).
+#[map]
+pub static SELECTED_DIRS: HashMap<FileKey, u32> = HashMap::with_max_entries(MAX_SELECTED_DIRS, 0);
 
 /// Drop and activity counters, per CPU.
 #[map]

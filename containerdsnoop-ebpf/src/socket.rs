@@ -1,48 +1,60 @@
 //! Socket selection: is this `struct sock` one of the sockets the user asked for? A socket is
-//! selected when its own bound address, or its peer's, matches a path pattern, so that clients
-//! that only `connect()` (and have no address of their own) are selected too.
+//! selected by the identity of the socket *file* it or its peer is bound to, never by the string
+//! passed to bind(2): `///tmp/x.sock`, `x.sock` after chdir, a path through a symlinked
+//! directory or a bind mount all name the same inode. Clients that only `connect()` have no file
+//! of their own and are selected through their peer, the accepted socket, which shares the
+//! listener's `path` (`unix_stream_connect()`: `newu->path = otheru->path`).
+//!
+//! Per send and side: the bound file's `(s_dev, i_ino)` is looked up in `SELECTED_FILES`; on a
+//! miss, its directory's in `SELECTED_DIRS`, and only for an entry of a selected directory is its
+//! name (`d_name`) compared, with the few patterns of that directory. A directory plus a name is
+//! how a socket re-created by a restarting daemon (a new inode) is selected from its first byte,
+//! before user space has seen the new file; and how `dir/*` selects shims as they come. Sockets
+//! without a file (abstract names) are compared by name, only when an abstract pattern exists.
 //!
 //! Kernel structures read (offsets from BTF, see `KernelLayout`):
 //! - `struct sock { struct sock_common __sk_common { ... unsigned short skc_family; ... };
 //!   ... struct pid *sk_peer_pid; ... struct socket *sk_socket; ... }`
-//! - `struct unix_sock { struct sock sk; struct unix_address *addr; ... struct sock *peer; ... }`
+//! - `struct unix_sock { struct sock sk; struct unix_address *addr; struct path path; ...
+//!   struct sock *peer; ... }`, `struct path { struct vfsmount *mnt; struct dentry *dentry; }`
+//! - `struct dentry { ... struct dentry *d_parent; struct qstr d_name; struct inode *d_inode; ... }`,
+//!   `struct qstr { union { struct { u32 hash; u32 len; }; u64 hash_len; }; const unsigned char *name; }`
+//! - `struct inode { ... struct super_block *i_sb; ... unsigned long i_ino; ... }`,
+//!   `struct super_block { ... dev_t s_dev; ... }`
 //! - `struct unix_address { refcount_t refcnt; int len; [unsigned int hash;] struct sockaddr_un name[]; }`
 //! - `struct socket { socket_state state; short type; ... struct sock *sk; ... }` inside
 //!   `struct socket_alloc { struct socket socket; struct inode vfs_inode; }`
 //! - `struct pid { ... struct upid numbers[]; }`, `struct upid { int nr; ... }`
 
 use aya_ebpf::helpers::bpf_probe_read_kernel_buf;
-use containerdsnoop_common::{ChunkHeader, MAX_PATTERNS, PATH_LEN, SUN_PATH_MAX, flags};
+use containerdsnoop_common::{
+    ChunkHeader, FileKey, MAX_PATTERNS, PATH_LEN, PATTERN_ABSTRACT, PATTERN_BASENAME, SUN_PATH_MAX,
+    flags,
+};
 
 use crate::{
-    kernel::{PATTERN_COUNT, layout, read_u16, read_u32, read_u64},
-    maps::PATTERNS,
+    kernel::{HAS_ABSTRACT, PATTERN_COUNT, layout, read_u16, read_u32, read_u64},
+    maps::{PATTERNS, SELECTED_DIRS, SELECTED_FILES},
 };
 
 const AF_UNIX: u16 = 1;
 
-/// Decides whether `sk` is selected and, if so, fills the socket fields of `hdr` (path, pattern,
-/// inode numbers, peer pid, socket type). Returns the `PATH_IS_PEER` flag bit on a match.
+/// Decides whether `sk` is selected and, if so, fills the socket fields of `hdr` (bound name,
+/// pattern, inode numbers, peer pid, socket type). Returns the `PATH_IS_PEER` flag bit on a match.
 #[inline(always)]
 pub fn select(sk: u64, hdr: &mut ChunkHeader) -> Option<u32> {
     let family = read_u16(sk + layout!(sock_common_skc_family) as u64)?;
     if family != AF_UNIX {
         return None;
     }
-    let mut side_flag = 0;
-    let own_addr = read_u64(sk + layout!(unix_sock_addr) as u64).unwrap_or(0);
-    let mut matched = own_addr != 0 && match_address(own_addr, hdr);
     let peer = read_u64(sk + layout!(unix_sock_peer) as u64).unwrap_or(0);
-    if !matched && peer != 0 {
-        let peer_addr = read_u64(peer + layout!(unix_sock_addr) as u64).unwrap_or(0);
-        if peer_addr != 0 && match_address(peer_addr, hdr) {
-            matched = true;
-            side_flag = flags::PATH_IS_PEER;
-        }
-    }
-    if !matched {
-        return None;
-    }
+    let (bound, side_flag, pattern) = match select_side(sk, hdr) {
+        Some(p) => (sk, 0, p),
+        None if peer != 0 => (peer, flags::PATH_IS_PEER, select_side(peer, hdr)?),
+        None => return None,
+    };
+    hdr.pattern = pattern;
+    copy_bound_name(bound, hdr);
     hdr.sk = sk;
     hdr.peer_sk = peer;
     hdr.sock_ino = socket_inode(sk);
@@ -52,48 +64,121 @@ pub fn select(sk: u64, hdr: &mut ChunkHeader) -> Option<u32> {
     Some(side_flag)
 }
 
-/// Reads `addr`'s `sun_path` into `hdr.path` and compares it with every pattern.
+/// The pattern that selects unix socket `s` by its own binding, if any.
 #[inline(always)]
-fn match_address(addr: u64, hdr: &mut ChunkHeader) -> bool {
-    let Some(len) = read_u32(addr + layout!(unix_address_len) as u64) else {
-        return false;
-    };
-    // `len` counts sun_family (2 bytes) + sun_path bytes (with the NUL for pathname sockets).
-    let sun_len = (len as i32) - 2;
-    if sun_len <= 0 {
-        return false;
+fn select_side(s: u64, hdr: &mut ChunkHeader) -> Option<u8> {
+    let dentry = read_u64(s + layout!(unix_sock_path_dentry) as u64).unwrap_or(0);
+    if dentry != 0 {
+        return select_file(dentry, hdr);
     }
-    let mut n = sun_len as u32;
-    if n > SUN_PATH_MAX as u32 {
-        n = SUN_PATH_MAX as u32;
+    if HAS_ABSTRACT.load() == 0 {
+        return None;
     }
-    let src = (addr + layout!(unix_address_sun_path) as u64) as *const u8;
-    // SAFETY: `n` is at most SUN_PATH_MAX, within `hdr.path`; the read cannot fault.
-    let dst = unsafe { core::slice::from_raw_parts_mut(hdr.path.as_mut_ptr(), n as usize) };
-    // SAFETY: bpf_probe_read_kernel never faults.
-    if unsafe { bpf_probe_read_kernel_buf(src, dst) }.is_err() {
-        return false;
+    let addr = read_u64(s + layout!(unix_sock_addr) as u64).unwrap_or(0);
+    if addr == 0 {
+        return None;
     }
-    hdr.path_len = n as u16;
+    let len = read_bound_name(addr, hdr)?;
+    match_patterns(hdr, len, u32::MAX, PATTERN_ABSTRACT)
+}
 
+/// `(inode->i_sb->s_dev, inode->i_ino)` of `dentry->d_inode`.
+#[inline(always)]
+fn file_key(dentry: u64) -> Option<FileKey> {
+    let inode = read_u64(dentry + layout!(dentry_d_inode) as u64)?;
+    if inode == 0 {
+        return None;
+    }
+    let sb = read_u64(inode + layout!(inode_i_sb) as u64)?;
+    Some(FileKey {
+        dev: read_u32(sb + layout!(super_block_s_dev) as u64)?,
+        _pad: 0,
+        ino: read_u64(inode + layout!(inode_i_ino) as u64)?,
+    })
+}
+
+/// The socket file `dentry`: selected itself, or as an entry of a selected directory whose
+/// name matches one of that directory's patterns.
+#[inline(always)]
+fn select_file(dentry: u64, hdr: &mut ChunkHeader) -> Option<u8> {
+    let key = file_key(dentry)?;
+    // SAFETY: the value is copied out of the map at once.
+    if let Some(p) = unsafe { SELECTED_FILES.get(key) } {
+        return Some(*p as u8);
+    }
+    let parent = read_u64(dentry + layout!(dentry_d_parent) as u64)?;
+    let dir = file_key(parent)?;
+    // SAFETY: as above.
+    let mask = *unsafe { SELECTED_DIRS.get(dir) }?;
+    let len = read_u32(dentry + layout!(dentry_d_name_len) as u64)?;
+    let name = read_u64(dentry + layout!(dentry_d_name_name) as u64)?;
+    let mut n = len;
+    if n > PATH_LEN as u32 {
+        n = PATH_LEN as u32;
+    }
+    if n > 0 {
+        // SAFETY: `n` is at most PATH_LEN, the size of `hdr.path`.
+        let dst = unsafe { core::slice::from_raw_parts_mut(hdr.path.as_mut_ptr(), n as usize) };
+        // SAFETY: bpf_probe_read_kernel never faults.
+        unsafe { bpf_probe_read_kernel_buf(name as *const u8, dst) }.ok()?;
+    }
+    match_patterns(hdr, len, mask, PATTERN_BASENAME)
+}
+
+/// Compares the `len`-byte name now in `hdr.path` with the patterns of `kind` in `mask`.
+#[inline(always)]
+fn match_patterns(hdr: &ChunkHeader, len: u32, mask: u32, kind: u32) -> Option<u8> {
     let count = PATTERN_COUNT.load();
     let mut i = 0;
     while i < MAX_PATTERNS {
         if i >= count {
             break;
         }
-        if let Some(p) = PATTERNS.get(i) {
-            if sun_len as u32 >= p.match_len
-                && (p.exact == 0 || sun_len as u32 == p.match_len)
-                && words_equal(&hdr.path, &p.bytes, &p.mask)
-            {
-                hdr.pattern = i as u8;
-                return true;
-            }
+        if mask & (1 << i) != 0
+            && let Some(p) = PATTERNS.get(i)
+            && p.kind == kind
+            && len >= p.match_len
+            && (p.exact == 0 || len == p.match_len)
+            && words_equal(&hdr.path, &p.bytes, &p.mask)
+        {
+            return Some(i as u8);
         }
         i += 1;
     }
-    false
+    None
+}
+
+/// Reads `addr`'s `sun_path` into `hdr.path` (and `path_len`); returns its length as stored
+/// (with the NUL for pathname sockets), which may exceed the bytes copied.
+#[inline(always)]
+fn read_bound_name(addr: u64, hdr: &mut ChunkHeader) -> Option<u32> {
+    let len = read_u32(addr + layout!(unix_address_len) as u64)?;
+    // `len` counts sun_family (2 bytes) + sun_path bytes (with the NUL for pathname sockets).
+    let sun_len = (len as i32) - 2;
+    if sun_len <= 0 {
+        return None;
+    }
+    let mut n = sun_len as u32;
+    if n > SUN_PATH_MAX as u32 {
+        n = SUN_PATH_MAX as u32;
+    }
+    let src = (addr + layout!(unix_address_sun_path) as u64) as *const u8;
+    // SAFETY: `n` is at most SUN_PATH_MAX, within `hdr.path`.
+    let dst = unsafe { core::slice::from_raw_parts_mut(hdr.path.as_mut_ptr(), n as usize) };
+    // SAFETY: bpf_probe_read_kernel never faults.
+    unsafe { bpf_probe_read_kernel_buf(src, dst) }.ok()?;
+    hdr.path_len = n as u16;
+    Some(sun_len as u32)
+}
+
+/// Puts the name `s` was bound with (as passed to bind(2)) in the record, for display.
+#[inline(always)]
+fn copy_bound_name(s: u64, hdr: &mut ChunkHeader) {
+    hdr.path_len = 0;
+    let addr = read_u64(s + layout!(unix_sock_addr) as u64).unwrap_or(0);
+    if addr != 0 {
+        let _ = read_bound_name(addr, hdr);
+    }
 }
 
 /// `(a ^ b) & mask == 0` over the whole path buffer, eight bytes at a time.
@@ -116,7 +201,6 @@ fn words_equal(a: &[u8; PATH_LEN], b: &[u8; PATH_LEN], mask: &[u8; PATH_LEN]) ->
     }
     true
 }
-
 /// The sockfs inode number of `sk`'s `struct socket`, 0 when orphaned.
 #[inline(always)]
 fn socket_inode(sk: u64) -> u64 {

@@ -43,7 +43,7 @@ fn stash(ptr: u64, kind: u32, nr_segs: u32) {
         kind,
         nr_segs,
     };
-    let _ = STASH.insert(&bpf_get_current_pid_tgid(), &stash, 0);
+    let _ = STASH.insert(bpf_get_current_pid_tgid(), stash, 0);
 }
 
 /// `write(fd, buf, count)` and `sendto(fd, buff, len, ...)`: one user buffer at args[1].
@@ -96,7 +96,7 @@ pub fn sys_enter_sendmsg(ctx: TracePointContext) -> u32 {
 /// Every `sys_exit_*` of the stashed syscalls: the stash is only valid during its syscall.
 #[tracepoint]
 pub fn sys_exit_send(_ctx: TracePointContext) -> u32 {
-    let _ = STASH.remove(&bpf_get_current_pid_tgid());
+    let _ = STASH.remove(bpf_get_current_pid_tgid());
     0
 }
 
@@ -113,7 +113,7 @@ pub fn sock_send_length(ctx: RawTracePointContext) -> u32 {
     }
     let key = bpf_get_current_pid_tgid();
     // SAFETY: the value is copied out of the map.
-    let stash = match unsafe { STASH.get(&key) } {
+    let stash = match unsafe { STASH.get(key) } {
         Some(s) => *s,
         // No stash: the bytes exist but we cannot see them; report their length.
         None => Stash {

@@ -28,7 +28,7 @@ use containerdsnoop_decode::{
 };
 
 use crate::capture::BackendChoice;
-use crate::paths::{DEFAULT_SOCKETS, parse_pattern};
+use crate::paths::{DEFAULT_SOCKETS, Selector, parse_selector};
 
 /// Stdout: line-buffered on a terminal, block-buffered into a pipe or file.
 fn stdout() -> Box<dyn Write> {
@@ -48,7 +48,8 @@ fn stdout() -> Box<dyn Write> {
 #[command(name = "containerdsnoop", version, about, long_about = None)]
 pub struct Args {
     /// Socket paths to trace: exact (`/run/x.sock`), prefix (`/run/containerd/s/*`) or abstract
-    /// (`@name`, `@prefix*`). A socket matches when its own or its peer's address matches.
+    /// (`@name`, `@prefix*`). A path selects the socket file it resolves to, however its server
+    /// spelled the name it bound; `/proc/PID/root/...` reaches other mount namespaces.
     #[arg(value_name = "SOCKET")]
     pub sockets: Vec<String>,
 
@@ -203,6 +204,8 @@ pub struct Config {
     pub socket_names: Vec<String>,
     /// Whether the sockets were named on the command line (else the runtime defaults).
     pub explicit_sockets: bool,
+    pub selectors: Vec<Selector>,
+    /// The kernel-side name patterns, one per selector (same index).
     pub patterns: Vec<PathPattern>,
     pub backend: BackendChoice,
     pub max_call_bytes: u32,
@@ -240,10 +243,11 @@ impl Config {
         if socket_names.len() > MAX_PATTERNS as usize {
             bail!("at most {MAX_PATTERNS} socket paths can be traced at once");
         }
-        let patterns = socket_names
+        let selectors = socket_names
             .iter()
-            .map(|s| parse_pattern(s).with_context(|| format!("socket argument {s:?}")))
+            .map(|s| parse_selector(s).with_context(|| format!("socket argument {s:?}")))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let patterns = selectors.iter().map(Selector::kernel_pattern).collect();
         if !args.ring_buffer_mib.is_power_of_two() || args.ring_buffer_mib > 1024 {
             bail!("--ring-buffer-mib must be a power of two up to 1024");
         }
@@ -303,6 +307,7 @@ impl Config {
             input,
             explicit_sockets: !args.sockets.is_empty(),
             socket_names,
+            selectors,
             patterns,
             backend: args.backend,
             max_call_bytes: args.max_call_bytes,
@@ -359,26 +364,6 @@ impl Config {
             self.plan.clone(),
             sinks,
         ))
-    }
-
-    /// Selected filesystem paths that exist now (a prefix pattern counts when its directory
-    /// exists); abstract names cannot be checked and count as present.
-    pub fn existing_sockets(&self) -> Vec<&str> {
-        self.socket_names
-            .iter()
-            .filter(|name| {
-                if name.starts_with('@') {
-                    return true;
-                }
-                match name.strip_suffix('*') {
-                    Some(prefix) => std::path::Path::new(prefix)
-                        .parent()
-                        .is_some_and(|dir| dir.is_dir()),
-                    None => std::path::Path::new(name.as_str()).exists(),
-                }
-            })
-            .map(String::as_str)
-            .collect()
     }
 
     /// What `Tracing <what> with ...` names.

@@ -9,8 +9,9 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use containerdsnoop::{
     btf,
-    capture::{CaptureConfig, discover::OpenConnection, live::LiveSource},
+    capture::{CaptureConfig, discover::OpenConnection, live::LiveSource, selection::Selection},
     cli::{Args, Config, Input},
+    paths::identity::Update,
 };
 use containerdsnoop_decode::{
     escape::escape_str,
@@ -70,7 +71,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             drive(&config, source, pipeline).map_err(|e| e.context(format!("-r {path}")))
         }
         Input::VerifyOnly => {
-            let loaded = containerdsnoop::capture::verify_all(&capture_config(&config)?)?;
+            let loaded =
+                containerdsnoop::capture::verify_all(&capture_config(&config, Vec::new())?)?;
             eprintln!("verified {} programs: {}", loaded.len(), loaded.join(", "));
             Ok(())
         }
@@ -78,10 +80,12 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
-fn capture_config(config: &Config) -> anyhow::Result<CaptureConfig> {
+/// What to load and attach; `initial` are the socket files and directories selected at start.
+fn capture_config(config: &Config, initial: Vec<Update>) -> anyhow::Result<CaptureConfig> {
     Ok(CaptureConfig {
         backend: config.backend,
         patterns: config.patterns.clone(),
+        initial,
         max_call_bytes: config.max_call_bytes,
         ring_bytes: config.ring_bytes,
         layout: btf::kernel_layout_from_sysfs().context("reading kernel structure layout")?,
@@ -90,24 +94,26 @@ fn capture_config(config: &Config) -> anyhow::Result<CaptureConfig> {
 
 /// Starts the live capture, says what it traces, and drives it.
 fn trace(config: &Config) -> anyhow::Result<()> {
-    let capture_config = capture_config(config)?;
+    let (selection, initial) = Selection::start(config.selectors.clone());
+    let capture_config = capture_config(config, initial)?;
     let mut pipeline = config.pipeline(Clock::now())?;
     // Before attaching: a connection opened after this point is seen from its first byte (or
     // recognised by the decoder if it races the attach), never mislabelled as pre-existing.
-    let open = containerdsnoop::capture::discover::open_connections(&config.patterns);
-    let source = LiveSource::start(&capture_config, config.duration)?;
+    let open = containerdsnoop::capture::discover::open_connections(
+        &selection.current_files(),
+        &selection.abstract_patterns(),
+    );
+    let report = selection.report(!config.explicit_sockets);
+    let source = LiveSource::start(&capture_config, config.duration, selection)?;
     if let Some(reason) = &source.capture().fallback_reason {
         eprintln!(
             "containerdsnoop: kprobe backend unavailable ({reason}); using the tracepoint backend"
         );
     }
-    report_open_connections(open, &mut pipeline);
-    if config.existing_sockets().is_empty() {
-        eprintln!(
-            "containerdsnoop: none of the selected sockets exists yet; tracing continues and \
-             matches them as soon as they are used"
-        );
+    for line in report {
+        eprintln!("containerdsnoop: {}", escape_str(&line));
     }
+    report_open_connections(open, &mut pipeline);
     eprintln!(
         "Tracing {} with {} backend... Ctrl-C to end.",
         config.describe_sockets(),

@@ -92,7 +92,9 @@ run_case() {
     say "$s/$c: peer exit $rc ($(awk "BEGIN{print $(now) - $t}")s)"
 }
 
-CASES="write writev send sendmsg nonblock dgram-write dgram-sendmsg http2"
+# spelled, relative: the server binds another spelling of the selected path (///dir/x.sock,
+# x.sock after chdir); selection is by the socket file's identity (issue #11).
+CASES="write writev send sendmsg nonblock dgram-write dgram-sendmsg http2 spelled relative"
 
 # session NAME BACKEND CASES...
 session() {
@@ -126,6 +128,9 @@ session() {
         nonblock) run_case $s $c $ex --mode nonblock --bytes 1048576 --seed 15 --out-dir ;;
         dgram-write) run_case $s $c $dg --mode write --count 24 --seed 16 --out-dir ;;
         dgram-sendmsg) run_case $s $c $dg --mode sendmsg --count 24 --seed 17 --out-dir ;;
+        spelled) run_case $s $c $ex --bind-as //$sock --mode write --bytes 65536 --seed 18 --out-dir ;;
+        relative) run_case $s $c $ex --chdir $v --bind-as $c.sock --mode write --bytes 65536 \
+            --seed 19 --out-dir ;;
         http2) run_case $s $c xtask vm-test --guest-replay /test/ctr-version.h2trace \
             --guest-socket $sock --guest-out-dir ;;
         esac

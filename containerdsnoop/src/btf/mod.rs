@@ -238,6 +238,15 @@ fn layout_of(btf: &impl Lookup) -> Result<KernelLayout, LayoutError> {
         socket_sk: required("socket", "sk")?,
         socket_alloc_vfs_inode: required("socket_alloc", "vfs_inode")?,
         inode_i_ino: required("inode", "i_ino")?,
+        // The bound socket's file (`struct path` embedded in `unix_sock`), for selection by
+        // identity: `d_inode->i_sb->s_dev`, `d_inode->i_ino`, and the entry's directory + name.
+        unix_sock_path_dentry: required("unix_sock", "path.dentry")?,
+        dentry_d_inode: required("dentry", "d_inode")?,
+        dentry_d_parent: required("dentry", "d_parent")?,
+        dentry_d_name_len: required("dentry", "d_name.len")?,
+        dentry_d_name_name: required("dentry", "d_name.name")?,
+        inode_i_sb: required("inode", "i_sb")?,
+        super_block_s_dev: required("super_block", "s_dev")?,
         pid_numbers: required("pid", "numbers")?,
         upid_nr: required("upid", "nr")?,
         task_group_leader: required("task_struct", "group_leader")?,

@@ -29,6 +29,8 @@ pub const INDEXED: &[&str] = &[
     "socket",
     "socket_alloc",
     "inode",
+    "dentry",
+    "super_block",
     "pid",
     "upid",
     "task_struct",

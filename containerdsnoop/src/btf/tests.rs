@@ -330,7 +330,20 @@ const OLD_KERNEL: &[(&str, &[(&str, u32)])] = &[
         "sock",
         &[("__sk_common", 0), ("sk_socket", 264), ("sk_peer_pid", 560)],
     ),
-    ("unix_sock", &[("sk", 0), ("addr", 768), ("peer", 848)]),
+    (
+        "unix_sock",
+        &[("sk", 0), ("addr", 768), ("path", 776), ("peer", 848)],
+    ),
+    (
+        "dentry",
+        &[
+            ("d_flags", 0),
+            ("d_parent", 24),
+            ("d_name", 32),
+            ("d_inode", 48),
+        ],
+    ),
+    ("super_block", &[("s_list", 0), ("s_dev", 16)]),
     (
         "unix_address",
         &[("refcnt", 0), ("len", 4), ("hash", 8), ("name", 12)],
@@ -338,7 +351,7 @@ const OLD_KERNEL: &[(&str, &[(&str, u32)])] = &[
     ("sockaddr_un", &[("sun_family", 0), ("sun_path", 2)]),
     ("socket", &[("state", 0), ("type", 4), ("sk", 32)]),
     ("socket_alloc", &[("socket", 0), ("vfs_inode", 384)]),
-    ("inode", &[("i_mode", 0), ("i_ino", 64)]),
+    ("inode", &[("i_mode", 0), ("i_sb", 40), ("i_ino", 64)]),
     ("pid", &[("level", 4), ("numbers", 80)]),
     ("upid", &[("nr", 0), ("ns", 8)]),
     ("task_struct", &[("group_leader", 1200), ("comm", 1600)]),
@@ -355,12 +368,20 @@ fn old_kernel_raw(omit: &str, big_endian: bool) -> RawBtf {
     let u64_ = b.int("long long unsigned int", 8);
     let iovs = b.union(&[("iov", u64_, 0), ("kvec", u64_, 0)]);
     let common = b.strukt("sock_common", &[("skc_family", u64_, 128)]);
+    let path = b.strukt("path", &[("mnt", u64_, 0), ("dentry", u64_, 64)]);
+    // `struct qstr { union { struct { u32 hash; u32 len; }; u64 hash_len; }; const char *name; }`
+    let u32_ = b.int("unsigned int", 4);
+    let hash_len = b.strukt("", &[("hash", u32_, 0), ("len", u32_, 32)]);
+    let hash_union = b.union(&[("", hash_len, 0), ("hash_len", u64_, 0)]);
+    let qstr = b.strukt("qstr", &[("", hash_union, 0), ("name", u64_, 64)]);
     for &(name, fields) in OLD_KERNEL {
         let members: Vec<_> = (fields.iter())
             .filter(|(m, _)| format!("{name}.{m}") != omit)
             .map(|&(m, bytes)| match m {
                 "" => (m, iovs, bytes * 8),
                 "__sk_common" => (m, common, bytes * 8),
+                "path" if name == "unix_sock" => (m, path, bytes * 8),
+                "d_name" => (m, qstr, bytes * 8),
                 _ => (m, u64_, bytes * 8),
             })
             .collect();
@@ -400,6 +421,13 @@ fn old_kernels_get_the_u32_type_field_iov_and_no_ubuf() {
         socket_sk: 32,
         socket_alloc_vfs_inode: 384,
         inode_i_ino: 64,
+        unix_sock_path_dentry: 784,
+        dentry_d_inode: 48,
+        dentry_d_parent: 24,
+        dentry_d_name_len: 36,
+        dentry_d_name_name: 40,
+        inode_i_sb: 40,
+        super_block_s_dev: 16,
         pid_numbers: 80,
         upid_nr: 0,
         task_group_leader: 1200,
@@ -415,6 +443,8 @@ fn a_missing_required_member_is_named_in_the_error() {
         "iov_iter.type",
         "sock.sk_peer_pid",
         "unix_address.name",
+        "dentry.d_parent",
+        "super_block.s_dev",
     ] {
         let err = kernel_layout(&old_kernel_btf(omit)).unwrap_err();
         assert!(

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use containerdsnoop_decode::{
+    escape::escape_str,
     protocol::call::ConnEnd,
     record,
     source::{Event, Source, Status},
@@ -17,7 +18,10 @@ use tokio::{
     time::{Instant, Interval, MissedTickBehavior},
 };
 
-use super::{Capture, CaptureConfig};
+use super::{
+    Capture, CaptureConfig,
+    selection::{RESCAN_INTERVAL, Selection},
+};
 
 /// Output is flushed at least this often when nothing else flushes it (stdout into a pipe).
 const FLUSH_EVERY: Duration = Duration::from_millis(500);
@@ -34,6 +38,10 @@ pub struct LiveSource {
     deadline: Option<Instant>,
     flush_tick: Interval,
     drain_tick: Interval,
+    /// The selected socket files, re-read every [`RESCAN_INTERVAL`] so that a re-created
+    /// socket is followed; what changed is said on stderr.
+    selection: Selection,
+    rescan_tick: Interval,
     /// Raw records of the current batch (kept to reuse the allocation).
     records: Vec<Vec<u8>>,
     /// A per-run key for masking kernel pointers (see `record::mask_pointer`).
@@ -45,13 +53,18 @@ pub struct LiveSource {
 /// Why the wait ended.
 enum Wake {
     Records,
+    Rescan,
     Flush,
     Stop,
 }
 
 impl LiveSource {
     /// Loads and attaches the programs; records flow from here on.
-    pub fn start(config: &CaptureConfig, duration: Option<Duration>) -> anyhow::Result<Self> {
+    pub fn start(
+        config: &CaptureConfig,
+        duration: Option<Duration>,
+        selection: Selection,
+    ) -> anyhow::Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -65,7 +78,11 @@ impl LiveSource {
         flush_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut drain_tick = tokio::time::interval(DRAIN_EVERY);
         drain_tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut rescan_tick = tokio::time::interval(RESCAN_INTERVAL);
+        rescan_tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
         Ok(LiveSource {
+            selection,
+            rescan_tick,
             deadline: duration.map(|d| Instant::now() + d),
             runtime,
             capture,
@@ -101,6 +118,7 @@ impl Source for LiveSource {
             deadline,
             flush_tick,
             drain_tick,
+            rescan_tick,
             records,
             ..
         } = self;
@@ -121,8 +139,14 @@ impl Source for LiveSource {
                     capture.read_now(records);
                     Ok(Wake::Records)
                 }
+                _ = rescan_tick.tick() => Ok(Wake::Rescan),
             }
         })?;
+        if matches!(wake, Wake::Rescan) {
+            for line in self.selection.rescan(&mut self.capture) {
+                eprintln!("containerdsnoop: {}", escape_str(&line));
+            }
+        }
         if matches!(wake, Wake::Stop) {
             // What the kernel wrote before the signal still counts.
             self.capture.read_now(&mut self.records);
@@ -138,7 +162,7 @@ impl Source for LiveSource {
         Ok(match wake {
             Wake::Stop => Status::Ended,
             Wake::Flush => Status::Quiet,
-            Wake::Records => Status::More,
+            Wake::Records | Wake::Rescan => Status::More,
         })
     }
 

@@ -4,16 +4,19 @@
 
 pub mod discover;
 pub mod live;
+pub mod selection;
 
 use std::{fmt, path::Path};
 
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
     programs::{KProbe, ProgramError, RawTracePoint, TracePoint},
 };
-use containerdsnoop_common::{DropCounters, KernelLayout, PathPattern};
+use containerdsnoop_common::{DropCounters, FileKey, KernelLayout, PATTERN_ABSTRACT, PathPattern};
+
+use crate::paths::identity::Update;
 use tokio::io::unix::AsyncFd;
 
 /// The eBPF object built by build.rs.
@@ -47,7 +50,11 @@ impl fmt::Display for Backend {
 
 pub struct CaptureConfig {
     pub backend: BackendChoice,
+    /// Name patterns, one per selector (see `paths::Selector::kernel_pattern`).
     pub patterns: Vec<PathPattern>,
+    /// The socket files and directories selected by identity at start, written to the maps
+    /// before any program is attached.
+    pub initial: Vec<Update>,
     pub max_call_bytes: u32,
     /// Ring buffer size in bytes: a power of two, at least one page.
     pub ring_bytes: u32,
@@ -77,6 +84,9 @@ pub struct Capture {
     logger: Option<AsyncFd<aya_log::EbpfLogger<&'static dyn log::Log>>>,
     ring: AsyncFd<RingBuf<MapData>>,
     drops: PerCpuArray<MapData, DropCounters>,
+    selected_files: SelectionMap,
+    selected_dirs: SelectionMap,
+    patterns: Array<MapData, PathPattern>,
     pub backend: Backend,
     /// Why `auto` did not pick the kprobe backend.
     pub fallback_reason: Option<String>,
@@ -122,11 +132,16 @@ impl Capture {
         let ring = unsafe { AsyncFd::register(ring) }
             .map_err(|e| anyhow!("registering the ring buffer with tokio: {e}"))?;
         let drops = PerCpuArray::try_from(ebpf.take_map("DROPS").context("map DROPS missing")?)?;
+        let (selected_files, selected_dirs) = selection_maps(&mut ebpf)?;
+        let patterns = Array::try_from(ebpf.take_map("PATTERNS").context("map PATTERNS missing")?)?;
         Ok(Capture {
             _ebpf: ebpf,
             logger,
             ring,
             drops,
+            selected_files,
+            selected_dirs,
+            patterns,
             backend,
             fallback_reason,
         })
@@ -172,6 +187,21 @@ impl Capture {
         }
     }
 
+    /// Applies selection changes to the kernel maps; returns one message per change that
+    /// failed (a full map), so that a socket that cannot be selected is never silently missed.
+    pub fn apply_selection(&mut self, updates: &[Update]) -> Vec<String> {
+        let mut errors = Vec::new();
+        // Names first: a directory's new mask bit must not meet a stale name.
+        apply_patterns(&mut self.patterns, updates, &mut errors);
+        apply_updates(
+            &mut self.selected_files,
+            Some(&mut self.selected_dirs),
+            updates,
+            &mut errors,
+        );
+        errors
+    }
+
     /// The kernel-side counters, summed over CPUs.
     pub fn drop_counters(&self) -> anyhow::Result<DropCounters> {
         let per_cpu = self.drops.get(&0, 0)?;
@@ -188,7 +218,10 @@ impl Capture {
 fn load_object(config: &CaptureConfig) -> anyhow::Result<Ebpf> {
     let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow!("{what}: {e}"))? as u32;
     let tracer_tgid = std::process::id();
-    let pattern_count = config.patterns.len() as u32;
+    // Every slot is compared (under each directory's mask): the slots after the selectors'
+    // take symlink targets' names at run time (`Update::Pattern`).
+    let pattern_count = containerdsnoop_common::MAX_PATTERNS;
+    let has_abstract = u32::from(config.patterns.iter().any(|p| p.kind == PATTERN_ABSTRACT));
     // bpf_loop (5.17+) lets the verifier check the record loop once instead of per iteration:
     // a second or more of start-up. Older kernels get the bounded loop.
     let use_bpf_loop = u32::from(
@@ -203,6 +236,7 @@ fn load_object(config: &CaptureConfig) -> anyhow::Result<Ebpf> {
         .override_global("TRACER_TGID", &tracer_tgid, true)
         .override_global("MAX_CALL_BYTES", &config.max_call_bytes, true)
         .override_global("PATTERN_COUNT", &pattern_count, true)
+        .override_global("HAS_ABSTRACT", &has_abstract, true)
         .override_global("USE_BPF_LOOP", &use_bpf_loop, true)
         .map_max_entries("SCRATCH", cpus)
         .map_max_entries("EVENTS", config.ring_bytes)
@@ -215,7 +249,102 @@ fn load_object(config: &CaptureConfig) -> anyhow::Result<Ebpf> {
             .set(i as u32, p, 0)
             .context("writing socket patterns")?;
     }
+    let mut initial_errors = Vec::new();
+    apply_patterns(&mut patterns, &config.initial, &mut initial_errors);
+    // Borrowed, not taken: the programs are loaded later and need the maps' fds open.
+    let mut files: HashMap<_, FileKey, u32> = HashMap::try_from(
+        ebpf.map_mut("SELECTED_FILES")
+            .context("map SELECTED_FILES missing")?,
+    )?;
+    apply_updates(
+        &mut files,
+        None::<&mut HashMap<MapData, FileKey, u32>>,
+        &config.initial,
+        &mut initial_errors,
+    );
+    let mut dirs: HashMap<_, FileKey, u32> = HashMap::try_from(
+        ebpf.map_mut("SELECTED_DIRS")
+            .context("map SELECTED_DIRS missing")?,
+    )?;
+    apply_updates_dirs(&mut dirs, &config.initial, &mut initial_errors);
+    if let Some(e) = initial_errors.first() {
+        bail!("{e}");
+    }
     Ok(ebpf)
+}
+
+/// `SELECTED_FILES` or `SELECTED_DIRS`, owned.
+type SelectionMap = HashMap<MapData, FileKey, u32>;
+
+/// The two selection maps, taken out of the object once the programs that use them are loaded.
+fn selection_maps(ebpf: &mut Ebpf) -> anyhow::Result<(SelectionMap, SelectionMap)> {
+    let files = ebpf
+        .take_map("SELECTED_FILES")
+        .context("map SELECTED_FILES missing")?;
+    let dirs = ebpf
+        .take_map("SELECTED_DIRS")
+        .context("map SELECTED_DIRS missing")?;
+    Ok((HashMap::try_from(files)?, HashMap::try_from(dirs)?))
+}
+
+/// Writes the `Update::File`s of `updates` to `files` (and the `Update::Dir`s to `dirs` when
+/// given); failures are described in `errors`.
+fn apply_updates<T: std::borrow::BorrowMut<MapData>, U: std::borrow::BorrowMut<MapData>>(
+    files: &mut HashMap<T, FileKey, u32>,
+    dirs: Option<&mut HashMap<U, FileKey, u32>>,
+    updates: &[Update],
+    errors: &mut Vec<String>,
+) {
+    for u in updates {
+        if let Update::File(k, v) = u
+            && let Err(e) = files.insert(k, v, 0)
+        {
+            errors.push(selection_error("socket file", k, &e));
+        }
+    }
+    if let Some(dirs) = dirs {
+        apply_updates_dirs(dirs, updates, errors);
+    }
+}
+
+fn apply_updates_dirs<T: std::borrow::BorrowMut<MapData>>(
+    dirs: &mut HashMap<T, FileKey, u32>,
+    updates: &[Update],
+    errors: &mut Vec<String>,
+) {
+    for u in updates {
+        if let Update::Dir(k, mask) = u
+            && let Err(e) = dirs.insert(k, mask, 0)
+        {
+            errors.push(selection_error("directory", k, &e));
+        }
+    }
+}
+
+fn apply_patterns<T: std::borrow::BorrowMut<MapData>>(
+    patterns: &mut Array<T, PathPattern>,
+    updates: &[Update],
+    errors: &mut Vec<String>,
+) {
+    for u in updates {
+        if let Update::Pattern(slot, p) = u
+            && let Err(e) = patterns.set(*slot, **p, 0)
+        {
+            errors.push(format!(
+                "cannot write name pattern {slot} in the kernel: {e}; a socket re-created at a \
+                 symlink's target is traced only from the next check on"
+            ));
+        }
+    }
+}
+
+fn selection_error(what: &str, k: &FileKey, e: &dyn std::fmt::Display) -> String {
+    format!(
+        "cannot select {what} (device {}, inode {}) in the kernel: {e}; its sockets are NOT \
+         traced",
+        crate::paths::identity::dev_text(k.dev),
+        k.ino
+    )
 }
 
 fn explain_load_error(e: aya::EbpfError) -> anyhow::Error {

@@ -24,6 +24,7 @@ pub mod dockerd;
 pub mod image;
 pub mod peer;
 pub mod process;
+pub mod raw;
 pub mod tracer;
 
 use std::path::{Path, PathBuf};
@@ -47,6 +48,8 @@ pub enum Need {
     Containerd,
     Dockerd,
     TestPeer,
+    /// Python 3 with grpcio (installed with pip when absent, see [`ensure_grpcio`]).
+    PythonGrpcio,
 }
 
 /// Why the test cannot run here, or `None` when every need is met.
@@ -69,11 +72,47 @@ pub fn missing(needs: &[Need]) -> Option<String> {
                 Ok(_) => continue,
                 Err(e) => format!("{e:#}"),
             },
+            Need::PythonGrpcio => match ensure_grpcio() {
+                Ok(()) => continue,
+                Err(e) => format!("{e:#}"),
+            },
             _ => continue,
         };
         return Some(reason);
     }
     None
+}
+
+fn python_has_grpcio() -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", "import grpc"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Makes `python3 -c 'import grpc'` work: nothing when it does, else `pip install grpcio` (with
+/// `--break-system-packages` where the distribution's Python refuses plain pip, as Debian 12's
+/// does). Idempotent; a fresh CI machine runs it once.
+pub fn ensure_grpcio() -> Result<()> {
+    static ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = ONCE.lock().unwrap_or_else(|e| e.into_inner());
+    if python_has_grpcio() {
+        return Ok(());
+    }
+    let mut log = String::new();
+    for extra in [&[][..], &["--break-system-packages"][..]] {
+        let mut cmd = std::process::Command::new("python3");
+        cmd.args(["-m", "pip", "install", "--quiet", "grpcio"])
+            .args(extra);
+        let run = process::run(cmd, Duration::from_secs(600))?;
+        log.push_str(&run.stderr());
+        if python_has_grpcio() {
+            return Ok(());
+        }
+    }
+    bail!("python3 has no grpcio and `python3 -m pip install grpcio` failed: {log}")
 }
 
 /// Whether unskippable mode is on (`CONTAINERDSNOOP_E2E=require`).

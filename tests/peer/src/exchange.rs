@@ -19,9 +19,16 @@ use crate::util::{join, remove_stale, wait_for_file, write_outputs};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Path of the listening socket (a stale one is removed first).
+    /// Path of the listening socket (a stale one is removed first); the client connects to it.
     #[arg(long)]
     path: PathBuf,
+    /// The name passed to bind(2), when it is to be spelled differently from --path (e.g.
+    /// `///tmp/x.sock`, or a relative name with --chdir), as servers sometimes do.
+    #[arg(long)]
+    bind_as: Option<PathBuf>,
+    /// Change to this directory before binding (for a relative --bind-as).
+    #[arg(long)]
+    chdir: Option<PathBuf>,
     /// Syscall shape used by both senders.
     #[arg(long, value_enum)]
     mode: Mode,
@@ -56,12 +63,18 @@ const WAIT_FILE_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub fn run(args: Args) -> Result<()> {
     remove_stale(&args.path)?;
+    if let Some(dir) = &args.chdir {
+        std::env::set_current_dir(dir).with_context(|| format!("chdir {}", dir.display()))?;
+    }
+    let bind_as = args.bind_as.as_ref().unwrap_or(&args.path);
     let listener =
-        UnixListener::bind(&args.path).with_context(|| format!("bind {}", args.path.display()))?;
+        UnixListener::bind(bind_as).with_context(|| format!("bind {}", bind_as.display()))?;
+    let file_ino = fs::metadata(&args.path)
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .with_context(|| format!("stat {}", args.path.display()))?;
     let client = UnixStream::connect(&args.path)
         .with_context(|| format!("connect {}", args.path.display()))?;
     let (server, _) = listener.accept().context("accept")?;
-    drop(listener);
 
     let client_ino = shape::inode(client.as_fd())?;
     let server_ino = shape::inode(server.as_fd())?;
@@ -121,7 +134,9 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     thread::sleep(Duration::from_millis(args.linger_ms));
-    drop((client, server));
+    // The listener lives as long as the connection, as a server's does (the tracer reports
+    // who listens on a selected socket).
+    drop((client, server, listener));
     // Best effort: the socket file is ours and a leftover one is harmless.
     let _ = fs::remove_file(&args.path);
 
@@ -130,6 +145,7 @@ pub fn run(args: Args) -> Result<()> {
         "server_pid": pid,
         "client_ino": client_ino,
         "server_ino": server_ino,
+        "socket_file_ino": file_ino,
         "c2s_len": got_c2s.len(),
         "s2c_len": got_s2c.len(),
         "eagain": counters.eagain.load(Ordering::Relaxed),
