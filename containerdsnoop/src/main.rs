@@ -278,6 +278,12 @@ async fn trace(config: Config, capture_config: CaptureConfig) -> anyhow::Result<
             "containerdsnoop: kprobe backend unavailable ({reason}); using the tracepoint backend"
         );
     }
+    if let Some(reason) = &capture.close_unavailable {
+        eprintln!(
+            "containerdsnoop: connection ends are not seen as they happen ({reason}); open calls \
+             end when a socket identity is reused or the tracer stops"
+        );
+    }
     report_open_connections(open, &mut pipeline);
     if config.existing_sockets().is_empty() {
         eprintln!(
@@ -318,6 +324,13 @@ async fn trace(config: Config, capture_config: CaptureConfig) -> anyhow::Result<
                 capture.read_now(&mut records);
             }
             for record in records.drain(..) {
+                // A connection end (close, shutdown, exit): its open calls end now.
+                if let Some(closed) = containerdsnoop::closes::parse(&record, pointer_key) {
+                    if closed.ends_connection() {
+                        pipeline.close_connection(closed.ts_ns, closed.sock_id, closed.peer_id)?;
+                    }
+                    continue;
+                }
                 match record::parse(&record, pointer_key) {
                     Ok(chunk) => {
                         if !pipeline.push(&chunk)? {
@@ -343,6 +356,18 @@ async fn trace(config: Config, capture_config: CaptureConfig) -> anyhow::Result<
             pipeline.stats.missed_entries = drops.missed_entries;
         }
         eprintln!("{}", pipeline.stats.summary());
+        if let Ok(drops) = capture.drop_counters()
+            && (drops.lost_closes > 0 || drops.exit_scans_cut > 0)
+        {
+            eprintln!(
+                "connection ends: {} seen, {} lost in the kernel (ring buffer full), {} exiting \
+                 processes with more than {} fds not fully scanned; their calls ended later",
+                drops.closes,
+                drops.lost_closes,
+                drops.exit_scans_cut,
+                containerdsnoop_common::EXIT_SCAN_MAX_FDS
+            );
+        }
     }
     result?;
     finished?;

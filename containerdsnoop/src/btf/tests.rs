@@ -404,6 +404,22 @@ fn old_kernels_get_the_u32_type_field_iov_and_no_ubuf() {
         upid_nr: 0,
         task_group_leader: 1200,
         task_comm: 1600,
+        // Close detection's members are optional: absent from this BTF, absent in the layout,
+        // except those OLD_KERNEL happens to carry.
+        task_files: ABSENT,
+        task_signal: ABSENT,
+        signal_live: ABSENT,
+        files_struct_count: ABSENT,
+        files_struct_fdt: ABSENT,
+        fdtable_max_fds: ABSENT,
+        fdtable_fd: ABSENT,
+        fdtable_open_fds: ABSENT,
+        file_ref: ABSENT,
+        file_ref_one: ABSENT,
+        file_private_data: ABSENT,
+        file_f_inode: ABSENT,
+        inode_i_mode: 0,
+        socket_file: ABSENT,
     };
     assert_eq!(kernel_layout(&old_kernel_btf("")).unwrap(), expected);
 }
