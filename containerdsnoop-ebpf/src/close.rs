@@ -37,8 +37,10 @@
 //! processes, inherited, or never written by this process are right; a scan costs one
 //! `bpf_loop` round per fd slot (`max_fds`, 64 for most processes) at each process exit, and
 //! nothing on the send path. Missed by this backend: `close_range(2)`, close-on-exec, `dup2`
-//! over a socket fd, and fds sharing one file (`dup`) — those connections end as before, when
-//! their socket identity is reused or the tracer stops.
+//! over a socket fd, fds sharing one file (`dup`), and a close while another thread of the
+//! process is inside a syscall on that fd (it holds a second reference: Go and grpcio wait in
+//! epoll instead, so they are seen) — those connections end as before, when their socket
+//! identity is reused or the tracer stops.
 //!
 //! All offsets come from BTF (`KernelLayout`); user space attaches these programs only when
 //! every member they read was found.
