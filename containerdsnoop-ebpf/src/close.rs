@@ -80,8 +80,8 @@ fn report(sock: u64, ino: u64, kind: u32, how: u32, backend: u32) {
     let peer = read_u64(sk + layout!(unix_sock_peer) as u64).unwrap_or(0);
     let peer_ino = if peer != 0 { sk_inode(peer) } else { 0 };
     // SAFETY: lookups only; nothing is kept from the values.
-    let traced = (ino != 0 && unsafe { SOCK_STATE.get(&ino) }.is_some())
-        || (peer_ino != 0 && unsafe { SOCK_STATE.get(&peer_ino) }.is_some());
+    let traced = (ino != 0 && unsafe { SOCK_STATE.get(ino) }.is_some())
+        || (peer_ino != 0 && unsafe { SOCK_STATE.get(peer_ino) }.is_some());
     if !traced {
         return;
     }
