@@ -198,6 +198,53 @@ pub struct KernelLayout {
     // struct task_struct (process comm via group_leader)
     pub task_group_leader: u32,
     pub task_comm: u32,
+    // Connection ends on the tracepoint backend (`close.rs`): the fd table walk
+    // `task->files->fdt->fd[fd]`, the file's reference count and the socket behind it, and
+    // whether the exiting task's thread group is dead. `u32::MAX` when missing: user space then
+    // leaves close detection off on that backend (see `close_fields_present`).
+    pub task_files: u32,
+    pub task_signal: u32,
+    /// `signal_struct.live`: threads of the group not yet exiting (`atomic_t`).
+    pub signal_live: u32,
+    /// `files_struct.count` (`atomic_t`): tasks sharing the fd table.
+    pub files_struct_count: u32,
+    pub files_struct_fdt: u32,
+    pub fdtable_max_fds: u32,
+    pub fdtable_fd: u32,
+    pub fdtable_open_fds: u32,
+    /// `file.f_ref` (`file_ref_t`, 6.13+) or `file.f_count` (`atomic_long_t`), read as a u64.
+    pub file_ref: u32,
+    /// The value of that counter when exactly one reference is held: 0 for `file_ref_t`
+    /// (`FILE_REF_ONEREF`), 1 for `atomic_long_t f_count`.
+    pub file_ref_one: u32,
+    pub file_private_data: u32,
+    pub file_f_inode: u32,
+    pub inode_i_mode: u32,
+    pub socket_file: u32,
+}
+
+impl KernelLayout {
+    /// Whether every field the close/shutdown/exit tracepoints need was found.
+    pub fn close_fields_present(&self) -> bool {
+        [
+            self.task_files,
+            self.task_signal,
+            self.signal_live,
+            self.files_struct_count,
+            self.files_struct_fdt,
+            self.fdtable_max_fds,
+            self.fdtable_fd,
+            self.fdtable_open_fds,
+            self.file_ref,
+            self.file_ref_one,
+            self.file_private_data,
+            self.file_f_inode,
+            self.inode_i_mode,
+            self.socket_file,
+        ]
+        .iter()
+        .all(|&v| v != u32::MAX)
+    }
 }
 
 /// Drop counters kept per CPU by the programs; user space sums them.
@@ -212,6 +259,12 @@ pub struct DropCounters {
     pub missed_entries: u64,
     /// Sends of matched sockets seen in total.
     pub sends: u64,
+    /// Connection-end records ([`CloseRecord`]) delivered, and refused by the ring buffer.
+    pub closes: u64,
+    pub lost_closes: u64,
+    /// Exiting processes whose fd table was larger than the exit scan covers
+    /// (`EXIT_SCAN_MAX_FDS`): sockets past it are not reported as closed at exit.
+    pub exit_scans_cut: u64,
 }
 
 /// Per-socket state: the next stream position and records lost since the last one delivered.
@@ -222,6 +275,48 @@ pub struct SockState {
     pub lost_records: u32,
     pub _pad: u32,
 }
+
+/// A connection end, in the same ring buffer as the data records. Told apart from them by its
+/// length: a data record is at least [`CHUNK_HEADER_LEN`] bytes, this one exactly
+/// [`CLOSE_RECORD_LEN`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CloseRecord {
+    /// `bpf_ktime_get_ns()` at the close, shutdown, release or exit itself.
+    pub ts_ns: u64,
+    /// The ending `struct sock *` and its peer's (0 when unconnected), as in [`ChunkHeader`].
+    pub sk: u64,
+    pub peer_sk: u64,
+    pub sock_ino: u64,
+    pub peer_ino: u64,
+    /// The task that closed it (for exits: the exiting task; for releases: whoever dropped the
+    /// last reference, possibly a kernel worker).
+    pub tgid: u32,
+    pub tid: u32,
+    /// One of the `CLOSE_*` kinds.
+    pub kind: u32,
+    /// `shutdown(2)`'s `how` (`SHUT_RD` 0, `SHUT_WR` 1, `SHUT_RDWR` 2); 0 for other kinds.
+    pub how: u32,
+    /// `flags::BACKEND_*`.
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+pub const CLOSE_RECORD_LEN: usize = core::mem::size_of::<CloseRecord>();
+const _: () = assert!(CLOSE_RECORD_LEN == 64);
+const _: () = assert!(CLOSE_RECORD_LEN < CHUNK_HEADER_LEN);
+
+/// `CloseRecord.kind`: the socket's last reference went away (`unix_release`, kprobe backend).
+pub const CLOSE_RELEASE: u32 = 1;
+/// `close(2)` of the last file descriptor referring to the socket (tracepoint backend).
+pub const CLOSE_CLOSE: u32 = 2;
+/// `shutdown(2)` (both backends; `how` says which directions).
+pub const CLOSE_SHUTDOWN: u32 = 3;
+/// The last task using an fd table exits while it holds the socket's last reference
+/// (tracepoint backend).
+pub const CLOSE_EXIT: u32 = 4;
+/// Most file descriptors the exit scan looks at per exiting process.
+pub const EXIT_SCAN_MAX_FDS: u32 = 1 << 16;
 
 #[cfg(feature = "user")]
 mod user {

@@ -67,6 +67,12 @@ pub struct Stats {
     pub missed_entries: u64,
     pub desynchronised: u64,
     pub evicted_connections: u64,
+    /// Connection ends the kernel reported (live capture).
+    pub connection_ends: u64,
+    /// Connection ends the ring buffer refused: those calls ended later than they did.
+    pub lost_connection_ends: u64,
+    /// Exiting processes whose descriptor table was too large to scan whole for sockets.
+    pub exit_scans_cut: u64,
     pub evicted_directions: u64,
     pub rows: u64,
     pub methods: BTreeMap<String, MethodStats>,
@@ -154,6 +160,16 @@ impl Stats {
             self.evicted_directions,
             self.missed_entries,
         ));
+        if self.lost_connection_ends > 0 || self.exit_scans_cut > 0 {
+            out.push_str(&format!(
+                "\nconnection ends: {} seen, {} lost in the kernel (ring buffer full), {} exiting \
+                 processes with more than {} fds not fully scanned; their calls ended later",
+                self.connection_ends,
+                self.lost_connection_ends,
+                self.exit_scans_cut,
+                containerdsnoop_common::EXIT_SCAN_MAX_FDS,
+            ));
+        }
         out
     }
 }

@@ -11,6 +11,7 @@
 #![no_std]
 #![no_main]
 
+mod close;
 mod emit;
 mod kernel;
 mod kprobe;

@@ -6,4 +6,5 @@
 pub mod btf;
 pub mod capture;
 pub mod cli;
+pub mod closes;
 pub mod paths;

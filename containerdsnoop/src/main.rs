@@ -110,6 +110,12 @@ fn trace(config: &Config) -> anyhow::Result<()> {
             "containerdsnoop: kprobe backend unavailable ({reason}); using the tracepoint backend"
         );
     }
+    if let Some(reason) = &source.capture().close_unavailable {
+        eprintln!(
+            "containerdsnoop: connection ends are not seen as they happen ({reason}); open calls \
+             end when a socket identity is reused or the tracer stops"
+        );
+    }
     for line in report {
         eprintln!("containerdsnoop: {}", escape_str(&line));
     }

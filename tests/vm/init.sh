@@ -163,8 +163,61 @@ session() {
     rm -rf /tmp/out/$s /tmp/vt/$s
 }
 
+# close_session NAME BACKEND: connection ends seen as they happen (issue #12), as decoded rows.
+# HTTP/1.1 calls to a server that never answers (slow.sock) or streams forever (stream.sock):
+# clients that SIGKILL themselves mid-call, close before the answer, or are still open when the
+# tracer stops. Each client prints its CLOCK_MONOTONIC times; the host compares them with the rows.
+close_session() {
+    s=$1; b=$2
+    v=/tmp/vt/$s
+    o=/tmp/out/$s
+    mkdir -p $o $v
+    t_session=$(now)
+    hc="containerdsnoop-testpeer hold-client"
+    containerdsnoop-testpeer hold-server --path $v/slow.sock > $o/slow.out 2>&1 &
+    SLOW=$!
+    containerdsnoop-testpeer hold-server --path $v/stream.sock --stream > $o/stream.out 2>&1 &
+    STREAM=$!
+    i=0
+    while [ $i -lt 100 ] && ! { [ -S $v/slow.sock ] && [ -S $v/stream.sock ]; }; do
+        usleep 100000
+        i=$((i + 1))
+    done
+    containerdsnoop --backend "$b" -o json $v/slow.sock $v/stream.sock \
+        > $o/tracer.out 2> $o/tracer.err &
+    TPID=$!
+    i=0
+    while [ $i -lt 600 ] && ! grep -q '^Tracing ' $o/tracer.err && kill -0 $TPID 2>/dev/null; do
+        usleep 200000
+        i=$((i + 1))
+    done
+    say "$s: $(grep '^Tracing ' $o/tracer.err)"
+    timeout 60 $hc --path $v/slow.sock --target /killed --abort-after-ms 300 > $o/killed.out 2>&1
+    timeout 60 $hc --path $v/slow.sock --target /closed --close-after-ms 300 --exit-after-ms 1000 \
+        > $o/closed.out 2>&1
+    timeout 60 $hc --path $v/stream.sock --target /streamkilled --abort-after-ms 500 \
+        > $o/streamkilled.out 2>&1
+    timeout 60 $hc --path $v/slow.sock --target /later --exit-after-ms 200 > $o/later.out 2>&1
+    $hc --path $v/stream.sock --target /open > $o/open.out 2>&1 &
+    OPEN=$!
+    sleep 2
+    kill -TERM $TPID
+    wait $TPID
+    kv $s/tracer.rc $?
+    kill -KILL $OPEN $SLOW $STREAM
+    wait $OPEN $SLOW $STREAM 2>/dev/null
+    kv $s.seconds "$(awk "BEGIN{print $(now) - $t_session}")"
+    say "$s: tracer exit $(tail -n 1 $o/tracer.err)"
+    for f in tracer.out tracer.err killed.out closed.out streamkilled.out later.out; do
+        emit $s/$f $o/$f
+    done
+    rm -rf $o $v
+}
+
 session kprobe kprobe $CASES
+close_session close-kprobe kprobe
 session auto auto write
 session tracepoint tracepoint $CASES
+close_session close-tracepoint tracepoint
 say "done at $(now)s"
 finish

@@ -9,6 +9,7 @@
 //! verdict is made here, on the host.
 
 mod check;
+mod close_check;
 mod guest;
 mod initramfs;
 mod packages;

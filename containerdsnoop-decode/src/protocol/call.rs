@@ -125,7 +125,9 @@ impl ConnEnd {
     /// The status text of a call ended this way.
     pub fn reason(self) -> &'static str {
         match self {
-            ConnEnd::Closed | ConnEnd::TracerStopped | ConnEnd::CaptureEnded => "connection closed",
+            ConnEnd::Closed => "connection closed",
+            ConnEnd::TracerStopped => "tracer stopped",
+            ConnEnd::CaptureEnded => "end of capture",
             ConnEnd::Evicted => "connection evicted (too many connections)",
         }
     }
@@ -170,4 +172,18 @@ pub enum CallEventKind {
     },
     /// A connection-level notice worth a row: GOAWAY, desynchronisation, resynchronisation.
     Notice { text: String },
+}
+
+#[cfg(test)]
+mod conn_end_tests {
+    use super::ConnEnd;
+
+    /// Issue #12: a call still open when the tracer stops did not see its connection close.
+    #[test]
+    fn issue_12_each_end_says_what_happened() {
+        assert_eq!(ConnEnd::Closed.reason(), "connection closed");
+        assert_eq!(ConnEnd::TracerStopped.reason(), "tracer stopped");
+        assert_eq!(ConnEnd::CaptureEnded.reason(), "end of capture");
+        assert_ne!(ConnEnd::Evicted.reason(), ConnEnd::Closed.reason());
+    }
 }

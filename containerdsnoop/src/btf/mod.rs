@@ -215,6 +215,24 @@ fn layout_of(btf: &impl Lookup) -> Result<KernelLayout, LayoutError> {
         value: i128::from(name) + i128::from(sun_path),
     })?;
 
+    // Close detection (tracepoint backend) is optional: a kernel without one of these members
+    // still traces, with connection ends seen later (see `KernelLayout::close_fields_present`).
+    let optional = |type_name: &str, path: &str| -> u32 {
+        btf.member_offset(type_name, path)
+            .ok()
+            .flatten()
+            .unwrap_or(ABSENT)
+    };
+    // 6.13 replaced `atomic_long_t f_count` (1 = one reference) with `file_ref_t f_ref`, which
+    // counts from FILE_REF_ONEREF = 0.
+    let (file_ref, file_ref_one) = match optional("file", "f_ref") {
+        ABSENT => match optional("file", "f_count") {
+            ABSENT => (ABSENT, ABSENT),
+            off => (off, 1),
+        },
+        off => (off, 0),
+    };
+
     Ok(KernelLayout {
         msghdr_msg_iter: required("msghdr", "msg_iter")?,
         iov_iter_type,
@@ -251,6 +269,20 @@ fn layout_of(btf: &impl Lookup) -> Result<KernelLayout, LayoutError> {
         upid_nr: required("upid", "nr")?,
         task_group_leader: required("task_struct", "group_leader")?,
         task_comm: required("task_struct", "comm")?,
+        task_files: optional("task_struct", "files"),
+        task_signal: optional("task_struct", "signal"),
+        signal_live: optional("signal_struct", "live"),
+        files_struct_count: optional("files_struct", "count"),
+        files_struct_fdt: optional("files_struct", "fdt"),
+        fdtable_max_fds: optional("fdtable", "max_fds"),
+        fdtable_fd: optional("fdtable", "fd"),
+        fdtable_open_fds: optional("fdtable", "open_fds"),
+        file_ref,
+        file_ref_one,
+        file_private_data: optional("file", "private_data"),
+        file_f_inode: optional("file", "f_inode"),
+        inode_i_mode: optional("inode", "i_mode"),
+        socket_file: optional("socket", "file"),
     })
 }
 

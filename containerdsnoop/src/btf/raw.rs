@@ -34,6 +34,10 @@ pub const INDEXED: &[&str] = &[
     "pid",
     "upid",
     "task_struct",
+    "signal_struct",
+    "files_struct",
+    "fdtable",
+    "file",
 ];
 
 const MAGIC: u16 = 0xeb9f;

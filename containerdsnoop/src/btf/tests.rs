@@ -432,6 +432,22 @@ fn old_kernels_get_the_u32_type_field_iov_and_no_ubuf() {
         upid_nr: 0,
         task_group_leader: 1200,
         task_comm: 1600,
+        // Close detection's members are optional: absent from this BTF, absent in the layout,
+        // except those OLD_KERNEL happens to carry.
+        task_files: ABSENT,
+        task_signal: ABSENT,
+        signal_live: ABSENT,
+        files_struct_count: ABSENT,
+        files_struct_fdt: ABSENT,
+        fdtable_max_fds: ABSENT,
+        fdtable_fd: ABSENT,
+        fdtable_open_fds: ABSENT,
+        file_ref: ABSENT,
+        file_ref_one: ABSENT,
+        file_private_data: ABSENT,
+        file_f_inode: ABSENT,
+        inode_i_mode: 0,
+        socket_file: ABSENT,
     };
     assert_eq!(kernel_layout(&old_kernel_btf("")).unwrap(), expected);
 }
@@ -536,6 +552,15 @@ fn live_6_18_iov_iter_msghdr_and_small_structs() {
     assert_eq!((l.socket_type, l.socket_sk), (4, 24));
     assert_eq!((l.upid_nr, l.sock_common_skc_family), (0, 16));
     assert_eq!(member_offset(btf, "pid", "level").unwrap(), Some(4));
+    // Close detection (issue #12): 6.18 counts file references with `file_ref_t`, one = 0.
+    assert!(l.close_fields_present());
+    assert_eq!(l.file_ref_one, 0);
+    assert_eq!((l.signal_live, l.files_struct_count), (4, 0));
+    assert_eq!(
+        (l.fdtable_max_fds, l.fdtable_fd, l.fdtable_open_fds),
+        (0, 8, 24)
+    );
+    assert_eq!((l.socket_file, l.inode_i_mode), (16, 0));
 }
 
 /// Offsets that depend on the kernel config (lock debugging, spinlock size, randstruct...):
@@ -559,6 +584,15 @@ fn live_config_dependent_offsets_of_the_test_vm() {
     );
     assert_eq!((l.task_group_leader, l.task_comm), (1328, 1752));
     assert_eq!(member_offset(btf, "sock", "sk_ino").unwrap(), Some(608));
+    // KERNEL.md §8: task.files 1824, files.fdt 32, file.private_data 24, f_inode 32.
+    assert_eq!(
+        (l.task_files, l.task_signal, l.files_struct_fdt),
+        (1824, 1848, 32)
+    );
+    assert_eq!(
+        (l.file_ref, l.file_private_data, l.file_f_inode),
+        (176, 24, 32)
+    );
 }
 
 /// One type of every kind before the struct looked up: the linear pass must size each record

@@ -153,6 +153,17 @@ impl Source for LiveSource {
             self.ended = true;
         }
         for raw in self.records.drain(..) {
+            // A connection end (close, shutdown, exit): its open calls end now.
+            if let Some(closed) = crate::closes::parse(&raw, self.pointer_key) {
+                if closed.ends_connection() {
+                    out.push(Event::Closed {
+                        ts_ns: closed.ts_ns,
+                        sock_id: closed.sock_id,
+                        peer_id: closed.peer_id,
+                    });
+                }
+                continue;
+            }
             match record::parse(&raw, self.pointer_key) {
                 Ok(chunk) => out.push(Event::Chunk(chunk)),
                 // One bad record is counted and skipped.
@@ -176,6 +187,9 @@ impl Source for LiveSource {
             stats.lost_records = drops.lost_records;
             stats.lost_bytes = drops.lost_bytes;
             stats.missed_entries = drops.missed_entries;
+            stats.connection_ends = drops.closes;
+            stats.lost_connection_ends = drops.lost_closes;
+            stats.exit_scans_cut = drops.exit_scans_cut;
         }
     }
 }

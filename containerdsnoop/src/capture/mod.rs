@@ -90,6 +90,9 @@ pub struct Capture {
     pub backend: Backend,
     /// Why `auto` did not pick the kprobe backend.
     pub fallback_reason: Option<String>,
+    /// Why connection ends are not seen live (they are then seen when a socket identity is
+    /// reused or the tracer stops).
+    pub close_unavailable: Option<String>,
 }
 
 impl Capture {
@@ -121,6 +124,10 @@ impl Capture {
                 }
             },
         };
+        // Connection ends: secondary to the data, so a failure is reported, not fatal.
+        let close_unavailable = attach_close(&mut ebpf, backend, &config.layout)
+            .err()
+            .map(|e| format!("{e:#}"));
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             // SAFETY: the logger owns its ring buffer fd for as long as it is registered.
             Ok(l) => unsafe { AsyncFd::register(l) }.ok(),
@@ -144,6 +151,7 @@ impl Capture {
             patterns,
             backend,
             fallback_reason,
+            close_unavailable,
         })
     }
 
@@ -210,6 +218,9 @@ impl Capture {
             sum.lost_bytes += c.lost_bytes;
             sum.missed_entries += c.missed_entries;
             sum.sends += c.sends;
+            sum.closes += c.closes;
+            sum.lost_closes += c.lost_closes;
+            sum.exit_scans_cut += c.exit_scans_cut;
             sum
         }))
     }
@@ -379,6 +390,18 @@ pub fn verify_all(config: &CaptureConfig) -> anyhow::Result<Vec<String>> {
     }
     raw_tracepoint(&mut ebpf, "sock_send_length")?;
     loaded.push("sock_send_length".to_string());
+    for name in CLOSE_KPROBES.map(|(_, p)| p) {
+        kprobe(&mut ebpf, name)?;
+        loaded.push(name.to_string());
+    }
+    if config.layout.close_fields_present() {
+        for name in CLOSE_TRACEPOINTS.map(|(_, p)| p) {
+            tracepoint(&mut ebpf, name)?;
+            loaded.push(name.to_string());
+        }
+        raw_tracepoint(&mut ebpf, "sched_process_exit")?;
+        loaded.push("sched_process_exit".to_string());
+    }
     Ok(loaded)
 }
 
@@ -485,6 +508,45 @@ fn attach_tracepoints(ebpf: &mut Ebpf) -> anyhow::Result<()> {
         tracepoint(ebpf, "sys_exit_send")?
             .attach("syscalls", event)
             .with_context(|| format!("attaching tracepoint syscalls:{event}"))?;
+    }
+    Ok(())
+}
+
+/// Connection ends (`close.rs`): kernel functions and syscall tracepoints, with their programs.
+const CLOSE_KPROBES: [(&str, &str); 2] = [
+    ("unix_release", "unix_release_entry"),
+    ("unix_shutdown", "unix_shutdown_entry"),
+];
+const CLOSE_TRACEPOINTS: [(&str, &str); 2] = [
+    ("sys_enter_close", "sys_enter_close"),
+    ("sys_enter_shutdown", "sys_enter_shutdown"),
+];
+
+/// Attaches the programs that report connection ends for `backend`: the socket release and
+/// shutdown kprobes, or the close/shutdown syscall tracepoints and the process-exit raw
+/// tracepoint (which need the fd-table members of `layout`).
+fn attach_close(ebpf: &mut Ebpf, backend: Backend, layout: &KernelLayout) -> anyhow::Result<()> {
+    match backend {
+        Backend::Kprobe => {
+            for (function, program) in CLOSE_KPROBES {
+                kprobe(ebpf, program)?
+                    .attach(function, 0)
+                    .with_context(|| format!("attaching kprobe to {function}"))?;
+            }
+        }
+        Backend::Tracepoint => {
+            if !layout.close_fields_present() {
+                bail!("kernel BTF lacks a file/fd-table member that close detection reads");
+            }
+            for (event, program) in CLOSE_TRACEPOINTS {
+                tracepoint(ebpf, program)?
+                    .attach("syscalls", event)
+                    .with_context(|| format!("attaching tracepoint syscalls:{event}"))?;
+            }
+            raw_tracepoint(ebpf, "sched_process_exit")?
+                .attach("sched_process_exit")
+                .context("attaching raw tracepoint sched_process_exit")?;
+        }
     }
     Ok(())
 }

@@ -58,6 +58,12 @@ impl Tracer {
         })
     }
 
+    /// What the tracer has written to stdout so far (it flushes rows at least every 500 ms),
+    /// for tests that must see a row while the tracer still runs.
+    pub fn stdout_so_far(&self) -> String {
+        fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }

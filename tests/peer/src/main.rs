@@ -6,6 +6,7 @@ mod bench;
 mod cri;
 mod dgram;
 mod exchange;
+mod hold;
 mod prng;
 mod shape;
 mod util;
@@ -29,6 +30,10 @@ enum Cmd {
     Cri(cri::Args),
     /// The peers of `cargo xtask bench`.
     Bench(bench::Args),
+    /// An HTTP/1.1 server that answers late, never, or with an endless stream.
+    HoldServer(hold::ServerArgs),
+    /// An HTTP/1.1 client that sends one request, then closes, exits or waits to be killed.
+    HoldClient(hold::ClientArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -38,6 +43,8 @@ fn main() -> std::process::ExitCode {
         Cmd::Dgram(a) => dgram::run(a),
         Cmd::Cri(a) => cri::run(a),
         Cmd::Bench(a) => bench::run(a),
+        Cmd::HoldServer(a) => hold::run_server(a),
+        Cmd::HoldClient(a) => hold::run_client(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

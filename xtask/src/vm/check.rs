@@ -220,6 +220,28 @@ pub fn check_run(label: &str, package: &str, run: &Run, h2: &Trace) -> Report {
             Err(format!("cannot parse kernel release {:?}", report.release)),
         ),
     }
+    // Issue #12: connection ends seen as they happen (close_session in tests/vm/init.sh).
+    let tracepoint_runs = version.is_some_and(|v| v >= TRACEPOINT_SINCE);
+    for (session, runs) in [
+        ("close-kprobe", true),
+        ("close-tracepoint", tracepoint_runs),
+    ] {
+        if !runs {
+            continue;
+        }
+        let file = |name: &str| text(&ch, &format!("{session}/{name}"));
+        let rc = ch
+            .kv
+            .get(&format!("{session}/tracer.rc"))
+            .map(String::as_str);
+        let verdicts =
+            super::close_check::verdicts(rc, &file("tracer.out"), &file("tracer.err"), |case| {
+                file(&format!("{case}.out"))
+            });
+        for (test, result) in verdicts {
+            report.push(session, test, result);
+        }
+    }
     report
 }
 
