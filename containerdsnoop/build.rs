@@ -4,8 +4,11 @@ use anyhow::{Context as _, anyhow};
 
 #[path = "build/protos.rs"]
 mod protos;
+#[path = "build/version.rs"]
+mod version;
 
 fn main() -> anyhow::Result<()> {
+    version::emit();
     protos::compile()?;
     build_ebpf()
 }

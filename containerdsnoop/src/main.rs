@@ -29,6 +29,9 @@ use containerdsnoop::{
 };
 use tokio::signal::unix::{SignalKind, signal};
 
+mod generate;
+mod privileges;
+
 /// Prints kernel-side diagnostics (aya-log) on stderr.
 struct StderrLogger;
 
@@ -50,6 +53,15 @@ static LOGGER: StderrLogger = StderrLogger;
 fn main() -> ExitCode {
     let _ = log::set_logger(&LOGGER).map(|()| log::set_max_level(log::LevelFilter::Warn));
     let args = Args::parse();
+    if let Some(kind) = args.generate {
+        return match generate::write(kind, &mut io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("containerdsnoop: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
@@ -276,6 +288,7 @@ async fn trace(config: Config, capture_config: CaptureConfig) -> anyhow::Result<
         );
     }
     report_open_connections(open, &mut pipeline);
+    privileges::drop_after_attach(|| capture.drop_counters().map(|_| ()));
     if config.existing_sockets().is_empty() {
         eprintln!(
             "containerdsnoop: none of the selected sockets exists yet; tracing continues and \
