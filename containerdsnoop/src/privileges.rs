@@ -73,89 +73,82 @@ fn set_no_new_privs() {
 mod tests {
     use super::*;
 
-    /// Runs in a child process, since dropping capabilities is for good: the child drops, and
-    /// reports through its exit code what its `/proc/self/status` shows afterwards.
+    /// Capabilities, the bounding set and no_new_privs belong to a thread: each test drops
+    /// them on a thread of its own and reads that thread's `/proc/self/task/TID/status`, so the
+    /// test process keeps its privileges (no fork: other test threads may hold locks).
+    fn on_own_thread(
+        map_read: impl Fn() -> anyhow::Result<()> + Send + 'static,
+    ) -> (Result<Kept, String>, String) {
+        std::thread::spawn(move || {
+            let kept = drop_capabilities(map_read).map_err(|e| e.to_string());
+            // SAFETY: gettid has no preconditions.
+            let tid = unsafe { libc::gettid() };
+            let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status"))
+                .expect("thread status");
+            (kept, status)
+        })
+        .join()
+        .expect("thread")
+    }
+
+    fn field(status: &str, name: &str) -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(":\t"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or_else(|| panic!("no {name} in {status}"))
+    }
+
+    fn is_root() -> bool {
+        caps::has_cap(None, CapSet::Effective, Capability::CAP_SETPCAP).unwrap_or(false)
+    }
+
     #[test]
     fn drops_everything_when_map_reads_need_no_privilege() {
-        if !caps::has_cap(None, CapSet::Effective, Capability::CAP_SYS_ADMIN).unwrap_or(false) {
+        if !is_root() {
             eprintln!("SKIPPED: needs root");
             return;
         }
-        // SAFETY: fork in a test; the child only makes syscalls and reads a /proc file, then
-        // leaves with _exit, so no state shared with the parent's other threads is touched.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            let code = match drop_capabilities(|| Ok(())) {
-                Ok(kept) if kept.capabilities.is_empty() => {
-                    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-                    let zero = |field: &str| {
-                        status.lines().any(|l| {
-                            l.strip_prefix(field)
-                                .is_some_and(|v| v.trim() == "0000000000000000")
-                        })
-                    };
-                    let nnp = status.lines().any(|l| l == "NoNewPrivs:\t1");
-                    if ["CapEff:", "CapPrm:", "CapInh:", "CapAmb:", "CapBnd:"]
-                        .iter()
-                        .all(|f| zero(f))
-                        && nnp
-                    {
-                        0
-                    } else {
-                        2
-                    }
-                }
-                _ => 1,
-            };
-            // SAFETY: leaves the forked child without running the parent's destructors.
-            unsafe { libc::_exit(code) };
+        let (kept, status) = on_own_thread(|| Ok(()));
+        assert_eq!(
+            kept,
+            Ok(Kept {
+                capabilities: vec![]
+            })
+        );
+        for name in ["CapEff", "CapPrm", "CapInh", "CapAmb", "CapBnd"] {
+            assert_eq!(field(&status, name), 0, "{name}: {status}");
         }
-        let mut status = 0;
-        // SAFETY: waits for the child forked above.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert!(libc::WIFEXITED(status), "child died: {status}");
-        assert_eq!(libc::WEXITSTATUS(status), 0, "1: drop failed, 2: caps left");
+        assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+        // This thread kept its privileges.
+        assert!(is_root());
     }
 
     #[test]
     fn keeps_only_cap_bpf_when_map_reads_need_it() {
-        if !caps::has_cap(None, CapSet::Effective, Capability::CAP_SYS_ADMIN).unwrap_or(false) {
+        if !is_root() {
             eprintln!("SKIPPED: needs root");
             return;
         }
-        // SAFETY: as above.
-        let pid = unsafe { libc::fork() };
-        if pid == 0 {
-            let needs_bpf = || {
-                // The probe runs with an empty effective set: a privileged call fails like a
-                // map lookup on a pre-6.5 kernel would.
-                if caps::has_cap(None, CapSet::Effective, Capability::CAP_BPF).unwrap_or(true) {
-                    Ok(())
-                } else {
-                    Err(anyhow::anyhow!("EPERM"))
-                }
-            };
-            let code = match drop_capabilities(needs_bpf) {
-                Ok(kept) if kept.capabilities == [Capability::CAP_BPF] => {
-                    let eff = caps::read(None, CapSet::Effective).unwrap_or_default();
-                    let prm = caps::read(None, CapSet::Permitted).unwrap_or_default();
-                    let only_bpf =
-                        |s: &CapsHashSet| s.len() == 1 && s.contains(&Capability::CAP_BPF);
-                    if only_bpf(&eff) && only_bpf(&prm) {
-                        0
-                    } else {
-                        2
-                    }
-                }
-                _ => 1,
-            };
-            // SAFETY: as above.
-            unsafe { libc::_exit(code) };
-        }
-        let mut status = 0;
-        // SAFETY: as above.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert!(libc::WIFEXITED(status), "child died: {status}");
-        assert_eq!(libc::WEXITSTATUS(status), 0, "1: drop failed, 2: wrong set");
+        // The probe runs with an empty effective set: it fails as a map lookup on a kernel
+        // before 6.5 would.
+        let needs_bpf = || {
+            if caps::has_cap(None, CapSet::Effective, Capability::CAP_BPF).unwrap_or(true) {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("EPERM"))
+            }
+        };
+        let (kept, status) = on_own_thread(needs_bpf);
+        assert_eq!(
+            kept,
+            Ok(Kept {
+                capabilities: vec![Capability::CAP_BPF]
+            })
+        );
+        let bpf = 1u64 << Capability::CAP_BPF.index();
+        assert_eq!(field(&status, "CapEff"), bpf, "{status}");
+        assert_eq!(field(&status, "CapPrm"), bpf, "{status}");
+        assert_eq!(field(&status, "CapBnd"), 0, "{status}");
     }
 }

@@ -87,6 +87,7 @@ fn tracer_drops_its_capabilities_once_attached_and_still_decodes() {
     let pid = tracer.pid().expect("pid");
     // Where nothing is kept, the drop-counter read (a bpf() call) worked without privileges.
     let kept = expected_kept();
+    assert_eq!(ALL_CAPABILITIES[CAP_BPF as usize], "BPF");
     // Every thread: capabilities are per thread.
     let tasks = fs::read_dir(format!("/proc/{pid}/task")).expect("tasks");
     for task in tasks.flatten() {
@@ -128,7 +129,9 @@ fn tracer_drops_its_capabilities_once_attached_and_still_decodes() {
     assert_version_call(&json_rows(&out.stdout_str()), &out.stderr);
 }
 
-/// The DaemonSet's container, as `docker run` flags.
+/// The DaemonSet's container, as `ctr run` flags: the test runs it with the test containerd,
+/// the runtime a kubelet would hand it to. (Debian's dockerd 20.10 does not know CAP_BPF or
+/// CAP_PERFMON, so it cannot run it; it only loads the archive below.)
 struct Grants {
     image: String,
     flags: Vec<String>,
@@ -146,9 +149,55 @@ fn strings(y: &Yaml) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Reads deploy/kubernetes/daemonset.yaml into docker flags: capabilities, hostPID,
-/// read-only root, no privilege escalation, user, memory limit and the hostPath mounts. A
-/// setting this function does not know fails the test, so that the two cannot drift apart.
+/// Every capability Linux 6.x knows, in kernel order, for `drop: [ALL]` (ctr drops them one
+/// by one).
+const ALL_CAPABILITIES: [&str; 41] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+/// Reads deploy/kubernetes/daemonset.yaml into `ctr run` flags: capabilities, hostPID,
+/// read-only root, no privilege escalation, seccomp, user, memory limit and the hostPath
+/// mounts. A setting this function does not know fails the test, so the two cannot drift.
 fn daemonset_grants() -> Grants {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes/daemonset.yaml");
     let text = fs::read_to_string(&path).expect("read the DaemonSet");
@@ -160,10 +209,17 @@ fn daemonset_grants() -> Grants {
     let pod = &ds["spec"]["template"]["spec"];
     let c = &pod["containers"][0];
     let sc = &c["securityContext"];
-    let mut flags = vec!["--network".to_string(), "none".to_string()];
-    assert_ne!(pod["hostNetwork"].as_bool(), Some(true), "update this test");
+    // ctr gives a container its own network namespace (no CNI): what hostNetwork unset means.
+    assert_ne!(
+        pod["hostNetwork"].as_bool(),
+        Some(true),
+        "teach this test hostNetwork"
+    );
+    let mut flags = Vec::new();
     if pod["hostPID"].as_bool() == Some(true) {
-        flags.extend(["--pid".into(), "host".into()]);
+        // The PID namespace this test, containerd and ctr run in: the host's.
+        let ns = format!("pid:/proc/{}/ns/pid", std::process::id());
+        flags.extend(["--with-ns".into(), ns]);
     }
     let known = [
         "privileged",
@@ -182,30 +238,45 @@ fn daemonset_grants() -> Grants {
         );
     }
     assert_eq!(sc["privileged"].as_bool(), Some(false));
-    if sc["allowPrivilegeEscalation"].as_bool() == Some(false) {
-        flags.extend(["--security-opt".into(), "no-new-privileges".into()]);
+    // ctr sets no_new_privs unless told otherwise.
+    if sc["allowPrivilegeEscalation"].as_bool() != Some(false) {
+        flags.push("--allow-new-privs".into());
     }
     if sc["readOnlyRootFilesystem"].as_bool() == Some(true) {
         flags.push("--read-only".into());
     }
-    if let Some(uid) = sc["runAsUser"].as_i64() {
-        flags.extend(["--user".into(), uid.to_string()]);
-    }
-    // RuntimeDefault is docker's default profile too.
+    assert_eq!(
+        sc["runAsUser"].as_i64(),
+        Some(0),
+        "teach this test other users"
+    );
+    // RuntimeDefault is containerd's default profile, which ctr applies with --seccomp.
     assert_eq!(
         sc["seccompProfile"]["type"].as_str(),
         Some("RuntimeDefault")
     );
-    for cap in strings(&sc["capabilities"]["drop"]) {
-        flags.extend(["--cap-drop".into(), cap]);
-    }
+    flags.push("--seccomp".into());
     let capabilities = strings(&sc["capabilities"]["add"]);
     for cap in &capabilities {
-        flags.extend(["--cap-add".into(), cap.clone()]);
+        flags.extend(["--cap-add".into(), format!("CAP_{cap}")]);
+    }
+    for cap in strings(&sc["capabilities"]["drop"]) {
+        let dropped: Vec<String> = if cap == "ALL" {
+            ALL_CAPABILITIES.iter().map(|c| c.to_string()).collect()
+        } else {
+            vec![cap]
+        };
+        for cap in dropped.into_iter().filter(|c| !capabilities.contains(c)) {
+            flags.extend(["--cap-drop".into(), format!("CAP_{cap}")]);
+        }
     }
     if let Some(memory) = c["resources"]["limits"]["memory"].as_str() {
-        let mib = memory.strip_suffix("Mi").expect("memory limit in Mi");
-        flags.extend(["--memory".into(), format!("{mib}m")]);
+        let mib: u64 = memory
+            .strip_suffix("Mi")
+            .expect("memory in Mi")
+            .parse()
+            .expect("MiB");
+        flags.extend(["--memory-limit".into(), (mib << 20).to_string()]);
     }
     let volumes = pod["volumes"].as_vec().expect("volumes");
     for mount in c["volumeMounts"].as_vec().expect("volumeMounts") {
@@ -223,7 +294,10 @@ fn daemonset_grants() -> Grants {
         } else {
             "rw"
         };
-        flags.extend(["-v".into(), format!("{host}:{target}:{mode}")]);
+        flags.extend([
+            "--mount".into(),
+            format!("type=bind,src={host},dst={target},options=rbind:{mode}"),
+        ]);
     }
     Grants {
         image: c["image"].as_str().expect("image").to_string(),
@@ -233,16 +307,17 @@ fn daemonset_grants() -> Grants {
     }
 }
 
-/// Removes the container even when an assertion fails.
-struct Container<'a> {
-    dockerd: &'a Dockerd,
-    name: &'a str,
-}
-
-impl Drop for Container<'_> {
-    fn drop(&mut self) {
-        let _ = self.dockerd.docker(&["rm", "-f", self.name]);
-    }
+/// The bits of `names` in a capability mask (`ALL_CAPABILITIES` is in kernel order).
+fn mask(names: &[String]) -> u64 {
+    names
+        .iter()
+        .map(|n| {
+            ALL_CAPABILITIES
+                .iter()
+                .position(|c| c == n)
+                .expect("known capability")
+        })
+        .fold(0, |mask, bit| mask | 1 << bit)
 }
 
 #[test]
@@ -261,81 +336,78 @@ fn image_runs_with_the_daemonset_privileges_and_prints_rows() {
     assert_eq!(caps, ["BPF", "PERFMON"]);
 
     let containerd = Containerd::start().expect("containerd");
-    let dockerd = Dockerd::start(&containerd).expect("dockerd");
-    // Both loaders accept the archive, under the name the DaemonSet runs.
-    let loaded = dockerd
-        .docker(&["load", "-i", &archive])
-        .expect("docker load")
-        .ok()
-        .expect("docker load");
-    let tag = loaded
-        .lines()
-        .find_map(|l| l.strip_prefix("Loaded image: "))
-        .expect("loaded image name")
-        .trim()
-        .to_string();
-    assert_eq!(
-        format!("docker.io/library/{tag}"),
-        grants.image,
-        "the DaemonSet runs another image than the one built"
-    );
-    assert!(tag.ends_with(&format!(":{}", env!("CARGO_PKG_VERSION"))));
+    // docker loads the archive, under the name the DaemonSet runs.
+    {
+        let dockerd = Dockerd::start(&containerd).expect("dockerd");
+        let loaded = dockerd
+            .docker(&["load", "-i", &archive])
+            .expect("docker load")
+            .ok()
+            .expect("docker load");
+        let tag = loaded
+            .lines()
+            .find_map(|l| l.strip_prefix("Loaded image: "))
+            .expect("loaded image name")
+            .trim()
+            .to_string();
+        assert_eq!(
+            format!("docker.io/library/{tag}"),
+            grants.image,
+            "the DaemonSet runs another image than the one built"
+        );
+        assert!(tag.ends_with(&format!(":{}", env!("CARGO_PKG_VERSION"))));
+    }
+    // So does containerd, and runs it.
     containerd
-        .ctr(&["-n", "ship", "images", "import", &archive])
+        .ctr(&["images", "import", &archive])
         .expect("ctr")
         .ok()
         .expect("ctr images import");
     let images = containerd
-        .ctr(&["-n", "ship", "images", "ls", "-q"])
+        .ctr(&["images", "ls", "-q"])
         .expect("ctr")
         .ok()
         .expect("ctr images ls");
     assert!(images.lines().any(|l| l == grants.image), "{images}");
 
-    let name = format!("csn-ship-{}", std::process::id());
     let socket = containerd.socket().to_str().expect("UTF-8").to_string();
-    let mut run: Vec<&str> = vec!["run", "-d", "--name", &name];
+    let name = format!("csn-ship-{}", std::process::id());
+    let mut run: Vec<&str> = vec!["--address", &socket, "run"];
     run.extend(grants.flags.iter().map(String::as_str));
-    run.push(&tag);
+    run.extend([grants.image.as_str(), name.as_str()]);
+    // ctr's arguments replace the entry point, where Kubernetes' `args` follow it: name the
+    // program, as `kubectl debug ... -- containerdsnoop ARGS` does (the image's PATH finds it).
+    run.push("containerdsnoop");
     run.extend(grants.args.iter().map(String::as_str));
     run.push(&socket);
-    dockerd
-        .docker(&run)
-        .expect("docker run")
-        .ok()
-        .expect("docker run");
-    let container = Container {
-        dockerd: &dockerd,
-        name: &name,
-    };
-    let logs = || dockerd.docker(&["logs", &name]).expect("docker logs");
-    support::wait_until(
-        Duration::from_secs(60),
-        "the tracer in the container",
-        || {
-            let l = logs();
-            let state = dockerd
-                .docker(&["inspect", "-f", "{{.State.Running}}", &name])?
-                .stdout();
-            if state.trim() == "false" {
-                anyhow::bail!("container exited: {}", l.stderr());
-            }
-            Ok(l.stderr().lines().any(|l| l.starts_with("Tracing ")))
-        },
-    )
-    .expect("tracer attaches inside the container");
+    let ctr = support::which("ctr").expect("ctr");
+    // `ctr run` in the foreground relays the container's stdout and stderr, and forwards
+    // SIGINT to it: the harness's tracer handling works as is.
+    let mut tracer = Tracer::spawn(&ctr, &run).expect("ctr run");
+    tracer
+        .wait_ready(Duration::from_secs(60))
+        .expect("the tracer attaches inside the container");
 
-    // The container's process (host PID namespace) has dropped what the DaemonSet granted.
-    let pid = dockerd
-        .docker(&["inspect", "-f", "{{.State.Pid}}", &name])
-        .expect("inspect")
+    // The container process (host PID namespace): bounded to exactly what the DaemonSet
+    // grants, and holding none of it any more.
+    let pid = containerd
+        .ctr(&["tasks", "ls"])
+        .expect("ctr tasks ls")
         .ok()
-        .expect("inspect")
-        .trim()
-        .to_string();
+        .expect("ctr tasks ls")
+        .lines()
+        .find(|l| l.starts_with(&name))
+        .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .expect("the task's pid");
     let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    assert_eq!(
+        cap_field(&status, "CapBnd"),
+        mask(&grants.capabilities),
+        "{status}"
+    );
     assert_eq!(cap_field(&status, "CapEff"), expected_kept(), "{status}");
     assert_eq!(cap_field(&status, "CapPrm"), expected_kept(), "{status}");
+    assert!(status.contains("NoNewPrivs:\t1"), "{status}");
 
     containerd
         .ctr(&["version"])
@@ -343,19 +415,9 @@ fn image_runs_with_the_daemonset_privileges_and_prints_rows() {
         .ok()
         .expect("ctr version");
     std::thread::sleep(Duration::from_millis(500));
-    // SIGTERM: the tracer flushes its rows and exits 0.
-    dockerd
-        .docker(&["stop", "-t", "10", &name])
-        .expect("docker stop")
-        .ok()
-        .expect("docker stop");
-    let exit = dockerd
-        .docker(&["inspect", "-f", "{{.State.ExitCode}}", &name])
-        .expect("inspect")
-        .stdout();
-    let l = logs();
-    let context = format!("stderr: {}", l.stderr());
-    assert_eq!(exit.trim(), "0", "{context}");
-    assert_version_call(&json_rows(&l.stdout()), &context);
-    drop(container);
+    let out = tracer.stop(Duration::from_secs(15)).expect("stop");
+    let context = format!("exit {:?}, stderr: {}", out.status, out.stderr);
+    assert!(out.status.is_some_and(|s| s.success()), "{context}");
+    assert_version_call(&json_rows(&out.stdout_str()), &context);
+    let _ = containerd.ctr(&["containers", "rm", &name]);
 }

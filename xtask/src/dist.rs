@@ -214,9 +214,12 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 
 // ---- checks, run by `cargo xtask test` ----
 
+/// One named check of a built `Dist`.
+type Check<'a> = (&'a str, &'a dyn Fn(&Dist) -> anyhow::Result<()>);
+
 /// Runs every check on a built `Dist`; returns (passed, failed).
 pub fn check(dist: &Dist) -> (usize, usize) {
-    let checks: [(&str, &dyn Fn(&Dist) -> anyhow::Result<()>); 7] = [
+    let checks: [Check; 7] = [
         ("binary is static (no PT_INTERP, no DT_NEEDED)", &|d| {
             check_static(&fs::read(&d.binary)?)
         }),
