@@ -17,30 +17,19 @@
 
 use caps::{CapSet, Capability, CapsHashSet};
 
-/// What is left after [`drop_after_attach`].
-#[derive(Debug, PartialEq, Eq)]
-pub struct Kept {
-    /// Capabilities still permitted (empty, or CAP_BPF on kernels that need it for map reads).
-    pub capabilities: Vec<Capability>,
-}
-
-/// Drops every capability; keeps CAP_BPF only if `map_read` fails without it. Says on stderr
-/// what it kept or why it could not drop: not fatal, the capture works either way.
+/// Drops every capability; keeps CAP_BPF only if `map_read` fails without it (documented, so
+/// not announced on every run). Says on stderr only when dropping failed: not fatal, the
+/// capture works either way, with more privilege than it needs.
 pub fn drop_after_attach(map_read: impl Fn() -> anyhow::Result<()>) {
-    match drop_capabilities(map_read) {
-        Ok(kept) if kept.capabilities.is_empty() => {}
-        Ok(kept) => eprintln!(
-            "containerdsnoop: kept {:?} after attaching: this kernel refuses to read the drop \
-             counters without it (Linux < 6.5 with kernel.unprivileged_bpf_disabled set)",
-            kept.capabilities
-        ),
-        Err(e) => eprintln!("containerdsnoop: could not drop capabilities after attaching: {e}"),
+    if let Err(e) = drop_capabilities(map_read) {
+        eprintln!("containerdsnoop: could not drop capabilities after attaching: {e}");
     }
 }
 
+/// The drop itself; returns the capabilities still permitted.
 fn drop_capabilities(
     map_read: impl Fn() -> anyhow::Result<()>,
-) -> Result<Kept, caps::errors::CapsError> {
+) -> Result<Vec<Capability>, caps::errors::CapsError> {
     let permitted = caps::read(None, CapSet::Permitted)?;
     // Bounding and ambient first, while CAP_SETPCAP may still be effective. Without it (a
     // container granted only CAP_BPF and CAP_PERFMON) the runtime has bounded the set already.
@@ -59,7 +48,7 @@ fn drop_capabilities(
     caps::set(None, CapSet::Permitted, &keep)?;
     let mut capabilities: Vec<Capability> = keep.into_iter().collect();
     capabilities.sort_by_key(|c| c.index());
-    Ok(Kept { capabilities })
+    Ok(capabilities)
 }
 
 /// `prctl(PR_SET_NO_NEW_PRIVS)`: an execve can no longer grant privileges (setuid bits, file
@@ -78,7 +67,7 @@ mod tests {
     /// test process keeps its privileges (no fork: other test threads may hold locks).
     fn on_own_thread(
         map_read: impl Fn() -> anyhow::Result<()> + Send + 'static,
-    ) -> (Result<Kept, String>, String) {
+    ) -> (Result<Vec<Capability>, String>, String) {
         std::thread::spawn(move || {
             let kept = drop_capabilities(map_read).map_err(|e| e.to_string());
             // SAFETY: gettid has no preconditions.
@@ -110,12 +99,7 @@ mod tests {
             return;
         }
         let (kept, status) = on_own_thread(|| Ok(()));
-        assert_eq!(
-            kept,
-            Ok(Kept {
-                capabilities: vec![]
-            })
-        );
+        assert_eq!(kept, Ok(vec![]));
         for name in ["CapEff", "CapPrm", "CapInh", "CapAmb", "CapBnd"] {
             assert_eq!(field(&status, name), 0, "{name}: {status}");
         }
@@ -140,12 +124,7 @@ mod tests {
             }
         };
         let (kept, status) = on_own_thread(needs_bpf);
-        assert_eq!(
-            kept,
-            Ok(Kept {
-                capabilities: vec![Capability::CAP_BPF]
-            })
-        );
+        assert_eq!(kept, Ok(vec![Capability::CAP_BPF]));
         let bpf = 1u64 << Capability::CAP_BPF.index();
         assert_eq!(field(&status, "CapEff"), bpf, "{status}");
         assert_eq!(field(&status, "CapPrm"), bpf, "{status}");
