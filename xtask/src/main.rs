@@ -10,7 +10,8 @@
 //! - `cargo xtask fuzz [--minutes N | --smoke] [TARGET]`: the decoders under cargo-fuzz.
 //! - `cargo xtask bench [--quick]`: the performance figures (docs/benchmarks.md).
 //! - `cargo xtask vm-test [--kernel 6.1|6.12|all]`: the kprobe backend on real Debian kernels.
-//! - `cargo xtask dist`: the release tarball (static binary, man page, completions) + `.sha256`.
+//! - `cargo xtask dist [--check]`: the release tarball (static binary, man page, completions)
+//!   + `.sha256`; `--check` runs the checks `test` runs on it.
 //! - `cargo xtask image`: the container image, saved as an OCI archive.
 
 mod bench;

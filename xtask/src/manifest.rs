@@ -144,7 +144,11 @@ fn strings(y: &Yaml) -> Vec<String> {
 }
 
 fn check_policy() -> anyhow::Result<()> {
-    let docs = load()?;
+    policy(&load()?)
+}
+
+/// The grants the manifest's comments justify, and nothing more.
+fn policy(docs: &[Yaml]) -> anyhow::Result<()> {
     let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
     ensure!(
         kinds == ["Namespace", "ServiceAccount", "DaemonSet"],
@@ -238,4 +242,38 @@ fn check_policy() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy_of(edit: impl Fn(&str) -> String) -> anyhow::Result<()> {
+        let text = std::fs::read_to_string(setup::workspace_root()?.join(MANIFEST))?;
+        let edited = edit(&text);
+        policy(&YamlLoader::load_from_str(&edited)?)
+    }
+
+    #[test]
+    fn the_manifest_passes_and_more_privilege_fails() {
+        policy_of(str::to_string).expect("the manifest as it is");
+        let more = [
+            (
+                "add: [\"BPF\", \"PERFMON\"]",
+                "add: [\"BPF\", \"PERFMON\", \"SYS_ADMIN\"]",
+            ),
+            ("privileged: false", "privileged: true"),
+            ("hostPID: true", "hostPID: true\n      hostNetwork: true"),
+            ("readOnly: true", "readOnly: false"),
+            ("path: /sys/kernel/btf", "path: /run/containerd"),
+            ("args: [\"-o\", \"json\"]", "args: []"),
+        ];
+        for (from, to) in more {
+            let result = policy_of(|t| {
+                assert!(t.contains(from), "{from} not in the manifest");
+                t.replacen(from, to, 1)
+            });
+            assert!(result.is_err(), "passed with {to}");
+        }
+    }
 }
