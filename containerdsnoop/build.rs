@@ -1,8 +1,12 @@
 //! Builds the eBPF programs (containerdsnoop-ebpf) with aya-build, as aya-template does, so
-//! that the binary embeds them.
+//! that the binary embeds them; and records the version and git commit `--version` states.
 use anyhow::{Context as _, anyhow};
 
+#[path = "build/version.rs"]
+mod version;
+
 fn main() -> anyhow::Result<()> {
+    version::emit();
     let metadata = cargo_metadata::MetadataCommand::new()
         .no_deps()
         .exec()

@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory as _, Parser, ValueEnum};
 use containerdsnoop_common::{MAX_PATTERNS, PathPattern};
 use containerdsnoop_decode::{
     output::{
@@ -45,7 +45,7 @@ fn stdout() -> Box<dyn Write> {
 /// With no SOCKET, traces the sockets of common runtimes (containerd, its shims, dockerd,
 /// CRI-O, k3s, k0s, microk8s).
 #[derive(Debug, Parser)]
-#[command(name = "containerdsnoop", version, about, long_about = None)]
+#[command(name = "containerdsnoop", version = VERSION, long_version = LONG_VERSION, about, long_about = None)]
 pub struct Args {
     /// Socket paths to trace: exact (`/run/x.sock`), prefix (`/run/containerd/s/*`) or abstract
     /// (`@name`, `@prefix*`). A path selects the socket file it resolves to, however its server
@@ -131,6 +131,45 @@ pub struct Args {
     /// Load (verify) every eBPF program of both backends, attach nothing, and exit.
     #[arg(long, hide = true)]
     pub load_only: bool,
+
+    /// Print the man page or a shell completion script (generated from these flags) and exit.
+    #[arg(long, value_enum, value_name = "KIND", hide = true)]
+    pub generate: Option<Generate>,
+}
+
+/// `-V`: the version and the commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("CONTAINERDSNOOP_GIT_COMMIT"),
+    ")"
+);
+
+/// `--version`: also what the kernel must offer, and which privileges the tracer uses.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("CONTAINERDSNOOP_GIT_COMMIT"),
+    ")\n",
+    "kernel: Linux >= 5.8 with BTF (/sys/kernel/btf/vmlinux) and the BPF ring buffer;\n",
+    "        kprobe backend: CONFIG_KPROBE_EVENTS; tracepoint backend: Linux >= 6.3\n",
+    "        (sock:sock_send_length) and tracefs\n",
+    "privileges: CAP_BPF + CAP_PERFMON (or root), dropped once the programs are attached"
+);
+
+/// `--generate`: what to print.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Generate {
+    /// The man page (roff).
+    Man,
+    CompleteBash,
+    CompleteZsh,
+    CompleteFish,
+}
+
+/// The flag definitions as a clap `Command`: the man page and completions are made from it.
+pub fn command() -> clap::Command {
+    Args::command()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

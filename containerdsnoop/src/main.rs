@@ -20,6 +20,9 @@ use containerdsnoop_decode::{
     source::{Event, FileSource, Source, Status},
 };
 
+mod generate;
+mod privileges;
+
 /// Prints kernel-side diagnostics (aya-log) on stderr.
 struct StderrLogger;
 
@@ -41,6 +44,15 @@ static LOGGER: StderrLogger = StderrLogger;
 fn main() -> ExitCode {
     let _ = log::set_logger(&LOGGER).map(|()| log::set_max_level(log::LevelFilter::Warn));
     let args = Args::parse();
+    if let Some(kind) = args.generate {
+        return match generate::write(kind, &mut io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("containerdsnoop: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
@@ -120,6 +132,9 @@ fn trace(config: &Config) -> anyhow::Result<()> {
         eprintln!("containerdsnoop: {}", escape_str(&line));
     }
     report_open_connections(open, &mut pipeline);
+    // Every program is attached and every map open: drop what the running tracer no longer
+    // needs (see privileges.rs for what remains and why).
+    privileges::drop_after_attach(|| source.capture().drop_counters().map(|_| ()));
     eprintln!(
         "Tracing {} with {} backend... Ctrl-C to end.",
         config.describe_sockets(),

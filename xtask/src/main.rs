@@ -10,9 +10,15 @@
 //! - `cargo xtask fuzz [--minutes N | --smoke] [TARGET]`: the decoders under cargo-fuzz.
 //! - `cargo xtask bench [--quick]`: the performance figures (docs/benchmarks.md).
 //! - `cargo xtask vm-test [--kernel 6.1|6.12|all]`: the kprobe backend on real Debian kernels.
+//! - `cargo xtask dist [--check]`: the release tarball (static binary, man page, completions)
+//!   + `.sha256`; `--check` runs the checks `test` runs on it.
+//! - `cargo xtask image`: the container image, saved as an OCI archive.
 
 mod bench;
+mod dist;
 mod fuzz;
+mod image;
+mod manifest;
 mod setup;
 mod test;
 mod vm;
@@ -48,6 +54,17 @@ enum Command {
     Fuzz(fuzz::FuzzArgs),
     /// Boot Debian kernels (6.1, 6.12) under QEMU and test the kprobe backend inside.
     VmTest(vm::VmTestArgs),
+    /// Build target/dist/containerdsnoop-VERSION-x86_64-linux.tar.gz (static binary, man page,
+    /// completions, LICENSE, README) and its .sha256.
+    Dist {
+        /// Then check it as `cargo xtask test` does (static, runs in an empty root, man page,
+        /// completions) and the Kubernetes manifest.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Build the container image (Containerfile) with the local docker, or a private dockerd,
+    /// and save it as an OCI archive in target/dist/.
+    Image,
     /// Run every test, privileged end-to-end tests included.
     Test {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
@@ -65,6 +82,8 @@ fn main() -> ExitCode {
         Command::VmTest(args) => vm::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Fuzz(args) => fuzz::run(args),
+        Command::Dist { check } => dist::run(check),
+        Command::Image => image::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,7 +11,8 @@ use anyhow::{Context as _, bail};
 /// Debian packages the eBPF build needs (bpf-linker links against LLVM 22, rustc nightly's).
 const BUILD_PACKAGES: &[&str] = &["llvm-22-dev", "libpolly-22-dev"];
 /// Real peers and oracles of the end-to-end tests; protobuf-compiler for the CRI client's
-/// generated code (k8s-cri's build script runs protoc).
+/// generated code (k8s-cri's build script runs protoc); man-db, zsh and fish to check the
+/// shipped man page and completions, python3-venv for the Kubernetes schema validator.
 const TEST_PACKAGES: &[&str] = &[
     "containerd",
     "runc",
@@ -19,6 +20,10 @@ const TEST_PACKAGES: &[&str] = &[
     "busybox-static",
     "tshark",
     "protobuf-compiler",
+    "man-db",
+    "zsh",
+    "fish",
+    "python3-venv",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
@@ -144,6 +149,9 @@ pub fn setup(test_deps: bool) -> anyhow::Result<()> {
         }
     }
     apt_install(&packages)?;
+    if test_deps {
+        crate::manifest::setup_validator()?;
+    }
 
     let linker_ok = output("bpf-linker", &["--version"])
         .is_some_and(|v| v.split_whitespace().any(|w| w == BPF_LINKER_VERSION));

@@ -97,6 +97,18 @@ pub fn test(extra: &[String]) -> anyhow::Result<()> {
     ])?;
     let mut tally = Tally::default();
     let mut ok = true;
+    // What ships: the tarball and the image are built and checked first, so that the image
+    // test in e2e_ship.rs can load the archive (only with the whole suite or a `ship` filter:
+    // the static release build takes minutes).
+    let mut image_archive: Option<String> = None;
+    if extra.is_empty() || extra.iter().any(|a| a.contains("ship")) {
+        ok &= tally.add("dist", crate::dist::build().map(|d| crate::dist::check(&d)));
+        ok &= tally.add("manifest", Ok(crate::manifest::check()));
+        match crate::image::build() {
+            Ok(image) => image_archive = Some(image.archive.to_string_lossy().into_owned()),
+            Err(e) => ok &= tally.add("image", Err(e)),
+        }
+    }
     let mut args: Vec<&str> = vec!["test", "--no-fail-fast"];
     args.extend(extra.iter().map(String::as_str));
     // In CI a missing daemon or missing root must fail the run, not skip it.
@@ -105,7 +117,11 @@ pub fn test(extra: &[String]) -> anyhow::Result<()> {
     } else {
         ""
     };
-    ok &= cargo_counted(&args, &[("CONTAINERDSNOOP_E2E", require)], &mut tally)?;
+    let mut envs = vec![("CONTAINERDSNOOP_E2E", require)];
+    if let Some(archive) = &image_archive {
+        envs.push(("CONTAINERDSNOOP_IMAGE_ARCHIVE", archive.as_str()));
+    }
+    ok &= cargo_counted(&args, &envs, &mut tally)?;
     // The kprobe backend cannot attach on a kernel without kprobes: test it on real Debian
     // kernels under QEMU (only with the whole suite, not with a test-name filter).
     if extra.is_empty() {
