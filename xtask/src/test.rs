@@ -11,17 +11,22 @@ use anyhow::Context as _;
 
 use crate::setup;
 
-/// Adds up `test result: ok. 12 passed; 0 failed; ...` lines.
+/// Adds up `test result: ok. 12 passed; 0 failed; ...` lines, and remembers the outcome of each
+/// test of the runtime-dependent files for the per-runtime report.
 #[derive(Default)]
-struct Tally {
+pub struct Tally {
     passed: u64,
     failed: u64,
+    /// The test binary cargo is running (`Running tests/e2e_x.rs (...)` lines).
+    binary: String,
+    /// Per runtime: (test binary::test name, passed).
+    sections: Vec<(String, Vec<(String, bool)>)>,
 }
 
 impl Tally {
     /// Adds a suite that counts its own checks; an error counts as one failure. Returns
     /// whether the suite passed.
-    fn add(&mut self, name: &str, result: anyhow::Result<(usize, usize)>) -> bool {
+    pub fn add(&mut self, name: &str, result: anyhow::Result<(usize, usize)>) -> bool {
         match result {
             Ok((passed, failed)) => {
                 self.passed += passed as u64;
@@ -36,8 +41,50 @@ impl Tally {
         }
     }
 
+    /// (passed, failed) so far.
+    pub fn totals(&self) -> (u64, u64) {
+        (self.passed, self.failed)
+    }
+
+    /// Starts the per-runtime record of `label`.
+    pub fn section(&mut self, label: &str) {
+        self.sections.push((label.to_string(), Vec::new()));
+    }
+
+    /// Prints each runtime's checks.
+    pub fn print_sections(&self) {
+        for (label, tests) in &self.sections {
+            let ok = tests.iter().filter(|(_, p)| *p).count();
+            println!("runtime {label}: {ok} of {} checks passed", tests.len());
+            for (name, passed) in tests {
+                println!("  {} {name}", if *passed { "ok    " } else { "FAILED" });
+            }
+        }
+    }
+
     fn read(&mut self, line: &str) {
-        let Some(rest) = line.trim().strip_prefix("test result: ") else {
+        let trimmed = line.trim();
+        if let Some(rest) = trimmed.strip_prefix("Running ") {
+            // `Running tests/e2e_runtimes.rs (target/debug/deps/e2e_runtimes-0123)`
+            self.binary = rest
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.rsplit('/').next())
+                .map(|f| f.trim_end_matches(".rs").to_string())
+                .unwrap_or_default();
+        }
+        if let Some(rest) = trimmed.strip_prefix("test ")
+            && let Some((name, outcome)) = rest.rsplit_once(" ... ")
+            && crate::runtimes::TEST_FILES.contains(&self.binary.as_str())
+            && let Some((_, tests)) = self.sections.last_mut()
+        {
+            match outcome.trim() {
+                "ok" => tests.push((format!("{}::{name}", self.binary), true)),
+                "FAILED" => tests.push((format!("{}::{name}", self.binary), false)),
+                _ => {}
+            }
+        }
+        let Some(rest) = trimmed.strip_prefix("test result: ") else {
             return;
         };
         for part in rest.split(';') {
@@ -59,7 +106,11 @@ impl Tally {
 }
 
 /// Runs cargo with `args`, echoing its output and counting test results.
-fn cargo_counted(args: &[&str], envs: &[(&str, &str)], tally: &mut Tally) -> anyhow::Result<bool> {
+pub fn cargo_counted(
+    args: &[&str],
+    envs: &[(&str, &str)],
+    tally: &mut Tally,
+) -> anyhow::Result<bool> {
     let mut child = Command::new(env!("CARGO"))
         .args(args)
         .envs(envs.iter().copied())
@@ -105,7 +156,12 @@ pub fn test(extra: &[String]) -> anyhow::Result<()> {
     } else {
         ""
     };
+    tally.section(crate::runtimes::SYSTEM_LABEL);
     ok &= cargo_counted(&args, &[("CONTAINERDSNOOP_E2E", require)], &mut tally)?;
+    if extra.is_empty() {
+        // The same runtime-dependent tests against newer containerd and dockerd releases.
+        ok &= crate::runtimes::run_matrix(require, &mut tally);
+    }
     // The kprobe backend cannot attach on a kernel without kprobes: test it on real Debian
     // kernels under QEMU (only with the whole suite, not with a test-name filter).
     if extra.is_empty() {
@@ -121,6 +177,7 @@ pub fn test(extra: &[String]) -> anyhow::Result<()> {
         ok &= tally.add("vm-test", crate::vm::run_counted(vm_args));
     }
     ok &= tally.add("clean-tree", check_tree_unchanged(&dirty_before));
+    tally.print_sections();
     println!("{} passed, {} failed", tally.passed, tally.failed);
     if !ok || tally.failed > 0 {
         anyhow::bail!("tests failed");
@@ -163,5 +220,34 @@ mod tests {
         t.read("test result: FAILED. 3 passed; 2 failed; 0 ignored");
         t.read("running 3 tests");
         assert_eq!((t.passed, t.failed), (15, 2));
+    }
+
+    #[test]
+    fn tally_records_runtime_checks_per_section() {
+        let mut t = Tally::default();
+        t.section("a");
+        t.read("     Running unittests src/main.rs (target/debug/deps/containerdsnoop-1)");
+        t.read("test unit_thing ... ok");
+        t.read("     Running tests/e2e_runtimes.rs (target/debug/deps/e2e_runtimes-2)");
+        t.read("test docker_works ... ok");
+        t.read("test cri_works ... FAILED");
+        t.section("b");
+        t.read("test docker_works ... ok");
+        assert_eq!(
+            t.sections,
+            vec![
+                (
+                    "a".to_string(),
+                    vec![
+                        ("e2e_runtimes::docker_works".to_string(), true),
+                        ("e2e_runtimes::cri_works".to_string(), false)
+                    ]
+                ),
+                (
+                    "b".to_string(),
+                    vec![("e2e_runtimes::docker_works".to_string(), true)]
+                ),
+            ]
+        );
     }
 }

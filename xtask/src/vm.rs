@@ -21,11 +21,11 @@ use std::time::Instant;
 use anyhow::{Context as _, bail};
 
 /// Kernels `--kernel all` runs, oldest first.
-const ALL_KERNELS: [&str; 2] = ["6.1", "6.12"];
+const ALL_KERNELS: [&str; 4] = ["5.10", "6.1", "6.12", "7.2"];
 
 #[derive(Debug, clap::Args)]
 pub struct VmTestArgs {
-    /// Kernel to boot: 6.1, 6.12 (Debian's packages) or all.
+    /// Kernel to boot: 5.10 (bullseye), 6.1, 6.12 (bookworm), 7.2 (sid) or all.
     #[arg(long, default_value = "all")]
     kernel: String,
 
