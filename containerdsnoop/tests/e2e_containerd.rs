@@ -136,7 +136,11 @@ fn ctr_calls_are_decoded() {
         .expect("namespace");
     // The client-side import (Content/Write, Images/Create); 2.x needs `--local` for it (the
     // Transfer path is e2e_runtimes' business).
-    let import = [support::runtime::ctr_import_local_args(), &[tar.to_str().expect("utf-8")]].concat();
+    let import = [
+        support::runtime::ctr_import_local_args(),
+        &[tar.to_str().expect("utf-8")],
+    ]
+    .concat();
     containerd
         .ctr(&import)
         .and_then(|r| r.ok())

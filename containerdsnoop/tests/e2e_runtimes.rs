@@ -138,7 +138,10 @@ fn ctr_workload_is_fully_decoded() {
     ctr_ok(&containerd, &["images", "import", tar]);
     if major >= 2 {
         // And the client-side path, into another namespace so that it writes content again.
-        ctr_ok(&containerd, &["-n", "rt-ns", "images", "import", "--local", tar]);
+        ctr_ok(
+            &containerd,
+            &["-n", "rt-ns", "images", "import", "--local", tar],
+        );
     }
     ctr_ok(&containerd, &["images", "ls"]);
     ctr_ok(&containerd, &["content", "ls"]);
@@ -161,7 +164,15 @@ fn ctr_workload_is_fully_decoded() {
     );
     let exec = ctr_ok(
         &containerd,
-        &["tasks", "exec", "--exec-id", "rt-exec", "rt-sleep", "echo", "in-exec"],
+        &[
+            "tasks",
+            "exec",
+            "--exec-id",
+            "rt-exec",
+            "rt-sleep",
+            "echo",
+            "in-exec",
+        ],
     );
     assert_eq!(exec.trim(), "in-exec");
     ctr_ok(&containerd, &["tasks", "ls"]);
@@ -220,13 +231,21 @@ fn ctr_workload_is_fully_decoded() {
         "client-side import creates the image: {creates:?}"
     );
     assert!(
-        rows_of(&rows, "REQ", "/containerd.services.content.v1.Content/Write")
-            .iter()
-            .any(|r| r["index"].as_u64() > Some(0)),
+        rows_of(
+            &rows,
+            "REQ",
+            "/containerd.services.content.v1.Content/Write"
+        )
+        .iter()
+        .any(|r| r["index"].as_u64() > Some(0)),
         "streaming Content/Write"
     );
     if major >= 2 {
-        assert_call(&rows, "/containerd.services.transfer.v1.Transfer/Transfer", 0);
+        assert_call(
+            &rows,
+            "/containerd.services.transfer.v1.Transfer/Transfer",
+            0,
+        );
         let transfer = rows_of(
             &rows,
             "REQ",
@@ -239,8 +258,12 @@ fn ctr_workload_is_fully_decoded() {
             "Transfer source and destination decoded through Any: {text}"
         );
         assert!(
-            !rows_of(&rows, "REQ", "/containerd.services.streaming.v1.Streaming/Stream")
-                .is_empty(),
+            !rows_of(
+                &rows,
+                "REQ",
+                "/containerd.services.streaming.v1.Streaming/Stream"
+            )
+            .is_empty(),
             "the import stream: {:#?}",
             methods(&rows)
         );
@@ -254,7 +277,12 @@ fn ctr_workload_is_fully_decoded() {
     .iter()
     .filter_map(|r| r["message"]["topic"].as_str())
     .collect();
-    for t in ["/tasks/create", "/tasks/start", "/tasks/exec-added", "/tasks/exit"] {
+    for t in [
+        "/tasks/create",
+        "/tasks/start",
+        "/tasks/exec-added",
+        "/tasks/exit",
+    ] {
         assert!(topics.contains(&t), "event {t}: {topics:?}");
     }
     // containerd -> shim over ttrpc, in the task API of this containerd's generation.
@@ -323,10 +351,7 @@ fn cri_pod_lifecycle_and_v1alpha2_are_fully_decoded() {
         "v1alpha2 served by containerd {major}.x: {v1alpha2:?}"
     );
     let (rows, _) = stop_tracer(tracer, &[containerd.pid()]);
-    eprintln!(
-        "CRI on containerd {major}.x: methods {:#?}",
-        methods(&rows)
-    );
+    eprintln!("CRI on containerd {major}.x: methods {:#?}", methods(&rows));
     assert_all_decoded(&rows, "CRI workload");
 
     for m in [
@@ -349,7 +374,8 @@ fn cri_pod_lifecycle_and_v1alpha2_are_fully_decoded() {
     );
     let pods = rows_of(&rows, "RESP", "/runtime.v1.RuntimeService/ListPodSandbox");
     assert!(
-        pods.iter().any(|r| r["message"].to_string().contains("rt-cri-pod")),
+        pods.iter()
+            .any(|r| r["message"].to_string().contains("rt-cri-pod")),
         "ListPodSandbox shows the pod: {pods:?}"
     );
     // The pod's sandbox process runs under a shim, in this containerd's task API.
@@ -442,16 +468,31 @@ fn docker_run_logs_exec_rm_are_fully_decoded() {
         );
     }
     eprintln!("dockerd under test: {daemon_version}");
+    // The CLI names the container by name or (docker 28 for logs) by the id it looked up.
+    let ended_c = |verb: &str, rest: &str, status: u64| {
+        ended(verb, &format!("/containers/rt-docker{rest}"), status)
+            || ended(verb, &format!("/containers/{id}{rest}"), status)
+    };
     assert!(ended("POST", "/containers/create", 201), "create");
-    assert!(ended("POST", &format!("/containers/{id}/start"), 204), "start");
-    assert!(ended("GET", "/containers/rt-docker/logs", 200), "logs");
-    assert!(ended("POST", "/containers/rt-docker/exec", 201), "exec create");
+    assert!(ended_c("POST", "/start", 204), "start");
+    assert!(ended_c("GET", "/logs", 200), "logs");
     assert!(
-        http.iter()
-            .any(|r| r["type"] == "REQ" && method(r).starts_with("POST") && method(r).contains("/exec/") && method(r).ends_with("/start")),
+        http.iter().any(|r| r["type"] == "RESP"
+            && method(r).contains("/logs")
+            && r["message_text"]
+                .as_str()
+                .is_some_and(|t| t.contains("hello-logs"))),
+        "the log line in the logs response"
+    );
+    assert!(ended_c("POST", "/exec", 201), "exec create");
+    assert!(
+        http.iter().any(|r| r["type"] == "REQ"
+            && method(r).starts_with("POST")
+            && method(r).contains("/exec/")
+            && method(r).ends_with("/start")),
         "exec start"
     );
-    assert!(ended("DELETE", "/containers/rt-docker", 204), "rm");
+    assert!(ended_c("DELETE", "", 204), "rm");
     // dockerd -> containerd, named and decoded (namespace moby).
     for m in [
         "/containerd.services.containers.v1.Containers/Create",

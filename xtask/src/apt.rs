@@ -211,7 +211,9 @@ fn mirror_uri() -> anyhow::Result<String> {
     {
         return Ok(uri);
     }
-    bail!("no Debian mirror found in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list")
+    bail!(
+        "no Debian mirror found in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list"
+    )
 }
 
 /// The first `URIs:` value of a deb822 sources file whose suites are not the security ones.
@@ -287,9 +289,19 @@ mod tests {
         );
         let sec_first = "Types: deb\nURIs: http://m/debian-security\nSuites: bookworm-security\n\n\
                          Types: deb\nURIs: http://m/debian\nSuites: bookworm\n";
-        assert_eq!(uri_from_deb822(sec_first).as_deref(), Some("http://m/debian"));
-        let one_line = "# comment\ndeb [arch=amd64 signed-by=/k.gpg] http://m/debian bookworm main\n";
-        assert_eq!(uri_from_one_line(one_line).as_deref(), Some("http://m/debian"));
-        assert_eq!(uri_from_one_line("deb-src http://m/debian bookworm main\n"), None);
+        assert_eq!(
+            uri_from_deb822(sec_first).as_deref(),
+            Some("http://m/debian")
+        );
+        let one_line =
+            "# comment\ndeb [arch=amd64 signed-by=/k.gpg] http://m/debian bookworm main\n";
+        assert_eq!(
+            uri_from_one_line(one_line).as_deref(),
+            Some("http://m/debian")
+        );
+        assert_eq!(
+            uri_from_one_line("deb-src http://m/debian bookworm main\n"),
+            None
+        );
     }
 }

@@ -55,7 +55,13 @@ pub const MATRIX: &[Runtime] = &[
 /// `which` (`bookworm` = the system's daemons, `trixie`, `sid`, or `all`).
 pub fn test_runtimes(which: &str, extra: &[String]) -> anyhow::Result<()> {
     setup::setup(true)?;
-    setup::cargo(&["build", "-p", "containerdsnoop", "-p", "containerdsnoop-testpeer"])?;
+    setup::cargo(&[
+        "build",
+        "-p",
+        "containerdsnoop",
+        "-p",
+        "containerdsnoop-testpeer",
+    ])?;
     let require = if std::env::var_os("CI").is_some() {
         "require"
     } else {
@@ -170,7 +176,10 @@ pub fn fetch(apt: &Apt, cache: &Path, rt: &Runtime) -> anyhow::Result<Fetched> {
         }
     }
     let mut env = vec![
-        ("CONTAINERDSNOOP_CONTAINERD_DIR".to_string(), path_str(&bin)?),
+        (
+            "CONTAINERDSNOOP_CONTAINERD_DIR".to_string(),
+            path_str(&bin)?,
+        ),
         (
             "CONTAINERDSNOOP_EXPECT_CONTAINERD".to_string(),
             upstream_version(&containerd.version),
@@ -178,7 +187,13 @@ pub fn fetch(apt: &Apt, cache: &Path, rt: &Runtime) -> anyhow::Result<Fetched> {
     ];
     let mut label = format!("{} ({} {}", rt.label, containerd.name, containerd.version);
     if rt.with_dockerd {
-        let docker = package(apt, cache, "docker.io", rt.suite, &["./usr/sbin/", "./usr/bin/"])?;
+        let docker = package(
+            apt,
+            cache,
+            "docker.io",
+            rt.suite,
+            &["./usr/sbin/", "./usr/bin/"],
+        )?;
         let sbin = docker.dir.join("usr/sbin");
         if !sbin.join("dockerd").is_file() {
             bail!("{} has no /usr/sbin/dockerd", docker.name);

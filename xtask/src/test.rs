@@ -17,11 +17,16 @@ use crate::setup;
 pub struct Tally {
     passed: u64,
     failed: u64,
-    /// The test binary cargo is running (`Running tests/e2e_x.rs (...)` lines).
-    binary: String,
-    /// Per runtime: (test binary::test name, passed).
-    sections: Vec<(String, Vec<(String, bool)>)>,
+    /// Test binaries cargo announced (`Running tests/x.rs (...)`, `Doc-tests x`, on stderr)
+    /// that no `running N tests` line (stdout) has claimed yet: the two streams are read
+    /// separately, so either may come first.
+    announced: std::collections::VecDeque<String>,
+    /// Per runtime: the test binaries in the order they ran, each with (test name, passed);
+    /// a binary's name is `None` until its announcement has been read.
+    sections: Vec<(String, Vec<Binary>)>,
 }
+
+type Binary = (Option<String>, Vec<(String, bool)>);
 
 impl Tally {
     /// Adds a suite that counts its own checks; an error counts as one failure. Returns
@@ -48,39 +53,86 @@ impl Tally {
 
     /// Starts the per-runtime record of `label`.
     pub fn section(&mut self, label: &str) {
+        self.announced.clear();
         self.sections.push((label.to_string(), Vec::new()));
+    }
+
+    /// Each runtime's checks: (label, [(file::test, passed)]) for the runtime-dependent files.
+    fn runtime_checks(&self) -> Vec<(String, Vec<(String, bool)>)> {
+        self.sections
+            .iter()
+            .map(|(label, binaries)| {
+                let tests = binaries
+                    .iter()
+                    .filter_map(|(name, tests)| {
+                        let name = name.as_deref()?;
+                        crate::runtimes::TEST_FILES.contains(&name).then(|| {
+                            tests
+                                .iter()
+                                .map(move |(t, ok)| (format!("{name}::{t}"), *ok))
+                        })
+                    })
+                    .flatten()
+                    .collect();
+                (label.clone(), tests)
+            })
+            .collect()
     }
 
     /// Prints each runtime's checks.
     pub fn print_sections(&self) {
-        for (label, tests) in &self.sections {
+        for (label, tests) in self.runtime_checks() {
             let ok = tests.iter().filter(|(_, p)| *p).count();
             println!("runtime {label}: {ok} of {} checks passed", tests.len());
             for (name, passed) in tests {
-                println!("  {} {name}", if *passed { "ok    " } else { "FAILED" });
+                println!("  {} {name}", if passed { "ok    " } else { "FAILED" });
             }
         }
     }
 
     fn read(&mut self, line: &str) {
         let trimmed = line.trim();
-        if let Some(rest) = trimmed.strip_prefix("Running ") {
-            // `Running tests/e2e_runtimes.rs (target/debug/deps/e2e_runtimes-0123)`
-            self.binary = rest
-                .split_whitespace()
-                .next()
+        // `Running tests/e2e_runtimes.rs (target/debug/deps/e2e_runtimes-0123)`,
+        // `Running unittests src/main.rs (...)`, `Doc-tests containerdsnoop`.
+        let announced = if let Some(rest) = trimmed.strip_prefix("Running ") {
+            rest.split_whitespace()
+                .find(|w| w.ends_with(".rs"))
                 .and_then(|p| p.rsplit('/').next())
                 .map(|f| f.trim_end_matches(".rs").to_string())
-                .unwrap_or_default();
+                .or(Some(String::new()))
+        } else {
+            trimmed
+                .strip_prefix("Doc-tests ")
+                .map(|n| format!("doc {n}"))
+        };
+        if let Some(name) = announced {
+            let unnamed = self
+                .sections
+                .last_mut()
+                .and_then(|(_, b)| b.iter_mut().find(|(n, _)| n.is_none()));
+            match unnamed {
+                Some(b) => b.0 = Some(name),
+                None => self.announced.push_back(name),
+            }
+            return;
+        }
+        if trimmed.starts_with("running ")
+            && (trimmed.ends_with(" tests") || trimmed.ends_with(" test"))
+        {
+            let name = self.announced.pop_front();
+            if let Some((_, binaries)) = self.sections.last_mut() {
+                binaries.push((name, Vec::new()));
+            }
+            return;
         }
         if let Some(rest) = trimmed.strip_prefix("test ")
             && let Some((name, outcome)) = rest.rsplit_once(" ... ")
-            && crate::runtimes::TEST_FILES.contains(&self.binary.as_str())
-            && let Some((_, tests)) = self.sections.last_mut()
+            && let Some((_, binaries)) = self.sections.last_mut()
+            && let Some((_, tests)) = binaries.last_mut()
         {
             match outcome.trim() {
-                "ok" => tests.push((format!("{}::{name}", self.binary), true)),
-                "FAILED" => tests.push((format!("{}::{name}", self.binary), false)),
+                "ok" => tests.push((name.to_string(), true)),
+                "FAILED" => tests.push((name.to_string(), false)),
                 _ => {}
             }
         }
@@ -105,7 +157,8 @@ impl Tally {
     }
 }
 
-/// Runs cargo with `args`, echoing its output and counting test results.
+/// Runs cargo with `args`, echoing its output and counting test results. Both streams are
+/// read: cargo names each test binary (`Running ...`) on stderr, its tests report on stdout.
 pub fn cargo_counted(
     args: &[&str],
     envs: &[(&str, &str)],
@@ -116,13 +169,35 @@ pub fn cargo_counted(
         .envs(envs.iter().copied())
         .current_dir(setup::workspace_root()?)
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .context("running cargo")?;
     let stdout = child.stdout.take().context("cargo stdout")?;
-    for line in BufReader::new(stdout).lines() {
-        let line = line?;
-        println!("{line}");
+    let stderr = child.stderr.take().context("cargo stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel::<(bool, String)>();
+    let tx2 = tx.clone();
+    let readers = [
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send((false, line));
+            }
+        }),
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx2.send((true, line));
+            }
+        }),
+    ];
+    for (is_err, line) in rx {
+        if is_err {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
         tally.read(&line);
+    }
+    for r in readers {
+        let _ = r.join();
     }
     Ok(child.wait()?.success())
 }
@@ -227,26 +302,36 @@ mod tests {
         let mut t = Tally::default();
         t.section("a");
         t.read("     Running unittests src/main.rs (target/debug/deps/containerdsnoop-1)");
+        t.read("running 1 test");
         t.read("test unit_thing ... ok");
         t.read("     Running tests/e2e_runtimes.rs (target/debug/deps/e2e_runtimes-2)");
+        t.read("running 2 tests");
         t.read("test docker_works ... ok");
+        // The next announcement read before this binary's last line (two pipes).
+        t.read("     Running tests/e2e_protocols.rs (target/debug/deps/e2e_protocols-3)");
         t.read("test cri_works ... FAILED");
+        t.read("running 1 test");
+        t.read("test ttrpc ... ok");
+        t.read("   Doc-tests containerdsnoop");
+        t.read("running 0 tests");
         t.section("b");
+        // An announcement read after its binary's first lines.
+        t.read("running 1 test");
         t.read("test docker_works ... ok");
+        t.read("     Running tests/e2e_runtimes.rs (target/debug/deps/e2e_runtimes-2)");
+        let s = |v: &str| v.to_string();
         assert_eq!(
-            t.sections,
+            t.runtime_checks(),
             vec![
                 (
-                    "a".to_string(),
+                    s("a"),
                     vec![
-                        ("e2e_runtimes::docker_works".to_string(), true),
-                        ("e2e_runtimes::cri_works".to_string(), false)
+                        (s("e2e_runtimes::docker_works"), true),
+                        (s("e2e_runtimes::cri_works"), false),
+                        (s("e2e_protocols::ttrpc"), true),
                     ]
                 ),
-                (
-                    "b".to_string(),
-                    vec![("e2e_runtimes::docker_works".to_string(), true)]
-                ),
+                (s("b"), vec![(s("e2e_runtimes::docker_works"), true)]),
             ]
         );
     }

@@ -12,7 +12,9 @@ use super::process::run;
 use super::which;
 
 fn dir_from_env(var: &str) -> Option<PathBuf> {
-    env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from)
+    env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 /// `containerd`, `ctr` or `containerd-shim-runc-v2` under test.
