@@ -65,18 +65,18 @@ impl Apt {
                 .stdout(Stdio::null())
                 .output()
                 .context("running apt-get update")?;
-            if !out.status.success() {
-                if apt.has_lists() {
+            if out.status.success() {
+                fs::write(apt.dir.join("updated"), "")?;
+            } else if apt.has_lists() {
                     eprintln!(
                         "xtask: apt-get update failed, using the lists already there: {}",
                         String::from_utf8_lossy(&out.stderr).trim()
                     );
-                } else {
-                    bail!(
-                        "apt-get update (private lists) failed: {}",
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    );
-                }
+            } else {
+                bail!(
+                    "apt-get update (private lists) failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
             }
         }
         Ok(apt)
@@ -103,26 +103,26 @@ impl Apt {
         c
     }
 
-    fn packages_indexes(&self) -> Vec<SystemTime> {
+    /// The Packages indexes fetched (apt may keep them compressed: `..._Packages.lz4`).
+    fn packages_indexes(&self) -> usize {
         fs::read_dir(self.dir.join("lists"))
             .into_iter()
             .flatten()
             .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().ends_with("_Packages"))
-            .filter_map(|e| e.metadata().ok()?.modified().ok())
-            .collect()
+            .filter(|e| e.file_name().to_string_lossy().contains("_Packages"))
+            .count()
     }
 
     fn has_lists(&self) -> bool {
-        self.packages_indexes().len() >= SUITES.len()
+        self.packages_indexes() >= SUITES.len()
     }
 
+    /// Lists are there and the last successful update (the `updated` stamp) is recent.
     fn lists_fresh(&self) -> bool {
-        let times = self.packages_indexes();
-        times.len() >= SUITES.len()
-            && times
-                .iter()
-                .all(|t| t.elapsed().is_ok_and(|age| age < LISTS_MAX_AGE))
+        self.has_lists()
+            && fs::metadata(self.dir.join("updated"))
+                .and_then(|m| m.modified())
+                .is_ok_and(|t: SystemTime| t.elapsed().is_ok_and(|age| age < LISTS_MAX_AGE))
     }
 
     /// Package names starting with `prefix` in any listed release.

@@ -50,7 +50,9 @@ fn series(label: &str) -> anyhow::Result<(&'static str, SeriesOrder, Lists)> {
         deb.parse::<u64>().ok()?;
         n.parse().ok()
     }
-    // linux-image-5.10.0-<ABI>-amd64 (bullseye) and linux-image-7.2.<N>+deb<R>-amd64 (sid).
+    // linux-image-5.10.0-<ABI>-amd64 (bullseye) and, for sid's 7.2, linux-binary-7.2.<N>+deb<R>-amd64:
+    // from 7.x Debian's linux-image-<ver> is an empty package depending on linux-binary-<ver>
+    // (the kernel image, in /usr/lib/modules/<ver>/vmlinuz) and linux-modules-<ver>.
     fn abi_5_10(name: &str) -> Option<u64> {
         name.strip_prefix("linux-image-5.10.0-")?
             .strip_suffix("-amd64")?
@@ -59,7 +61,7 @@ fn series(label: &str) -> anyhow::Result<(&'static str, SeriesOrder, Lists)> {
     }
     fn rel_7_2(name: &str) -> Option<u64> {
         let rest = name
-            .strip_prefix("linux-image-7.2.")?
+            .strip_prefix("linux-binary-7.2.")?
             .strip_suffix("-amd64")?;
         let (n, deb) = rest.split_once("+deb")?;
         deb.parse::<u64>().ok()?;
@@ -69,7 +71,7 @@ fn series(label: &str) -> anyhow::Result<(&'static str, SeriesOrder, Lists)> {
         "5.10" => Ok(("linux-image-5.10.0-", abi_5_10, Lists::Private)),
         "6.1" => Ok(("linux-image-6.1.0-", abi_6_1, Lists::System)),
         "6.12" => Ok(("linux-image-6.12.", rel_6_12, Lists::System)),
-        "7.2" => Ok(("linux-image-7.2.", rel_7_2, Lists::Private)),
+        "7.2" => Ok(("linux-binary-7.2.", rel_7_2, Lists::Private)),
         _ => bail!("no Debian package series known for kernel {label}"),
     }
 }
@@ -105,7 +107,13 @@ pub fn kernel(cache: &Path, label: &str) -> anyhow::Result<KernelImage> {
         if let Some(image) = unpacked_kernel(label, name, &unpacked) {
             return Ok(image);
         }
-        match download_and_unpack(private.as_ref(), &dir, name, &unpacked, &["./boot"]) {
+        // Only the image: the packages that hold modules too are large.
+        let members: &[&str] = if name.starts_with("linux-binary-") {
+            &["./boot", "./usr/lib/modules"]
+        } else {
+            &["./boot"]
+        };
+        match download_and_unpack(private.as_ref(), &dir, name, &unpacked, members) {
             Ok(()) => {
                 if let Some(image) = unpacked_kernel(label, name, &unpacked) {
                     return Ok(image);
@@ -141,17 +149,27 @@ pub fn kernel(cache: &Path, label: &str) -> anyhow::Result<KernelImage> {
     )
 }
 
+/// `/boot/vmlinuz-<ver>`, or `/usr/lib/modules/<ver>/vmlinuz` (linux-binary packages).
 fn unpacked_kernel(label: &str, package: &str, dir: &Path) -> Option<KernelImage> {
-    let boot = dir.join("boot");
-    let vmlinuz = fs::read_dir(&boot)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("vmlinuz-"))
-        })?;
+    let in_boot = || {
+        fs::read_dir(dir.join("boot"))
+            .ok()?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("vmlinuz-"))
+            })
+    };
+    let in_modules = || {
+        fs::read_dir(dir.join("usr/lib/modules"))
+            .ok()?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("vmlinuz"))
+            .find(|p| p.is_file())
+    };
+    let vmlinuz = in_boot().or_else(in_modules)?;
     Some(KernelImage {
         label: label.to_string(),
         package: package.to_string(),
@@ -283,8 +301,9 @@ mod tests {
         assert_eq!(o("linux-image-5.10.0-32-amd64"), Some(32));
         assert_eq!(o("linux-image-5.10.0-32-rt-amd64"), None);
         let (_, o) = series_pattern("7.2").unwrap();
-        assert_eq!(o("linux-image-7.2.13+deb14-amd64"), Some(13));
-        assert_eq!(o("linux-image-7.2.13+deb14-cloud-amd64"), None);
-        assert_eq!(o("linux-image-7.2.13+deb14-amd64-dbg"), None);
+        assert_eq!(o("linux-binary-7.2.13+deb14-amd64"), Some(13));
+        assert_eq!(o("linux-image-7.2.13+deb14-amd64"), None);
+        assert_eq!(o("linux-binary-7.2.13+deb14-cloud-amd64"), None);
+        assert_eq!(o("linux-binary-7.2.13+deb14-rt-amd64"), None);
     }
 }
