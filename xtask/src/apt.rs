@@ -68,10 +68,10 @@ impl Apt {
             if out.status.success() {
                 fs::write(apt.dir.join("updated"), "")?;
             } else if apt.has_lists() {
-                    eprintln!(
-                        "xtask: apt-get update failed, using the lists already there: {}",
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    );
+                eprintln!(
+                    "xtask: apt-get update failed, using the lists already there: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
             } else {
                 bail!(
                     "apt-get update (private lists) failed: {}",
