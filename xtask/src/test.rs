@@ -1,6 +1,8 @@
 //! `cargo xtask test`: every test — unit, decoding, and the privileged end-to-end tests that
-//! drive real containerd, runc, dockerd and tshark through the real tracer — then one closing
-//! line `N passed, N failed`.
+//! drive real containerd, runc, dockerd and tshark through the real tracer — then the
+//! runtime-dependent end-to-end files again per newer runtime (`crate::runtimes`), the fuzz smoke
+//! run and the kernels under QEMU (`crate::vm`); a per-runtime list of checks, and one closing
+//! line `N passed, N failed` that counts all of it.
 
 use std::{
     io::{BufRead as _, BufReader},
