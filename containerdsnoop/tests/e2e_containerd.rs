@@ -134,8 +134,15 @@ fn ctr_calls_are_decoded() {
         .ctr(&["namespaces", "create", "e2e-ns"])
         .and_then(|r| r.ok())
         .expect("namespace");
+    // The client-side import (Content/Write, Images/Create); 2.x needs `--local` for it (the
+    // Transfer path is e2e_runtimes' business).
+    let import = [
+        support::runtime::ctr_import_local_args(),
+        &[tar.to_str().expect("utf-8")],
+    ]
+    .concat();
     containerd
-        .ctr(&["images", "import", tar.to_str().expect("utf-8")])
+        .ctr(&import)
         .and_then(|r| r.ok())
         .expect("import");
     // The events subscription, open while a container runs.

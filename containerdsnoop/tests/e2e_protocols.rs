@@ -71,10 +71,12 @@ fn ctr_run_shows_containerd_and_shim_talking_ttrpc() {
         let text = r["message_text"].as_str().unwrap_or("");
         text.contains("e2e-ttrpc-echo") || text.contains("e2e-ttrpc-kill")
     };
+    let task = support::shim_task_package();
     let ttrpc_rows: Vec<&serde_json::Value> =
         rows.iter().filter(|r| r["protocol"] == "ttrpc").collect();
     for method in ["Create", "Start", "Wait", "Kill", "Delete"] {
-        let name = format!("/containerd.task.v2.Task/{method}");
+        // containerd.task.v2 on containerd 1.x, v3 on 2.x.
+        let name = format!("/{task}.Task/{method}");
         let reqs: Vec<_> = ttrpc_rows
             .iter()
             .filter(|r| r["type"] == "REQ" && r["method"] == name.as_str())
@@ -88,7 +90,7 @@ fn ctr_run_shows_containerd_and_shim_talking_ttrpc() {
         assert!(
             reqs[0]["message_type"]
                 .as_str()
-                .is_some_and(|t| t.starts_with("containerd.task.v2.")),
+                .is_some_and(|t| t.starts_with(&format!("{task}."))),
             "{}",
             reqs[0]
         );
@@ -97,7 +99,7 @@ fn ctr_run_shows_containerd_and_shim_talking_ttrpc() {
         .iter()
         .find(|r| {
             r["type"] == "REQ"
-                && r["method"] == "/containerd.task.v2.Task/Create"
+                && r["method"] == format!("/{task}.Task/Create").as_str()
                 && r["message"]["id"] == "e2e-ttrpc-echo"
         })
         .expect("Create of the echo container");

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 
 use super::image::{SANDBOX_REF, image_tar};
 use super::process::{self, Run, run};
+use super::runtime::{containerd_bin, containerd_dir, containerd_version, path_with};
 use super::{remove_temp_dir, socket_accepts, tail, temp_dir, wait_until};
 
 /// How long containerd may take to listen (it takes well under a second here).
@@ -42,7 +43,9 @@ impl Containerd {
         // Shims of an earlier test in this process that exited after its clean-up.
         process::reap_shims();
         let started = Instant::now();
-        let child = Command::new("containerd")
+        // The shim is started by name: the one next to the containerd under test comes first.
+        let child = Command::new(containerd_bin("containerd"))
+            .env("PATH", path_with(containerd_dir().as_deref()))
             .arg("--config")
             .arg(&config)
             .stdin(Stdio::null())
@@ -94,7 +97,7 @@ impl Containerd {
     }
 
     pub fn ctr_timeout(&self, args: &[&str], timeout: Duration) -> Result<Run> {
-        let mut cmd = Command::new("ctr");
+        let mut cmd = Command::new(containerd_bin("ctr"));
         cmd.arg("--address").arg(&self.socket).args(args);
         run(cmd, timeout)
     }
@@ -144,10 +147,34 @@ impl Drop for Containerd {
     }
 }
 
-/// containerd 1.6 config (version 2). The CRI section follows TESTBED.md: no CAP_SYS_RESOURCE
-/// (so restrict_oom_score_adj), runc v2 shims, and an empty CNI folder since pods use the host
-/// network.
+/// containerd 1.6 config (version 2; 1.7 reads it as is, 2.x migrates it). The CRI section
+/// follows TESTBED.md: no CAP_SYS_RESOURCE (so restrict_oom_score_adj), runc v2 shims, and an
+/// empty CNI folder since pods use the host network. From 1.7 the Transfer service (which 2.x's
+/// `ctr images import` uses) needs to know which platforms to unpack for.
 fn config_toml(dir: &Path, socket: &Path) -> String {
+    let mut config = config_toml_1_6(dir, socket);
+    if containerd_version() >= (1, 7) {
+        config.push_str(&format!(
+            r#"
+[plugins."io.containerd.transfer.v1.local"]
+  [[plugins."io.containerd.transfer.v1.local".unpack_config]]
+    platform = "linux/{}"
+    snapshotter = "overlayfs"
+"#,
+            go_arch()
+        ));
+    }
+    config
+}
+
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "aarch64" => "arm64",
+        _ => "amd64",
+    }
+}
+
+fn config_toml_1_6(dir: &Path, socket: &Path) -> String {
     let d = dir.display();
     let s = socket.display();
     format!(

@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 
 use super::containerd::Containerd;
 use super::process::{self, Run, run};
+use super::runtime::{dockerd_bin, path_with};
 use super::{remove_temp_dir, socket_accepts, tail, temp_dir, wait_until, which};
 
 /// dockerd takes a few seconds on first start (it creates its data root and probes storage).
@@ -40,8 +41,15 @@ impl Dockerd {
         fs::create_dir_all(dir.join("cli"))?;
         let log_path = dir.join("dockerd.log");
         let log = File::create(&log_path).context("create dockerd log")?;
-        // Debian's CLI matches the 20.10 daemon; the newer /usr/local/bin one also works.
-        let cli = ["/usr/bin/docker"]
+        // Debian's CLI matches the 20.10 daemon; the newer /usr/local/bin one also works, and is
+        // preferred for a newer dockerd under test (`CONTAINERDSNOOP_DOCKERD_DIR`).
+        let newer = std::env::var_os("CONTAINERDSNOOP_DOCKERD_DIR").is_some();
+        let order: &[&str] = if newer {
+            &["/usr/local/bin/docker", "/usr/bin/docker"]
+        } else {
+            &["/usr/bin/docker"]
+        };
+        let cli = order
             .iter()
             .map(PathBuf::from)
             .find(|p| p.is_file())
@@ -49,7 +57,8 @@ impl Dockerd {
         let cli = cli.context("no docker CLI (apt-get install docker.io)")?;
         process::become_subreaper();
         let started = Instant::now();
-        let child = Command::new("dockerd")
+        let child = Command::new(dockerd_bin())
+            .env("PATH", path_with(None))
             .args([
                 "--iptables=false",
                 "--ip-forward=false",

@@ -15,6 +15,13 @@
 //!   instead, so that CI cannot pass by skipping everything.
 //! - `CONTAINERDSNOOP_KEEP_TESTDIR=1`: keep each temporary folder (logs, configs) after the test;
 //!   mounts and processes are still cleaned up.
+//! - `CONTAINERDSNOOP_CONTAINERD_DIR`: a folder holding `containerd`, `ctr` and
+//!   `containerd-shim-runc-v2` to test instead of the ones in PATH (`cargo xtask test` unpacks
+//!   newer Debian releases' packages there); runc stays the one in PATH.
+//!   `CONTAINERDSNOOP_DOCKERD_DIR`: the same for `dockerd`.
+//! - `CONTAINERDSNOOP_EXPECT_CONTAINERD` / `CONTAINERDSNOOP_EXPECT_DOCKERD`: the version those
+//!   daemons must report (checked by `e2e_runtimes`), so a matrix run cannot silently test the
+//!   wrong binaries.
 
 // Each test file compiles its own copy of this module and uses only part of it.
 #![allow(dead_code, unused_imports, unused_macros)]
@@ -25,6 +32,8 @@ pub mod image;
 pub mod peer;
 pub mod process;
 pub mod raw;
+pub mod rows;
+pub mod runtime;
 pub mod tracer;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +48,7 @@ pub use dockerd::Dockerd;
 pub use image::{BUSYBOX_REF, SANDBOX_REF, busybox_image_tar, image_tar};
 pub use peer::{cri, spawn_testpeer, testpeer, testpeer_json};
 pub use process::{Run, run};
+pub use runtime::{containerd_bin, containerd_version, dockerd_bin, shim_task_package};
 pub use tracer::{Tracer, TracerOutput};
 
 /// What a test needs from the machine; a missing one skips the test (see `require!`).
@@ -57,16 +67,26 @@ pub fn missing(needs: &[Need]) -> Option<String> {
     for need in needs {
         let reason = match need {
             Need::Root if !is_root() => "needs root (eBPF, daemons, mounts)".to_string(),
-            Need::Containerd => match ["containerd", "ctr", "runc", "containerd-shim-runc-v2"]
+            Need::Containerd => match ["containerd", "ctr", "containerd-shim-runc-v2"]
                 .iter()
-                .find(|b| which(b).is_none())
+                .find(|b| !containerd_bin(b).is_file())
             {
-                Some(b) => format!("{b} not found in PATH (apt-get install containerd runc)"),
+                Some(b) => format!(
+                    "{} not found (apt-get install containerd runc)",
+                    containerd_bin(b).display()
+                ),
+                None if which("runc").is_none() => {
+                    "runc not found in PATH (apt-get install runc)".to_string()
+                }
                 None => continue,
             },
-            Need::Dockerd => match ["dockerd", "docker"].iter().find(|b| which(b).is_none()) {
-                Some(b) => format!("{b} not found in PATH (apt-get install docker.io)"),
-                None => continue,
+            Need::Dockerd => match (dockerd_bin().is_file(), which("docker")) {
+                (false, _) => format!(
+                    "{} not found (apt-get install docker.io)",
+                    dockerd_bin().display()
+                ),
+                (true, None) => "docker not found in PATH (apt-get install docker.io)".to_string(),
+                _ => continue,
             },
             Need::TestPeer => match testpeer_path() {
                 Ok(_) => continue,

@@ -39,6 +39,9 @@ enum Call {
     StopRemovePod { id: String },
     /// ImageService/ImageStatus.
     ImageStatus { reference: String },
+    /// `runtime.v1alpha2` RuntimeService/Version then ImageService/ListImages (served by
+    /// containerd 1.x only).
+    V1alpha2,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -69,8 +72,25 @@ async fn connect(args: &Args) -> Result<Channel> {
 async fn call(args: Args) -> Result<()> {
     let channel = connect(&args).await?;
     let mut rt = RuntimeServiceClient::new(channel.clone());
-    let mut img = ImageServiceClient::new(channel);
+    let mut img = ImageServiceClient::new(channel.clone());
     match args.call {
+        Call::V1alpha2 => {
+            use k8s_cri::v1alpha2 as a2;
+            let mut rt = a2::runtime_service_client::RuntimeServiceClient::new(channel.clone());
+            let mut img = a2::image_service_client::ImageServiceClient::new(channel);
+            let v = rt
+                .version(a2::VersionRequest {
+                    version: "v1alpha2".into(),
+                })
+                .await
+                .context("v1alpha2 Version")?;
+            print_json(v.get_ref())?;
+            let l = img
+                .list_images(a2::ListImagesRequest { filter: None })
+                .await
+                .context("v1alpha2 ListImages")?;
+            print_json(l.get_ref())
+        }
         Call::Version => {
             let r = rt
                 .version(cri::VersionRequest {

@@ -1,6 +1,7 @@
 //! Kernels and busybox from Debian's packages: `apt-get download` into the cache, then only the
 //! files we boot with are unpacked (`/boot/vmlinuz-*`, `/boot/config-*`, `bin/busybox`). A
-//! package already unpacked in the cache is not fetched again.
+//! package already unpacked in the cache is not fetched again. Kernels of other Debian releases
+//! (bullseye's 5.10, sid's 7.2) come through the private apt configuration of `crate::apt`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -19,8 +20,20 @@ pub struct KernelImage {
 /// Orders the packages of one kernel series: None for names outside it.
 type SeriesOrder = fn(&str) -> Option<u64>;
 
+/// Where a series' packages are listed: the machine's own apt (bookworm) or the private one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lists {
+    System,
+    Private,
+}
+
 /// Debian package names of each kernel series, and the number that orders releases in it.
+#[cfg(test)]
 fn series_pattern(label: &str) -> anyhow::Result<(&'static str, SeriesOrder)> {
+    series(label).map(|(p, o, _)| (p, o))
+}
+
+fn series(label: &str) -> anyhow::Result<(&'static str, SeriesOrder, Lists)> {
     // linux-image-6.1.0-<ABI>-amd64 (bookworm) and linux-image-6.12.<N>+deb<R>-amd64
     // (bookworm's 6.12 series); the signed images boot under QEMU like the unsigned ones.
     fn abi_6_1(name: &str) -> Option<u64> {
@@ -37,19 +50,53 @@ fn series_pattern(label: &str) -> anyhow::Result<(&'static str, SeriesOrder)> {
         deb.parse::<u64>().ok()?;
         n.parse().ok()
     }
+    // linux-image-5.10.0-<ABI>-amd64 (bullseye) and, for sid's 7.2, linux-binary-7.2.<N>+deb<R>-amd64:
+    // from 7.x Debian's linux-image-<ver> is an empty package depending on linux-binary-<ver>
+    // (the kernel image, in /usr/lib/modules/<ver>/vmlinuz) and linux-modules-<ver>.
+    fn abi_5_10(name: &str) -> Option<u64> {
+        name.strip_prefix("linux-image-5.10.0-")?
+            .strip_suffix("-amd64")?
+            .parse()
+            .ok()
+    }
+    fn rel_7_2(name: &str) -> Option<u64> {
+        let rest = name
+            .strip_prefix("linux-binary-7.2.")?
+            .strip_suffix("-amd64")?;
+        let (n, deb) = rest.split_once("+deb")?;
+        deb.parse::<u64>().ok()?;
+        n.parse().ok()
+    }
     match label {
-        "6.1" => Ok(("linux-image-6.1.0-", abi_6_1)),
-        "6.12" => Ok(("linux-image-6.12.", rel_6_12)),
+        "5.10" => Ok(("linux-image-5.10.0-", abi_5_10, Lists::Private)),
+        "6.1" => Ok(("linux-image-6.1.0-", abi_6_1, Lists::System)),
+        "6.12" => Ok(("linux-image-6.12.", rel_6_12, Lists::System)),
+        "7.2" => Ok(("linux-binary-7.2.", rel_7_2, Lists::Private)),
         _ => bail!("no Debian package series known for kernel {label}"),
     }
 }
 
 /// The newest Debian kernel package of the series, downloaded and unpacked into the cache.
 pub fn kernel(cache: &Path, label: &str) -> anyhow::Result<KernelImage> {
-    let (prefix, order) = series_pattern(label)?;
+    let (prefix, order, lists) = series(label)?;
     let dir = cache.join("kernels");
     fs::create_dir_all(&dir)?;
-    let mut candidates: Vec<(u64, String)> = apt_pkgnames(prefix)
+    let private = match lists {
+        Lists::Private => match crate::apt::Apt::open(&crate::apt::default_dir()) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                eprintln!("vm-test: private apt lists unavailable: {e:#}");
+                None
+            }
+        },
+        Lists::System => None,
+    };
+    let names = match (&private, lists) {
+        (Some(apt), _) => apt.pkgnames(prefix),
+        (None, Lists::System) => apt_pkgnames(prefix),
+        (None, Lists::Private) => Vec::new(),
+    };
+    let mut candidates: Vec<(u64, String)> = names
         .into_iter()
         .filter_map(|n| order(&n).map(|k| (k, n)))
         .collect();
@@ -60,7 +107,13 @@ pub fn kernel(cache: &Path, label: &str) -> anyhow::Result<KernelImage> {
         if let Some(image) = unpacked_kernel(label, name, &unpacked) {
             return Ok(image);
         }
-        match download_and_unpack(&dir, name, &unpacked, &["./boot"]) {
+        // Only the image: the packages that hold modules too are large.
+        let members: &[&str] = if name.starts_with("linux-binary-") {
+            &["./boot", "./usr/lib/modules"]
+        } else {
+            &["./boot"]
+        };
+        match download_and_unpack(private.as_ref(), &dir, name, &unpacked, members) {
             Ok(()) => {
                 if let Some(image) = unpacked_kernel(label, name, &unpacked) {
                     return Ok(image);
@@ -96,17 +149,27 @@ pub fn kernel(cache: &Path, label: &str) -> anyhow::Result<KernelImage> {
     )
 }
 
+/// `/boot/vmlinuz-<ver>`, or `/usr/lib/modules/<ver>/vmlinuz` (linux-binary packages).
 fn unpacked_kernel(label: &str, package: &str, dir: &Path) -> Option<KernelImage> {
-    let boot = dir.join("boot");
-    let vmlinuz = fs::read_dir(&boot)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("vmlinuz-"))
-        })?;
+    let in_boot = || {
+        fs::read_dir(dir.join("boot"))
+            .ok()?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("vmlinuz-"))
+            })
+    };
+    let in_modules = || {
+        fs::read_dir(dir.join("usr/lib/modules"))
+            .ok()?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("vmlinuz"))
+            .find(|p| p.is_file())
+    };
+    let vmlinuz = in_boot().or_else(in_modules)?;
     Some(KernelImage {
         label: label.to_string(),
         package: package.to_string(),
@@ -122,6 +185,7 @@ pub fn busybox(cache: &Path) -> anyhow::Result<PathBuf> {
         return Ok(bin);
     }
     download_and_unpack(
+        None,
         cache,
         "busybox-static",
         &dir,
@@ -150,8 +214,10 @@ fn apt_pkgnames(prefix: &str) -> Vec<String> {
         .collect()
 }
 
-/// `apt-get download NAME` in `dl_dir`, then extracts `members` of the .deb into `dest`.
+/// `apt-get download NAME` (with `apt`'s private lists if given) in `dl_dir`, then extracts
+/// `members` of the .deb into `dest`.
 fn download_and_unpack(
+    apt: Option<&crate::apt::Apt>,
     dl_dir: &Path,
     name: &str,
     dest: &Path,
@@ -163,7 +229,11 @@ fn download_and_unpack(
         Some(d) => d,
         None => {
             eprintln!("vm-test: apt-get download {name}");
-            let out = Command::new("apt-get")
+            let mut cmd = match apt {
+                Some(a) => a.command("apt-get"),
+                None => Command::new("apt-get"),
+            };
+            let out = cmd
                 .args(["download", "-q", name])
                 .current_dir(&debs)
                 .output()
@@ -227,5 +297,13 @@ mod tests {
         assert_eq!(o("linux-image-6.12.117+deb12-amd64"), Some(117));
         assert_eq!(o("linux-image-6.12-amd64"), None);
         assert_eq!(o("linux-image-6.12.117+deb12-amd64-unsigned"), None);
+        let (_, o) = series_pattern("5.10").unwrap();
+        assert_eq!(o("linux-image-5.10.0-32-amd64"), Some(32));
+        assert_eq!(o("linux-image-5.10.0-32-rt-amd64"), None);
+        let (_, o) = series_pattern("7.2").unwrap();
+        assert_eq!(o("linux-binary-7.2.13+deb14-amd64"), Some(13));
+        assert_eq!(o("linux-image-7.2.13+deb14-amd64"), None);
+        assert_eq!(o("linux-binary-7.2.13+deb14-cloud-amd64"), None);
+        assert_eq!(o("linux-binary-7.2.13+deb14-rt-amd64"), None);
     }
 }
