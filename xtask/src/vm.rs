@@ -14,6 +14,7 @@ mod guest;
 mod initramfs;
 mod packages;
 mod qemu;
+mod traffic;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
