@@ -39,32 +39,52 @@ impl<W: Write> PcapWriter<W> {
             let isn = [1000 + n * 7919, 5000 + n * 104_729];
             self.seqs.push(isn);
             // SYN, SYN-ACK, ACK.
-            self.segment(ts_ns, n, false, isn[0], 0, 0x02, &[])?;
-            self.segment(ts_ns, n, true, isn[1], isn[0] + 1, 0x12, &[])?;
+            let client = Segment {
+                ts_ns,
+                conn: n,
+                server: false,
+            };
+            let server = Segment {
+                server: true,
+                ..client
+            };
+            self.segment(client, (isn[0], 0), 0x02, &[])?;
+            self.segment(server, (isn[1], isn[0] + 1), 0x12, &[])?;
             self.seqs[n as usize] = [isn[0] + 1, isn[1] + 1];
-            self.segment(ts_ns, n, false, isn[0] + 1, isn[1] + 1, 0x10, &[])?;
+            self.segment(client, (isn[0] + 1, isn[1] + 1), 0x10, &[])?;
         }
         for piece in data.chunks(MAX_SEGMENT) {
             let [cs, ss] = self.seqs[c];
             let (seq, ack) = if server { (ss, cs) } else { (cs, ss) };
-            self.segment(ts_ns, conn, server, seq, ack, 0x18, piece)?;
+            self.segment(
+                Segment {
+                    ts_ns,
+                    conn,
+                    server,
+                },
+                (seq, ack),
+                0x18,
+                piece,
+            )?;
             let next = seq.wrapping_add(piece.len() as u32);
             self.seqs[c][server as usize] = next;
         }
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// One TCP segment of `at`'s connection and direction, with `(seq, ack)` and `flags`.
     fn segment(
         &mut self,
-        ts_ns: u64,
-        conn: u32,
-        server: bool,
-        seq: u32,
-        ack: u32,
+        at: Segment,
+        (seq, ack): (u32, u32),
         flags: u8,
         payload: &[u8],
     ) -> io::Result<()> {
+        let Segment {
+            ts_ns,
+            conn,
+            server,
+        } = at;
         let client_ip = [10, 1, (conn >> 8) as u8, conn as u8];
         let server_ip = [10, 2, 0, 1];
         let client_port = 40_000u16.wrapping_add(conn as u16);
@@ -118,4 +138,12 @@ fn checksum(header: &[u8]) -> u16 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
     !(sum as u16)
+}
+
+/// Which connection and direction a segment belongs to, and when it was sent.
+#[derive(Clone, Copy)]
+struct Segment {
+    ts_ns: u64,
+    conn: u32,
+    server: bool,
 }
