@@ -444,8 +444,8 @@ fn check_help(d: &Dist) -> anyhow::Result<()> {
 }
 
 fn check_read(d: &Dist) -> anyhow::Result<()> {
-    let fixture =
-        setup::workspace_root()?.join("containerdsnoop/tests/fixtures/pcap/grpc_loopback.pcapng");
+    let fixture = setup::workspace_root()?
+        .join("containerdsnoop-decode/tests/fixtures/pcap/grpc_loopback.pcapng");
     let root = EmptyRoot::new(d, &[&fixture])?;
     let out = root.run(&["-r", "/grpc_loopback.pcapng", "-o", "json", "-q"])?;
     let rows: Vec<serde_json::Value> = out
