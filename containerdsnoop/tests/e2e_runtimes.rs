@@ -24,13 +24,33 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 /// A tracer on every socket this process's daemons will create, started before them so that
 /// every connection is seen from its first byte.
+/// A tracer started before the daemons, so that every connection is seen from its first byte.
+/// The daemons' folders are made first under a fresh root: the tracer selects socket files by
+/// identity, and a socket created in a folder it watches is matched from its first byte.
 fn start_tracer() -> Tracer {
-    let pid = std::process::id();
-    let ctrd = format!("/tmp/csn-ctrd-{pid}-*");
-    let dockerd = format!("/tmp/csn-dockerd-{pid}-*");
+    static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let root = std::path::PathBuf::from(format!(
+        "/tmp/csn-rt-{}-{}",
+        std::process::id(),
+        RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    support::set_temp_root(Some(root.clone()));
+    for tag in ["ctrd", "dockerd"] {
+        std::fs::create_dir_all(root.join(tag)).expect("daemon folder");
+    }
+    let ctrd = root.join("ctrd/containerd.sock").display().to_string();
+    let ctrd_ttrpc = format!("{ctrd}.ttrpc");
+    let dockerd = root.join("dockerd/docker.sock").display().to_string();
     let mut t = Tracer::spawn(
         Path::new(TRACER),
-        &["-o", "json", &ctrd, &dockerd, "/run/containerd/s/*"],
+        &[
+            "-o",
+            "json",
+            &ctrd,
+            &ctrd_ttrpc,
+            &dockerd,
+            "/run/containerd/s/*",
+        ],
     )
     .expect("spawn tracer");
     t.wait_ready(Duration::from_secs(30))

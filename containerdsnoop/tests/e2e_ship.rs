@@ -372,8 +372,14 @@ fn image_runs_with_the_daemonset_privileges_and_prints_rows() {
 
     let socket = containerd.socket().to_str().expect("UTF-8").to_string();
     let name = format!("csn-ship-{}", std::process::id());
+    // The test's containerd listens in a folder of its own, not under the /run the DaemonSet
+    // mounts: that folder is mounted the same way (read-only, at its own path), since the
+    // tracer selects the socket by the identity of its file.
+    let socket_dir = containerd.dir().display().to_string();
+    let socket_mount = format!("type=bind,src={socket_dir},dst={socket_dir},options=rbind:ro");
     let mut run: Vec<&str> = vec!["--address", &socket, "run"];
     run.extend(grants.flags.iter().map(String::as_str));
+    run.extend(["--mount", socket_mount.as_str()]);
     run.extend([grants.image.as_str(), name.as_str()]);
     // ctr's arguments replace the entry point, where Kubernetes' `args` follow it: name the
     // program, as `kubectl debug ... -- containerdsnoop ARGS` does (the image's PATH finds it).

@@ -16,8 +16,9 @@ const VALIDATOR_VERSION: &str = "1.37.0";
 const KUBERNETES_VERSIONS: [&str; 2] = ["1.30.0", "1.37.0"];
 /// The capabilities the tracer needs (see the manifest's comments): no more, no less.
 const CAPABILITIES: [&str; 2] = ["BPF", "PERFMON"];
-/// Host paths it may mount, all read-only.
-const HOST_PATHS: [&str; 2] = ["/sys/kernel/btf", "/sys/kernel/tracing"];
+/// Host paths it may mount, all read-only: BTF, tracefs, and /run for the runtime sockets
+/// (selected by file identity, so the tracer must see them).
+const HOST_PATHS: [&str; 3] = ["/run", "/sys/kernel/btf", "/sys/kernel/tracing"];
 
 /// The venv that holds `kubernetes-validate` (Debian 12's pip refuses system-wide installs).
 fn venv() -> anyhow::Result<PathBuf> {

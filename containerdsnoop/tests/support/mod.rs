@@ -214,6 +214,11 @@ pub fn testpeer_path() -> Result<PathBuf> {
 /// A fresh folder under /tmp, short because unix socket paths are limited to 107 bytes.
 pub fn temp_dir(tag: &str) -> Result<PathBuf> {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
+    if let Some(root) = TEMP_ROOT.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        let dir = root.join(tag);
+        fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        return Ok(dir);
+    }
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
@@ -225,6 +230,17 @@ pub fn temp_dir(tag: &str) -> Result<PathBuf> {
     ));
     fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     Ok(dir)
+}
+
+/// While set, [`temp_dir`] gives `ROOT/TAG`: paths a test can hand the tracer before the
+/// daemon that lives there starts (the tracer selects socket files by identity, so their
+/// folder must be known). Tests that set it must run one at a time.
+static TEMP_ROOT: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+/// Makes [`temp_dir`] deterministic under `root` (None: random folders again).
+#[allow(dead_code)] // not every test binary uses it
+pub fn set_temp_root(root: Option<PathBuf>) {
+    *TEMP_ROOT.lock().unwrap_or_else(|e| e.into_inner()) = root;
 }
 
 /// Polls `ready` every 20 ms until it returns true or `timeout` passes.
