@@ -127,18 +127,7 @@ impl Apt {
 
     /// Package names starting with `prefix` in any listed release.
     pub fn pkgnames(&self, prefix: &str) -> Vec<String> {
-        let Ok(out) = self
-            .command("apt-cache")
-            .args(["pkgnames", prefix])
-            .stderr(Stdio::null())
-            .output()
-        else {
-            return Vec::new();
-        };
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect()
+        pkgnames(self.command("apt-cache"), prefix)
     }
 
     /// The version `apt-get download NAME/SUITE` would fetch.
@@ -272,6 +261,22 @@ pub fn unpack(deb: &Path, dest: &Path, members: &[&str]) -> anyhow::Result<()> {
     let _ = fs::remove_dir_all(dest);
     fs::rename(&tmp, dest)?;
     Ok(())
+}
+
+/// Package names starting with `prefix`, as `apt_cache` (the system's or a private apt-cache
+/// command) lists them; none when it cannot run.
+pub fn pkgnames(mut apt_cache: Command, prefix: &str) -> Vec<String> {
+    let Ok(out) = apt_cache
+        .args(["pkgnames", prefix])
+        .stderr(Stdio::null())
+        .output()
+    else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use anyhow::{Context as _, bail};
 
@@ -93,7 +93,7 @@ pub fn kernel(cache: &Path, label: &str) -> anyhow::Result<KernelImage> {
     };
     let names = match (&private, lists) {
         (Some(apt), _) => apt.pkgnames(prefix),
-        (None, Lists::System) => apt_pkgnames(prefix),
+        (None, Lists::System) => crate::apt::pkgnames(Command::new("apt-cache"), prefix),
         (None, Lists::Private) => Vec::new(),
     };
     let mut candidates: Vec<(u64, String)> = names
@@ -198,20 +198,6 @@ pub fn busybox(cache: &Path) -> anyhow::Result<PathBuf> {
         }
     }
     bail!("busybox-static has no bin/busybox")
-}
-
-fn apt_pkgnames(prefix: &str) -> Vec<String> {
-    let Ok(out) = Command::new("apt-cache")
-        .args(["pkgnames", prefix])
-        .stderr(Stdio::null())
-        .output()
-    else {
-        return Vec::new();
-    };
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
 }
 
 /// `apt-get download NAME` (with `apt`'s private lists if given) in `dl_dir`, then extracts

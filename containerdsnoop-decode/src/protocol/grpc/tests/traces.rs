@@ -900,7 +900,10 @@ fn mid_connection_start_without_join_decodes_as_late_join() {
         })]
     );
     for side in [CLIENT, SERVER] {
-        assert_eq!(conn.sync_state(side).as_str(), "late-join");
+        assert_eq!(
+            crate::protocol::Decoding::from(conn.sync_state(side)),
+            crate::protocol::Decoding::LateJoin
+        );
     }
 }
 

@@ -87,16 +87,6 @@ pub enum SyncState {
 }
 
 impl SyncState {
-    /// `synced`, `late-join`, `desynchronised`, `resynchronised`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            SyncState::Synced => "synced",
-            SyncState::LateJoin { .. } => "late-join",
-            SyncState::Desynchronised => "desynchronised",
-            SyncState::Resynchronised { .. } => "resynchronised",
-        }
-    }
-
     /// Whether every header field can be decoded (false while the HPACK table is partly
     /// unknown, or while searching).
     pub fn hpack_complete(&self) -> bool {
