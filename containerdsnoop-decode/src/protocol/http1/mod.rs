@@ -17,6 +17,8 @@ mod upgrade;
 pub use conn::{Connection, Limits, Stats};
 
 #[cfg(test)]
+mod recordings;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod traces;

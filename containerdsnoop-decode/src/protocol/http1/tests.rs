@@ -7,14 +7,7 @@ use crate::protocol::call::{Body, CallEvent, CallEventKind, Role, Side, Status};
 use crate::protocol::decoder::ConnDecoder;
 use crate::protocol::detect::testing::{Rng, parse_recording, resplit, run, writes};
 
-const VERSION: &[u8] = include_bytes!("../../../tests/fixtures/http1/version.rec");
-const PS: &[u8] = include_bytes!("../../../tests/fixtures/http1/ps.rec");
-const INFO: &[u8] = include_bytes!("../../../tests/fixtures/http1/info.rec");
-const EVENTS: &[u8] = include_bytes!("../../../tests/fixtures/http1/events.rec");
-const LOGS_FOLLOW: &[u8] = include_bytes!("../../../tests/fixtures/http1/logs-follow.rec");
-const ATTACH: &[u8] = include_bytes!("../../../tests/fixtures/http1/attach.rec");
-const RUN_CREATE_WAIT: &[u8] = include_bytes!("../../../tests/fixtures/http1/run-create-wait.rec");
-const EXEC_START: &[u8] = include_bytes!("../../../tests/fixtures/http1/exec-start.rec");
+use super::recordings::*;
 
 fn replay(rec: &[u8]) -> (Connection, Vec<CallEvent>) {
     let mut c = Connection::default();

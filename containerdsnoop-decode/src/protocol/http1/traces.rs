@@ -7,14 +7,7 @@ use crate::protocol::decoder::ConnDecoder;
 use crate::protocol::detect::testing::{parse_recording, run, writes};
 use crate::protocol::kit::trace;
 
-const VERSION: &[u8] = include_bytes!("../../../tests/fixtures/http1/version.rec");
-const PS: &[u8] = include_bytes!("../../../tests/fixtures/http1/ps.rec");
-const INFO: &[u8] = include_bytes!("../../../tests/fixtures/http1/info.rec");
-const EVENTS: &[u8] = include_bytes!("../../../tests/fixtures/http1/events.rec");
-const LOGS_FOLLOW: &[u8] = include_bytes!("../../../tests/fixtures/http1/logs-follow.rec");
-const ATTACH: &[u8] = include_bytes!("../../../tests/fixtures/http1/attach.rec");
-const RUN_CREATE_WAIT: &[u8] = include_bytes!("../../../tests/fixtures/http1/run-create-wait.rec");
-const EXEC_START: &[u8] = include_bytes!("../../../tests/fixtures/http1/exec-start.rec");
+use super::recordings::*;
 
 /// Feeds `(side, bytes)` writes stamped 1000, 2000, …; the trace of what came out.
 fn exchange(writes: &[(Side, &[u8])]) -> Vec<String> {
