@@ -12,10 +12,12 @@
 //!   (HTTP/2 + gRPC, ttrpc, HTTP/1.1).
 //! - [`stream`]: per-direction reassembly and the connection table that feeds the decoders.
 //! - [`pcap`]: pcap/pcapng files, read (`-r`) and written (`-w`).
+//! - [`container`]: which container runs a process (cgroup paths; the runtime lookups plug in).
 //! - [`output`]: rows, filters and the sinks that print or export them.
 //! - [`source`]: where records come from (a capture file here; the live ring buffer in the CLI).
 //! - [`pipeline`] and [`stats`]: records in, rows out, and what went missing on the way.
 
+pub mod container;
 pub mod escape;
 pub mod lru;
 pub mod output;

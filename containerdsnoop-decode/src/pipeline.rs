@@ -5,6 +5,7 @@
 use std::io;
 
 use crate::{
+    container::Attributor,
     output::filter::Filter,
     output::rows::RowBuilder,
     output::sink::{Record, Renderer, Sink},
@@ -47,6 +48,8 @@ pub struct Pipeline {
     pub stats: Stats,
     pieces: Vec<Piece>,
     events: Vec<(ConnInfo, CallEvent)>,
+    /// Names the container at each end of a row (live capture only).
+    attributor: Option<Box<dyn Attributor>>,
 }
 
 impl Pipeline {
@@ -61,7 +64,13 @@ impl Pipeline {
             stats: Stats::default(),
             pieces: Vec::new(),
             events: Vec::new(),
+            attributor: None,
         }
+    }
+
+    /// From now on, rows name the container at each end (asked before the filter).
+    pub fn set_attributor(&mut self, attributor: Box<dyn Attributor>) {
+        self.attributor = Some(attributor);
     }
 
     /// Socket inodes of connections open before the tracer started (decoded as late joins).
@@ -194,9 +203,13 @@ impl Pipeline {
             if self.done() {
                 continue;
             }
-            let Some(row) = self.rows.row(&info, event) else {
+            let Some(mut row) = self.rows.row(&info, event) else {
                 continue;
             };
+            if let Some(a) = self.attributor.as_mut() {
+                row.container = a.container(row.pid);
+                row.peer_container = a.container(row.peer_pid);
+            }
             if !self.plan.filter.accepts(&row) {
                 continue;
             }

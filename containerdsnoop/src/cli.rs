@@ -12,6 +12,7 @@ use anyhow::{Context as _, bail};
 use clap::{CommandFactory as _, Parser, ValueEnum};
 use containerdsnoop_common::{MAX_PATTERNS, PathPattern};
 use containerdsnoop_decode::{
+    container::PodSelector,
     output::{
         filter::{Filter, MethodPattern},
         json::JsonPrinter,
@@ -68,6 +69,20 @@ pub struct Args {
     /// Only rows of this type.
     #[arg(short = 't', long = "type", value_enum)]
     pub row_type: Option<RowType>,
+
+    /// Show CONTAINER and PEER_CONTAINER columns: pod/container, else the short container id,
+    /// else `-` (a host process).
+    #[arg(short = 'C', long = "containers")]
+    pub containers: bool,
+
+    /// Only connections with this container at either end: a container id (or its prefix) or
+    /// name (repeatable).
+    #[arg(long = "container", value_name = "ID|NAME")]
+    pub container_filters: Vec<String>,
+
+    /// Only connections with a container of this pod at either end (repeatable).
+    #[arg(long = "pod", value_name = "NAME[.NAMESPACE]")]
+    pub pods: Vec<String>,
 
     /// Print raw captured bytes instead of decoded messages.
     #[arg(long)]
@@ -220,6 +235,8 @@ pub enum Printer {
     /// The table, its MESSAGE column cut to fit `width` columns (None: never cut).
     Table {
         width: Option<usize>,
+        /// `-C`: the container columns.
+        containers: bool,
     },
     Json,
     Raw(RawFormat),
@@ -316,6 +333,7 @@ impl Config {
             (false, Some(OutputFormat::Json)) => Printer::Json,
             (false, _) => Printer::Table {
                 width: if args.full { None } else { terminal.width },
+                containers: args.containers,
             },
         };
         // `-w -`: stdout carries the capture file, so nothing else may be printed there.
@@ -331,6 +349,8 @@ impl Config {
                 Some(RowType::End) => vec![RowKind::End],
                 None => vec![],
             },
+            containers: args.container_filters.clone(),
+            pods: args.pods.iter().map(|p| PodSelector(p.clone())).collect(),
         };
         let plan = Plan {
             unit: if args.raw { Unit::Records } else { Unit::Rows },
@@ -386,7 +406,14 @@ impl Config {
         if let Some(printer) = self.printer {
             let out = stdout();
             sinks.push(match printer {
-                Printer::Table { width } => Box::new(TablePrinter::new(out, clock, width)),
+                Printer::Table { width, containers } => {
+                    let table = TablePrinter::new(out, clock, width);
+                    Box::new(if containers {
+                        table.with_containers()
+                    } else {
+                        table
+                    })
+                }
                 Printer::Json => Box::new(JsonPrinter::new(out, clock)),
                 Printer::Raw(format) => Box::new(RawPrinter::new(out, format, clock)),
             });
@@ -482,15 +509,27 @@ mod tests {
     fn the_printer_is_resolved_from_format_terminal_and_width() {
         assert_eq!(
             on_terminal(&[]).printer,
-            Some(Printer::Table { width: Some(120) })
+            Some(Printer::Table {
+                width: Some(120),
+                containers: false
+            })
         );
         assert_eq!(
             on_terminal(&["-l"]).printer,
-            Some(Printer::Table { width: None })
+            Some(Printer::Table {
+                width: None,
+                containers: false
+            })
         );
         assert!(on_terminal(&[]).flush_each_batch);
         let piped = config(&[]).expect("config");
-        assert_eq!(piped.printer, Some(Printer::Table { width: None }));
+        assert_eq!(
+            piped.printer,
+            Some(Printer::Table {
+                width: None,
+                containers: false
+            })
+        );
         assert!(!piped.flush_each_batch);
         assert_eq!(
             config(&["-o", "json"]).expect("config").printer,

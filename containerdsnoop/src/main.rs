@@ -11,6 +11,7 @@ use containerdsnoop::{
     btf,
     capture::{CaptureConfig, discover::OpenConnection, live::LiveSource, selection::Selection},
     cli::{Args, Config, Input},
+    containers,
     paths::identity::Update,
 };
 use containerdsnoop_decode::{
@@ -135,6 +136,9 @@ fn trace(config: &Config) -> anyhow::Result<()> {
     // Every program is attached and every map open: drop what the running tracer no longer
     // needs (see privileges.rs for what remains and why).
     privileges::drop_after_attach(|| source.capture().drop_counters().map(|_| ()));
+    // After the drop: capabilities are per thread, and the lookup thread needs none.
+    let runtimes = containers::runtime_sockets(&containers::traced_files(&config.selectors));
+    pipeline.set_attributor(Box::new(containers::LiveAttributor::start(runtimes)));
     eprintln!(
         "Tracing {} with {} backend... Ctrl-C to end.",
         config.describe_sockets(),

@@ -1,8 +1,10 @@
-//! Filters (`-p`, `-c`, `-m`, `-t`), compiled once and applied by the pipeline, once, before
-//! any sink: rows must pass all four; records (raw output, the pcap export) pass or fail on the
-//! process predicates alone, since a record carries no method and is no row type.
+//! Filters (`-p`, `-c`, `-m`, `-t`, `--container`, `--pod`), compiled once and applied by the
+//! pipeline, once, before any sink: rows must pass all of them; records (raw output, the pcap
+//! export) pass or fail on the process predicates alone, since a record carries no method, is
+//! no row type and is not attributed to containers.
 
 use crate::{
+    container::{Attribution, PodSelector},
     output::rows::{Row, RowKind},
     record::Chunk,
     stream::conn::ConnInfo,
@@ -14,6 +16,10 @@ pub struct Filter {
     pub comms: Vec<String>,
     pub methods: Vec<MethodPattern>,
     pub kinds: Vec<RowKind>,
+    /// `--container ID|NAME` (an id prefix, or the name).
+    pub containers: Vec<String>,
+    /// `--pod NAME[.NAMESPACE]`.
+    pub pods: Vec<PodSelector>,
 }
 
 /// `-m PATTERN`: a glob with `*` over the full method name; without `*`, a substring match.
@@ -59,6 +65,8 @@ impl Filter {
             && self.comms.is_empty()
             && self.methods.is_empty()
             && self.kinds.is_empty()
+            && self.containers.is_empty()
+            && self.pods.is_empty()
     }
 
     /// Whether `chunk` passes `-p` and `-c`: its sender or peer has a wanted pid, or its
@@ -106,7 +114,15 @@ impl Filter {
         if !self.kinds.is_empty() && !self.kinds.contains(&row.kind) {
             return false;
         }
-        true
+        self.accepts_containers(&row.container, &row.peer_container)
+    }
+
+    /// `--container` and `--pod`: either end is a wanted container (or in a wanted pod).
+    fn accepts_containers(&self, a: &Attribution, b: &Attribution) -> bool {
+        let ends = || [a, b].into_iter().flatten();
+        (self.containers.is_empty()
+            || ends().any(|c| self.containers.iter().any(|w| c.matches_container(w))))
+            && (self.pods.is_empty() || ends().any(|c| self.pods.iter().any(|p| c.matches_pod(p))))
     }
 }
 

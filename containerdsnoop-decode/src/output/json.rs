@@ -55,6 +55,15 @@ impl<W: Write> Sink for JsonPrinter<W> {
     }
 }
 
+/// `container` and `peer_container`: an object per end, `null` for a host process or when
+/// not known (docs/json.md).
+fn insert_containers(m: &mut Map<String, Value>, row: &Row) {
+    let object =
+        |c: &crate::container::Attribution| c.as_ref().map_or(Value::Null, |c| c.to_json());
+    m.insert("container".into(), object(&row.container));
+    m.insert("peer_container".into(), object(&row.peer_container));
+}
+
 pub fn row_json(row: &Row, body: Rendered, headers: Option<&Headers>, clock: &Clock) -> Value {
     let mut m = Map::new();
     m.insert("time".into(), json!(clock.rfc3339(row.ts_ns)));
@@ -65,6 +74,7 @@ pub fn row_json(row: &Row, body: Rendered, headers: Option<&Headers>, clock: &Cl
     m.insert("tid".into(), json!(row.tid));
     m.insert("peer_pid".into(), json!(row.peer_pid));
     m.insert("peer_comm".into(), json!(row.peer_comm));
+    insert_containers(&mut m, row);
     m.insert("stream".into(), json!(row.stream));
     m.insert(
         "method".into(),

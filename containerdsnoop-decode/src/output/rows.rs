@@ -8,6 +8,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::{
+    container::Attribution,
     escape::escape_str,
     protocol::Protocol,
     protocol::call::{Body, CallEvent, CallEventKind, Method, Role, Status},
@@ -53,6 +54,10 @@ pub struct Row {
     pub index: Option<u64>,
     pub conn: ConnInfo,
     pub event: CallEventKind,
+    /// The sender's container and the peer's (None: a host process, or not known; always
+    /// None without an attributor, as with `-r`).
+    pub container: Attribution,
+    pub peer_container: Attribution,
 }
 
 impl Row {
@@ -160,6 +165,8 @@ impl RowBuilder {
             index,
             conn: conn.clone(),
             event: event.kind,
+            container: None,
+            peer_container: None,
         })
     }
 

@@ -19,7 +19,12 @@ pub struct TablePrinter<W: Write> {
     /// Total line width to fit, or None to never cut.
     width: Option<usize>,
     header_done: bool,
+    /// `-C`: `CONTAINER` and `PEER_CONTAINER` columns after `PEER`.
+    containers: bool,
 }
+
+/// Width of each `-C` column.
+const CONTAINER_WIDTH: usize = 24;
 
 impl<W: Write> TablePrinter<W> {
     pub fn new(out: W, clock: Clock, width: Option<usize>) -> Self {
@@ -28,13 +33,30 @@ impl<W: Write> TablePrinter<W> {
             clock,
             width,
             header_done: false,
+            containers: false,
         }
+    }
+
+    /// `-C`: adds the `CONTAINER` and `PEER_CONTAINER` columns.
+    pub fn with_containers(mut self) -> Self {
+        self.containers = true;
+        self
     }
 
     pub fn header(&mut self) -> io::Result<()> {
         if !self.header_done {
             self.header_done = true;
-            writeln!(self.out, "{HEADER}")?;
+            if self.containers {
+                let (left, right) = HEADER.split_at(HEADER.find("TYPE").unwrap_or(0));
+                let w = CONTAINER_WIDTH;
+                writeln!(
+                    self.out,
+                    "{left}{:<w$} {:<w$} {right}",
+                    "CONTAINER", "PEER_CONTAINER"
+                )?;
+            } else {
+                writeln!(self.out, "{HEADER}")?;
+            }
         }
         Ok(())
     }
@@ -65,8 +87,21 @@ impl<W: Write> TablePrinter<W> {
                 p.to_string()
             }
         };
+        let containers = if self.containers {
+            let cell = |c: &crate::container::Attribution| {
+                let text = c.as_ref().map_or_else(|| "-".to_string(), |c| c.label());
+                format!(
+                    "{:<w$} ",
+                    ellipsize(&escape_str(&text), CONTAINER_WIDTH),
+                    w = CONTAINER_WIDTH
+                )
+            };
+            cell(&row.container) + &cell(&row.peer_container)
+        } else {
+            String::new()
+        };
         let prefix = format!(
-            "{:<15} {:<15} {:<7} {:<7} {:<7} {:<4} {:<6} {:<mw$} ",
+            "{:<15} {:<15} {:<7} {:<7} {:<7} {containers}{:<4} {:<6} {:<mw$} ",
             self.clock.hms(row.ts_ns),
             ellipsize(&escape_str(&row.comm), 15),
             pid_or_dash(row.pid),

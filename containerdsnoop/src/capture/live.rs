@@ -152,6 +152,7 @@ impl Source for LiveSource {
             self.capture.read_now(&mut self.records);
             self.ended = true;
         }
+        let own_tgid = std::process::id();
         for raw in self.records.drain(..) {
             // A connection end (close, shutdown, exit): its open calls end now.
             if let Some(closed) = crate::closes::parse(&raw, self.pointer_key) {
@@ -165,6 +166,9 @@ impl Source for LiveSource {
                 continue;
             }
             match record::parse(&raw, self.pointer_key) {
+                // Runtimes answering the tracer's own container lookups (the kernel skips only
+                // what the tracer sends).
+                Ok(chunk) if chunk.peer_tgid == own_tgid => {}
                 Ok(chunk) => out.push(Event::Chunk(chunk)),
                 // One bad record is counted and skipped.
                 Err(_) => self.malformed += 1,
