@@ -58,6 +58,10 @@ pub struct ContainerRecord {
     pub labels: HashMap<String, String>,
     #[prost(string, tag = "3")]
     pub image: String,
+    /// The OCI runtime spec (JSON in an `Any`): CRI writes pod and container names into its
+    /// annotations even when the kubelet's labels are absent.
+    #[prost(message, optional, tag = "5")]
+    pub spec: Option<AnyMessage>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -294,16 +298,37 @@ fn next_message(buf: &mut BytesMut) -> anyhow::Result<Option<Bytes>> {
     Ok(Some(buf.split_to(len).freeze()))
 }
 
-/// containerd's record as what rows show: CRI containers name their pod and container in
-/// labels; the sandbox (pause) container has no container name, and is named after its pod.
+/// containerd's record as what rows show. CRI containers name their pod and container in the
+/// kubelet's labels, and in the CRI plugin's annotations of their spec; the sandbox (pause)
+/// container is `POD`, as the kubelet calls it.
 fn container(namespace: &str, c: ContainerRecord) -> Container {
+    let annotations = c
+        .spec
+        .as_ref()
+        .and_then(|s| serde_json::from_slice::<serde_json::Value>(&s.value).ok())
+        .and_then(|mut spec| match spec.get_mut("annotations")?.take() {
+            serde_json::Value::Object(m) => Some(m),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let annotation = |k: &str| {
+        annotations
+            .get(k)
+            .and_then(|v| v.as_str())
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
     let label = |k: &str| c.labels.get(k).filter(|v| !v.is_empty()).cloned();
-    let pod = label("io.kubernetes.pod.name");
-    let name = label("io.kubernetes.container.name").or_else(|| {
-        (label("io.cri-containerd.kind").as_deref() == Some("sandbox")).then(|| "POD".to_string())
-    });
+    let sandbox = label("io.cri-containerd.kind").as_deref() == Some("sandbox")
+        || annotation("io.kubernetes.cri.container-type").as_deref() == Some("sandbox");
+    let pod =
+        label("io.kubernetes.pod.name").or_else(|| annotation("io.kubernetes.cri.sandbox-name"));
+    let name = label("io.kubernetes.container.name")
+        .or_else(|| annotation("io.kubernetes.cri.container-name"))
+        .or_else(|| sandbox.then(|| "POD".to_string()));
     Container {
-        pod_namespace: label("io.kubernetes.pod.namespace"),
+        pod_namespace: label("io.kubernetes.pod.namespace")
+            .or_else(|| annotation("io.kubernetes.cri.sandbox-namespace")),
         pod,
         name,
         image: (!c.image.is_empty()).then(|| c.image.clone()),
@@ -336,7 +361,7 @@ mod tests {
         let c = "containerd.services.containers.v1.";
         check(
             &format!("{c}Container"),
-            &[("id", 1), ("labels", 2), ("image", 3)],
+            &[("id", 1), ("labels", 2), ("image", 3), ("spec", 5)],
         );
         check(&format!("{c}GetContainerRequest"), &[("id", 1)]);
         check(&format!("{c}GetContainerResponse"), &[("container", 1)]);
@@ -374,12 +399,45 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
             image: "docker.io/library/busybox:test".into(),
+            spec: None,
         };
         let c = container("k8s.io", record);
         assert_eq!(c.label(), "web/agent");
         assert_eq!(c.pod_namespace.as_deref(), Some("prod"));
         assert_eq!(c.namespace.as_deref(), Some("k8s.io"));
         assert_eq!(c.image.as_deref(), Some("docker.io/library/busybox:test"));
+    }
+
+    /// Without the kubelet's labels (a CRI client that sets none), the CRI plugin's spec
+    /// annotations name pod and container.
+    #[test]
+    fn cri_spec_annotations_name_pod_and_container() {
+        let spec = serde_json::json!({"annotations": {
+            "io.kubernetes.cri.container-type": "container",
+            "io.kubernetes.cri.container-name": "caller",
+            "io.kubernetes.cri.sandbox-name": "attr-pod",
+            "io.kubernetes.cri.sandbox-namespace": "containerdsnoop",
+        }});
+        let record = ContainerRecord {
+            id: "abc".into(),
+            spec: Some(AnyMessage {
+                type_url: "types.containerd.io/opencontainers/runtime-spec/1/Spec".into(),
+                value: serde_json::to_vec(&spec).expect("json"),
+            }),
+            ..ContainerRecord::default()
+        };
+        let c = container("k8s.io", record);
+        assert_eq!(c.label(), "attr-pod/caller");
+        assert_eq!(c.pod_namespace.as_deref(), Some("containerdsnoop"));
+        let garbage = ContainerRecord {
+            id: "abc".into(),
+            spec: Some(AnyMessage {
+                type_url: String::new(),
+                value: b"\xff not json".to_vec(),
+            }),
+            ..ContainerRecord::default()
+        };
+        assert_eq!(container("default", garbage).label(), "abc");
     }
 
     #[test]

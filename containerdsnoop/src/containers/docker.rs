@@ -166,7 +166,7 @@ mod tests {
         let sized = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOKextra";
         assert_eq!(parse_response(sized).expect("ok"), (200, b"OK".to_vec()));
         let chunked =
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n3;x=1\r\n\":1}\r\n0\r\n\r\n";
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n4;x=1\r\n\":1}\r\n0\r\n\r\n";
         assert_eq!(
             parse_response(chunked).expect("ok").1,
             b"{\"a\":1}".to_vec()

@@ -26,6 +26,10 @@ use super::{
     docker,
 };
 
+/// dockerd's namespace in containerd: docker's containers are dockerd's to name (containerd
+/// knows them by id only), and their cgroups say docker, so they are asked about there.
+const DOCKER_NAMESPACE: &str = "moby";
+
 /// Questions queued for the lookup thread at most (each a container id).
 const QUEUE: usize = 1024;
 
@@ -163,6 +167,9 @@ async fn list(r: &Runtime, directory: &Directory) -> anyhow::Result<()> {
         Runtime::Containerd(client) => {
             let mut all = Vec::new();
             for ns in timeout(CALL_TIMEOUT, client.namespaces()).await?? {
+                if ns == DOCKER_NAMESPACE {
+                    continue;
+                }
                 all.extend(timeout(CALL_TIMEOUT, client.containers(&ns)).await??);
             }
             all
@@ -190,6 +197,9 @@ async fn follow_creations(client: containerd::Client, directory: Directory) {
             .await;
     });
     while let Some((ns, id)) = created.recv().await {
+        if ns == DOCKER_NAMESPACE {
+            continue;
+        }
         if let Ok(Ok(Some(c))) = timeout(CALL_TIMEOUT, client.container(&ns, &id)).await {
             remember(&directory, &id, Known::Found(Arc::new(c)));
         }
@@ -236,7 +246,8 @@ async fn find_in_containerd(
 }
 
 /// Records what a runtime said. dockerd's answer wins over containerd's record of the same
-/// container (in containerd's `moby` namespace), which has no name.
+/// container (in containerd's `moby` namespace, if asked by a cgroup that does not say
+/// docker), which has no name.
 fn remember(directory: &Directory, id: &str, known: Known) {
     let Ok(mut d) = directory.lock() else {
         return;

@@ -35,6 +35,23 @@ enum Call {
     ListImages,
     /// RuntimeService/RunPodSandbox on the host network; prints the pod id.
     RunPodSandbox { name: String },
+    /// RuntimeService/CreateContainer then StartContainer in the pod `pod_id` (made by
+    /// run-pod-sandbox with `pod_name`); prints the container id.
+    RunContainer {
+        pod_id: String,
+        pod_name: String,
+        name: String,
+        image: String,
+        /// A read-only bind mount, `HOST:CONTAINER` (repeatable).
+        #[arg(long = "mount")]
+        mounts: Vec<String>,
+        /// An environment variable, `NAME=VALUE` (repeatable).
+        #[arg(long = "env")]
+        envs: Vec<String>,
+        /// The command and its arguments.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
     /// RuntimeService/StopPodSandbox then RemovePodSandbox.
     StopRemovePod { id: String },
     /// ImageService/ImageStatus.
@@ -142,6 +159,65 @@ async fn call(args: Args) -> Result<()> {
             };
             let r = rt.run_pod_sandbox(req).await.context("RunPodSandbox")?;
             println!("{}", r.get_ref().pod_sandbox_id);
+            Ok(())
+        }
+        Call::RunContainer {
+            pod_id,
+            pod_name,
+            name,
+            image,
+            mounts,
+            envs,
+            command,
+        } => {
+            let mounts = mounts
+                .iter()
+                .map(|m| {
+                    let (host, container) = m.split_once(':').context("--mount HOST:CONTAINER")?;
+                    Ok(cri::Mount {
+                        host_path: host.to_string(),
+                        container_path: container.to_string(),
+                        readonly: true,
+                        ..Default::default()
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let envs = envs
+                .iter()
+                .map(|e| {
+                    let (key, value) = e.split_once('=').context("--env NAME=VALUE")?;
+                    Ok(cri::KeyValue {
+                        key: key.to_string(),
+                        value: value.to_string(),
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let config = cri::ContainerConfig {
+                metadata: Some(cri::ContainerMetadata { name, attempt: 0 }),
+                image: Some(cri::ImageSpec {
+                    image,
+                    ..Default::default()
+                }),
+                command,
+                envs,
+                mounts,
+                ..Default::default()
+            };
+            let created = rt
+                .create_container(cri::CreateContainerRequest {
+                    pod_sandbox_id: pod_id,
+                    config: Some(config),
+                    sandbox_config: Some(pod_config(&pod_name)),
+                })
+                .await
+                .context("CreateContainer")?;
+            let id = created.get_ref().container_id.clone();
+            rt.start_container(cri::StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .context("StartContainer")?;
+            println!("{id}");
             Ok(())
         }
         Call::StopRemovePod { id } => {
