@@ -22,6 +22,7 @@ pub const SYSTEM_LABEL: &str = "bookworm (system): containerd 1.6 + dockerd 20.1
 /// The test files whose tests depend on the runtime; each runtime runs all of them.
 pub const TEST_FILES: &[&str] = &[
     "e2e_containerd",
+    "e2e_containers",
     "e2e_protocols",
     "e2e_late_join",
     "e2e_runtimes",

@@ -63,6 +63,7 @@ pub fn parse_proc_cgroup(content: &str) -> CgroupOwner {
     if let Some(path) = unified.filter(|p| *p != "/" || v1_paths.is_empty()) {
         return classify_path(path);
     }
+    let v1_count = v1_paths.len();
     // v1 (or hybrid with an empty unified hierarchy): runtimes put a container in the same
     // path under every controller. The controllers must agree on a container; host paths
     // under some controllers and a container under others is not a layout we know.
@@ -83,8 +84,8 @@ pub fn parse_proc_cgroup(content: &str) -> CgroupOwner {
         Some(c) if !unknown => CgroupOwner::Container(c),
         Some(_) => CgroupOwner::Unknown,
         None if unknown => CgroupOwner::Unknown,
-        // No lines at all (not Linux's format) says nothing.
-        None if content.trim().is_empty() => CgroupOwner::Unknown,
+        // No line in Linux's format says nothing.
+        None if v1_count == 0 => CgroupOwner::Unknown,
         None => CgroupOwner::Host,
     }
 }
@@ -216,4 +217,185 @@ fn is_identifier(s: &str) -> bool {
         && !b
             .windows(2)
             .any(|w| !w[0].is_ascii_alphanumeric() && !w[1].is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CRI_ID: &str = "fcaa91a5367b46f85874764c27fe27815f6bf17600de212d19c2ab734f4e39f3";
+    const DOCKER_ID: &str = "33b28f4d5d3ffaf30b7133febc6cd39c6ed1f2c277f914d04b84ba6897e0b38f";
+
+    /// Every controller line of a hybrid (v1 + unified) host, all at `path`.
+    fn hybrid(path: &str) -> String {
+        [
+            "9:name=systemd",
+            "8:pids",
+            "7:blkio",
+            "6:freezer",
+            "5:devices",
+            "4:memory",
+            "3:cpuset",
+            "2:cpuacct",
+            "1:cpu",
+            "0:",
+        ]
+        .iter()
+        .map(|c| format!("{c}:{path}\n"))
+        .collect()
+    }
+
+    fn container(owner: CgroupOwner) -> CgroupContainer {
+        match owner {
+            CgroupOwner::Container(c) => c,
+            other => panic!("not a container: {other:?}"),
+        }
+    }
+
+    // Real samples, read on this project's test machine (hybrid v1 + unified hierarchy) from
+    // the processes of e2e_containers' containers.
+
+    #[test]
+    fn real_cri_container_without_a_cgroup_parent() {
+        let sample = hybrid(&format!("/k8s.io/{CRI_ID}"));
+        let c = container(parse_proc_cgroup(&sample));
+        assert_eq!(c.id, CRI_ID);
+        assert_eq!(c.namespace.as_deref(), Some("k8s.io"));
+        assert_eq!(c.runtime, RuntimeKind::Containerd);
+        assert_eq!(c.certainty, Certainty::Candidate);
+    }
+
+    #[test]
+    fn real_ctr_run_container() {
+        let c = container(parse_proc_cgroup(&hybrid("/default/attr-ctr")));
+        assert_eq!((c.id.as_str(), c.namespace.as_deref()), ("attr-ctr", Some("default")));
+        assert_eq!(c.certainty, Certainty::Candidate);
+    }
+
+    #[test]
+    fn real_docker_cgroupfs_container() {
+        let c = container(parse_proc_cgroup(&hybrid(&format!("/docker/{DOCKER_ID}"))));
+        assert_eq!(c.id, DOCKER_ID);
+        assert_eq!(c.runtime, RuntimeKind::Docker);
+        assert_eq!(c.certainty, Certainty::Named);
+    }
+
+    #[test]
+    fn real_host_processes() {
+        assert_eq!(parse_proc_cgroup(&hybrid("/")), CgroupOwner::Host);
+        // This machine's sandbox puts every process in a memory cgroup of its own, and
+        // nothing else: that one path looks like `/<namespace>/<id>`, so it is only a
+        // candidate, which containerd will not confirm.
+        let sample = "9:name=systemd:/\n8:pids:/\n7:blkio:/\n6:freezer:/\n5:devices:/\n\
+                      4:memory:/process_api/91d54ad37dede7ba91e491b37b6b3ebe\n3:cpuset:/\n\
+                      2:cpuacct:/\n1:cpu:/\n0::/\n";
+        let c = container(parse_proc_cgroup(sample));
+        assert_eq!(c.certainty, Certainty::Candidate);
+    }
+
+    // Layouts written from the runtimes' documentation (kubelet's cgroup drivers, docker's
+    // and CRI-O's systemd scopes), as found on cgroup v2 hosts; and v1 lines from the same.
+
+    #[test]
+    fn systemd_driver_scopes_under_kubepods_slices() {
+        let path = format!(
+            "/kubepods.slice/kubepods-besteffort.slice/\
+             kubepods-besteffort-pod0f1e2d3c_4b5a_6978_8796_a5b4c3d2e1f0.slice/\
+             cri-containerd-{CRI_ID}.scope"
+        );
+        let c = container(parse_proc_cgroup(&format!("0::{path}\n")));
+        assert_eq!(c.id, CRI_ID);
+        assert_eq!(c.runtime, RuntimeKind::Containerd);
+        assert_eq!(c.namespace.as_deref(), Some("k8s.io"));
+        assert_eq!(
+            c.pod_uid.as_deref(),
+            Some("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")
+        );
+        assert_eq!(c.certainty, Certainty::Named);
+        let guaranteed = format!(
+            "0::/kubepods.slice/kubepods-pod0f1e2d3c_4b5a.slice/crio-{CRI_ID}.scope\n"
+        );
+        let c = container(parse_proc_cgroup(&guaranteed));
+        assert_eq!(c.runtime, RuntimeKind::CriO);
+        assert_eq!(c.pod_uid.as_deref(), Some("0f1e2d3c-4b5a"));
+        assert_eq!(c.namespace, None);
+        let docker = format!("0::/system.slice/docker-{DOCKER_ID}.scope\n");
+        let c = container(parse_proc_cgroup(&docker));
+        assert_eq!((c.id.as_str(), c.runtime), (DOCKER_ID, RuntimeKind::Docker));
+    }
+
+    #[test]
+    fn kubernetes_cgroupfs_driver() {
+        for path in [
+            format!("/kubepods/besteffort/pod0f1e2d3c-4b5a/{CRI_ID}"),
+            format!("/kubepods/burstable/pod0f1e2d3c-4b5a/{CRI_ID}"),
+            format!("/kubepods/pod0f1e2d3c-4b5a/{CRI_ID}"),
+        ] {
+            let c = container(parse_proc_cgroup(&format!("0::{path}\n")));
+            assert_eq!(c.id, CRI_ID, "{path}");
+            assert_eq!(c.runtime, RuntimeKind::Kubernetes, "{path}");
+            assert_eq!(c.pod_uid.as_deref(), Some("0f1e2d3c-4b5a"), "{path}");
+        }
+        // A v1 host: every controller, same path.
+        let v1: String = ["11:pids", "5:memory", "1:name=systemd"]
+            .iter()
+            .map(|c| format!("{c}:/kubepods/besteffort/pod0f1e2d3c-4b5a/{CRI_ID}\n"))
+            .collect();
+        assert_eq!(container(parse_proc_cgroup(&v1)).id, CRI_ID);
+    }
+
+    #[test]
+    fn host_layouts() {
+        for sample in [
+            "0::/\n",
+            "0::/init.scope\n",
+            "0::/system.slice/containerd.service\n",
+            "0::/user.slice/user-1000.slice/session-2.scope\n",
+            "12:pids:/system.slice/docker.service\n1:name=systemd:/system.slice/docker.service\n",
+        ] {
+            assert_eq!(parse_proc_cgroup(sample), CgroupOwner::Host, "{sample}");
+        }
+    }
+
+    #[test]
+    fn nested_and_unknown_layouts_are_unknown() {
+        for sample in [
+            // kind: a node in a docker container.
+            format!("0::/docker/{DOCKER_ID}/kubepods/besteffort/pod1/{CRI_ID}\n"),
+            // systemd inside a container.
+            format!("0::/system.slice/docker-{DOCKER_ID}.scope/init.scope\n"),
+            // CRI-O's monitor, a VM, a container's own sub-cgroup, deeper unknown trees.
+            format!("0::/machine.slice/libpod-conmon-{CRI_ID}.scope\n"),
+            "0::/machine.slice/machine-qemu.scope\n".to_string(),
+            "0::/a/b/c\n".to_string(),
+            "0::/kubepods/besteffort/notapod/x\n".to_string(),
+            // A tracer in a cgroup namespace sees relative paths: only scope names are trusted.
+            "0::/../../default/attr-ctr\n".to_string(),
+            "0::/..\n".to_string(),
+            // v1 controllers that disagree.
+            format!("2:pids:/docker/{DOCKER_ID}\n1:memory:/kubepods/pod1/{CRI_ID}\n"),
+            // Not /proc/PID/cgroup at all.
+            String::new(),
+            "garbage without colons\n".to_string(),
+        ] {
+            assert_eq!(parse_proc_cgroup(&sample), CgroupOwner::Unknown, "{sample}");
+        }
+        // ... while a scope name stays self-describing through a cgroup namespace.
+        let relative = format!("0::/../kubepods.slice/cri-containerd-{CRI_ID}.scope\n");
+        assert_eq!(container(parse_proc_cgroup(&relative)).id, CRI_ID);
+    }
+
+    #[test]
+    fn identifiers_follow_containerd_rules() {
+        assert!(is_identifier("attr-ctr"));
+        assert!(is_identifier("k8s.io"));
+        assert!(!is_identifier("-x"));
+        assert!(!is_identifier("a..b"));
+        assert!(!is_identifier(&"a".repeat(77)));
+        assert_eq!(classify_path("/ns/bad..id"), CgroupOwner::Unknown);
+        assert_eq!(
+            classify_path("/system.slice/foo.service"),
+            CgroupOwner::Host
+        );
+    }
 }
