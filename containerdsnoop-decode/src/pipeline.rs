@@ -209,6 +209,7 @@ impl Pipeline {
             if let Some(a) = self.attributor.as_mut() {
                 row.container = a.container(row.pid);
                 row.peer_container = a.container(row.peer_pid);
+                row.attributed = true;
             }
             if !self.plan.filter.accepts(&row) {
                 continue;
@@ -237,6 +238,7 @@ mod tests {
 
     use super::*;
     use crate::{
+        container::Attributor,
         output::{pcap::PcapSink, rows::Row, sink::Headers, time::Clock},
         pcap::PcapWriter,
         schema::{RenderOptions, Schema},
@@ -364,6 +366,180 @@ mod tests {
             .count();
         assert_eq!(pushed, 2, "the third record reached the limit");
         assert_eq!(tap.records.borrow().len(), 3);
+    }
+
+    /// Pid 10 runs in pod `web` (namespace `prod`); everyone else on the host. Counts questions.
+    struct PodOfTen(Rc<RefCell<u64>>);
+
+    impl Attributor for PodOfTen {
+        fn container(&mut self, pid: u32) -> crate::container::Attribution {
+            *self.0.borrow_mut() += 1;
+            (pid == 10).then(|| {
+                std::sync::Arc::new(crate::container::Container {
+                    id: "0123456789abcdef".into(),
+                    name: Some("app".into()),
+                    pod: Some("web".into()),
+                    pod_namespace: Some("prod".into()),
+                    ..Default::default()
+                })
+            })
+        }
+    }
+
+    /// Rows as (sender, its container id, the peer's container id).
+    #[derive(Clone, Default)]
+    struct ContainerTap(Rc<RefCell<Vec<(u32, Option<String>, Option<String>)>>>);
+
+    impl Sink for ContainerTap {
+        fn row(&mut self, row: &Row, _: Option<&Headers>, _: &Renderer) -> io::Result<()> {
+            let id = |c: &crate::container::Attribution| c.as_ref().map(|c| c.id.clone());
+            assert!(row.attributed);
+            self.0
+                .borrow_mut()
+                .push((row.pid, id(&row.container), id(&row.peer_container)));
+            Ok(())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        fn finish(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_attributor_names_both_ends_before_the_filter() {
+        for (pods, containers) in [
+            (
+                vec![crate::container::PodSelector("web.prod".into())],
+                vec![],
+            ),
+            (vec![], vec!["0123".to_string()]),
+            (vec![], vec!["app".to_string()]),
+        ] {
+            let tap = ContainerTap::default();
+            let plan = Plan {
+                filter: Filter {
+                    pods,
+                    containers,
+                    ..Filter::default()
+                },
+                ..Plan::default()
+            };
+            let schema = Schema::embedded().expect("schema");
+            let mut p = Pipeline::new(
+                Renderer::new(schema, RenderOptions::default()),
+                plan,
+                vec![Box::new(tap.clone())],
+            );
+            let asked = Rc::new(RefCell::new(0));
+            p.set_attributor(Box::new(PodOfTen(asked.clone())));
+            for c in traffic() {
+                p.push(&c).expect("push");
+            }
+            p.finish(u64::MAX, ConnEnd::CaptureEnded).expect("finish");
+            let rows = tap.0.borrow();
+            assert!(!rows.is_empty());
+            let pod = Some("0123456789abcdef".to_string());
+            for (pid, mine, peer) in rows.iter() {
+                match pid {
+                    10 => assert_eq!((mine, peer), (&pod, &None)),
+                    20 => assert_eq!((mine, peer), (&None, &pod)),
+                    other => panic!("pid {other} has no pod at either end"),
+                }
+            }
+            // Two questions per row built (passed or filtered out), none per record.
+            let asked = *asked.borrow();
+            assert!(asked % 2 == 0 && asked as usize > 2 * rows.len(), "{asked}");
+        }
+    }
+
+    /// A writer whose bytes the test reads afterwards.
+    #[derive(Clone, Default)]
+    struct Shared(Rc<RefCell<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.borrow_mut().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Runs `traffic()` through one sink, with or without the attributor; returns its output.
+    fn printed(sink: impl FnOnce(Shared) -> Box<dyn Sink>, attribute: bool) -> String {
+        let out = Shared::default();
+        let schema = Schema::embedded().expect("schema");
+        let mut p = Pipeline::new(
+            Renderer::new(schema, RenderOptions::default()),
+            Plan::default(),
+            vec![sink(out.clone())],
+        );
+        if attribute {
+            p.set_attributor(Box::new(PodOfTen(Rc::default())));
+        }
+        for c in traffic() {
+            p.push(&c).expect("push");
+        }
+        p.finish(u64::MAX, ConnEnd::CaptureEnded).expect("finish");
+        String::from_utf8(out.0.borrow().clone()).expect("utf-8")
+    }
+
+    #[test]
+    fn containers_in_the_table_and_json() {
+        use crate::output::{json::JsonPrinter, table::TablePrinter};
+        let table = printed(
+            |o| Box::new(TablePrinter::new(o, Clock::identity(), None).with_containers()),
+            true,
+        );
+        let mut lines = table.lines();
+        let header = lines.next().expect("header");
+        assert!(header.contains(" PEER    CONTAINER "), "{header}");
+        assert!(header.contains(" PEER_CONTAINER "), "{header}");
+        for line in lines {
+            let cells: Vec<&str> = line.split_whitespace().collect();
+            let (pid, mine, peer) = (cells[2], cells[5], cells[6]);
+            match pid {
+                "10" => assert_eq!((mine, peer), ("web/app", "-"), "{line}"),
+                "20" => assert_eq!((mine, peer), ("-", "web/app"), "{line}"),
+                _ => assert_eq!((mine, peer), ("-", "-"), "{line}"),
+            }
+        }
+        let plain = printed(
+            |o| Box::new(TablePrinter::new(o, Clock::identity(), None)),
+            true,
+        );
+        assert_eq!(
+            plain.lines().next(),
+            Some(crate::output::table::HEADER),
+            "default unchanged"
+        );
+
+        let json = printed(|o| Box::new(JsonPrinter::new(o, Clock::identity())), true);
+        for line in json.lines() {
+            let row: serde_json::Value = serde_json::from_str(line).expect("json");
+            let (mine, peer) = (&row["container"], &row["peer_container"]);
+            assert!(row.get("container").is_some() && row.get("peer_container").is_some());
+            match row["pid"].as_u64() {
+                Some(10) => {
+                    assert_eq!(mine["pod"], "web");
+                    assert_eq!(mine["pod_namespace"], "prod");
+                    assert_eq!(mine["name"], "app");
+                    assert_eq!(mine["id"], "0123456789abcdef");
+                    assert!(peer.is_null());
+                }
+                Some(20) => assert_eq!(peer["pod"], "web"),
+                _ => assert!(mine.is_null() && peer.is_null(), "{line}"),
+            }
+        }
+        // Capture files (no attributor): the fields are absent, not null.
+        let offline = printed(|o| Box::new(JsonPrinter::new(o, Clock::identity())), false);
+        assert!(
+            !offline.is_empty() && !offline.contains("\"container\""),
+            "{offline}"
+        );
     }
 
     /// A pipe that takes the pcapng header, then loses its reader.

@@ -268,7 +268,10 @@ mod tests {
     #[test]
     fn real_ctr_run_container() {
         let c = container(parse_proc_cgroup(&hybrid("/default/attr-ctr")));
-        assert_eq!((c.id.as_str(), c.namespace.as_deref()), ("attr-ctr", Some("default")));
+        assert_eq!(
+            (c.id.as_str(), c.namespace.as_deref()),
+            ("attr-ctr", Some("default"))
+        );
         assert_eq!(c.certainty, Certainty::Candidate);
     }
 
@@ -312,9 +315,8 @@ mod tests {
             Some("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")
         );
         assert_eq!(c.certainty, Certainty::Named);
-        let guaranteed = format!(
-            "0::/kubepods.slice/kubepods-pod0f1e2d3c_4b5a.slice/crio-{CRI_ID}.scope\n"
-        );
+        let guaranteed =
+            format!("0::/kubepods.slice/kubepods-pod0f1e2d3c_4b5a.slice/crio-{CRI_ID}.scope\n");
         let c = container(parse_proc_cgroup(&guaranteed));
         assert_eq!(c.runtime, RuntimeKind::CriO);
         assert_eq!(c.pod_uid.as_deref(), Some("0f1e2d3c-4b5a"));

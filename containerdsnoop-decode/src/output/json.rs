@@ -56,8 +56,11 @@ impl<W: Write> Sink for JsonPrinter<W> {
 }
 
 /// `container` and `peer_container`: an object per end, `null` for a host process or when
-/// not known (docs/json.md).
+/// not known; absent when the ends were not asked about (`-r`). See docs/json.md.
 fn insert_containers(m: &mut Map<String, Value>, row: &Row) {
+    if !row.attributed {
+        return;
+    }
     let object =
         |c: &crate::container::Attribution| c.as_ref().map_or(Value::Null, |c| c.to_json());
     m.insert("container".into(), object(&row.container));

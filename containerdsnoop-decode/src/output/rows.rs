@@ -54,10 +54,12 @@ pub struct Row {
     pub index: Option<u64>,
     pub conn: ConnInfo,
     pub event: CallEventKind,
-    /// The sender's container and the peer's (None: a host process, or not known; always
-    /// None without an attributor, as with `-r`).
+    /// The sender's container and the peer's (None: a host process, or not known).
     pub container: Attribution,
     pub peer_container: Attribution,
+    /// Whether the ends were asked about at all (the live capture; not `-r`, whose processes
+    /// are not on this machine to ask about).
+    pub attributed: bool,
 }
 
 impl Row {
@@ -167,6 +169,7 @@ impl RowBuilder {
             event: event.kind,
             container: None,
             peer_container: None,
+            attributed: false,
         })
     }
 
