@@ -333,11 +333,16 @@ fn a_docker_container_calling_dockerd_is_named() {
     assert_eq!(c["runtime"], "docker", "{}", named[0]);
     assert_eq!(c["image"], BUSYBOX_REF, "{}", named[0]);
     assert_eq!(c["id"].as_str().map(str::len), Some(64), "{}", named[0]);
-    // Never a wrong answer: every attributed end is that container.
+    // Never a wrong answer: every attributed end is that container; and named from its first
+    // call on (dockerd announced its creation before it started).
     for r in &rows {
         for key in ["container", "peer_container"] {
             let other = &r[key];
             assert!(other.is_null() || other["id"] == c["id"], "{key} of {r}");
+            assert!(
+                other.is_null() || other["name"] == "attr-docker",
+                "{key} of {r}"
+            );
         }
     }
 }

@@ -62,6 +62,135 @@ pub async fn ping(socket: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Follows dockerd's container `create` events (`GET /events`, a chunked stream of JSON
+/// objects, one per line): calls `created` with each new container, named and with its image
+/// as the event says, until the stream ends or fails.
+pub async fn watch_creations(
+    socket: &Path,
+    mut created: impl FnMut(Container),
+) -> anyhow::Result<()> {
+    let filters = r#"{"type":["container"],"event":["create"]}"#;
+    let path = format!("/events?filters={}", percent_encode(filters));
+    let mut stream = UnixStream::connect(socket).await?;
+    let head = format!("GET {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    let mut buf = Vec::new();
+    let mut body = ChunkedBody::default();
+    let mut read = [0u8; 16 * 1024];
+    let mut in_body = false;
+    loop {
+        let n = stream.read(&mut read).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&read[..n]);
+        if !in_body {
+            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                if buf.len() > 64 * 1024 {
+                    bail!("a response head larger than 64 KiB");
+                }
+                continue;
+            };
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            if !head.starts_with("http/1.1 200") || !head.contains("transfer-encoding: chunked") {
+                bail!("GET /events: {}", head.lines().next().unwrap_or_default());
+            }
+            buf.drain(..end + 4);
+            in_body = true;
+        }
+        for line in body.feed(&mut buf)? {
+            let Ok(event) = serde_json::from_slice::<Value>(&line) else {
+                continue;
+            };
+            let Some(id) = event.pointer("/Actor/ID").and_then(Value::as_str) else {
+                continue;
+            };
+            let attribute = |k: &str| event.pointer(&format!("/Actor/Attributes/{k}"))?.as_str();
+            created(container(id, attribute("name"), attribute("image")));
+        }
+    }
+}
+
+/// An incremental chunked-encoding decoder that hands back complete lines.
+#[derive(Default)]
+struct ChunkedBody {
+    /// Bytes of the current chunk still to come.
+    remaining: usize,
+    /// The CRLF that ends a chunk's data is still to come.
+    chunk_end: bool,
+    line: Vec<u8>,
+}
+
+impl ChunkedBody {
+    /// Consumes what it can of `buf`; returns the lines completed.
+    fn feed(&mut self, buf: &mut Vec<u8>) -> anyhow::Result<Vec<Vec<u8>>> {
+        let mut lines = Vec::new();
+        let mut at = 0;
+        loop {
+            let rest = &buf[at..];
+            if self.remaining > 0 {
+                let take = self.remaining.min(rest.len());
+                if take == 0 {
+                    break;
+                }
+                for &b in &rest[..take] {
+                    if b == b'\n' {
+                        lines.push(std::mem::take(&mut self.line));
+                    } else if self.line.len() < MAX_EVENT_BYTES {
+                        self.line.push(b);
+                    }
+                }
+                at += take;
+                self.remaining -= take;
+                self.chunk_end = self.remaining == 0;
+                continue;
+            }
+            if self.chunk_end {
+                if rest.len() < 2 {
+                    break;
+                }
+                if &rest[..2] != b"\r\n" {
+                    bail!("a chunk without its CRLF");
+                }
+                at += 2;
+                self.chunk_end = false;
+                continue;
+            }
+            let Some(end) = rest.windows(2).position(|w| w == b"\r\n") else {
+                if rest.len() > 1024 {
+                    bail!("a chunk size line longer than 1 KiB");
+                }
+                break;
+            };
+            let text = std::str::from_utf8(&rest[..end])?;
+            let size = text.split(';').next().unwrap_or_default().trim();
+            let size = usize::from_str_radix(size, 16).context("a bad chunk size")?;
+            if size == 0 {
+                bail!("the event stream ended");
+            }
+            at += end + 2;
+            self.remaining = size;
+        }
+        buf.drain(..at);
+        Ok(lines)
+    }
+}
+
+/// Longest event line kept (the rest of a longer one is dropped, and it fails to parse).
+const MAX_EVENT_BYTES: usize = 1 << 20;
+
+/// Percent-encodes a query value.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 fn container(id: &str, name: Option<&str>, image: Option<&str>) -> Container {
     Container {
         id: id.to_string(),
@@ -178,6 +307,27 @@ mod tests {
         assert!(
             parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err()
         );
+    }
+
+    #[test]
+    fn event_lines_come_out_of_chunks_split_anywhere() {
+        let event = b"{\"Actor\":{\"ID\":\"abc\",\"Attributes\":{\"name\":\"web\"}}}\n";
+        let mut stream = format!("{:x}\r\n", event.len()).into_bytes();
+        stream.extend_from_slice(event);
+        stream.extend_from_slice(b"\r\n5\r\n{\"a\":\r\n3;ext=1\r\n1}\n\r\n");
+        for split in 1..stream.len() {
+            let mut body = ChunkedBody::default();
+            let mut buf = stream[..split].to_vec();
+            let mut lines = body.feed(&mut buf).expect("first part");
+            buf.extend_from_slice(&stream[split..]);
+            lines.extend(body.feed(&mut buf).expect("second part"));
+            assert_eq!(lines.len(), 2, "split at {split}");
+            assert!(lines[0].starts_with(b"{\"Actor\"") && lines[0].ends_with(b"}"));
+            assert_eq!(lines[1], b"{\"a\":1}");
+        }
+        let mut bad = b"zz\r\n".to_vec();
+        assert!(ChunkedBody::default().feed(&mut bad).is_err());
+        assert_eq!(percent_encode("{\"a\":[1]}"), "%7B%22a%22%3A%5B1%5D%7D");
     }
 
     #[test]

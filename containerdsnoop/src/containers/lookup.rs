@@ -109,8 +109,21 @@ async fn run(
         if let Err(e) = list(r, &directory).await {
             notice(&describe(r), &e);
         }
-        if let Runtime::Containerd(client) = r {
-            tokio::spawn(follow_creations(client.clone(), directory.clone()));
+        match r {
+            Runtime::Containerd(client) => {
+                tokio::spawn(follow_creations(client.clone(), directory.clone()));
+            }
+            Runtime::Docker(socket) => {
+                let (socket, directory) = (socket.clone(), directory.clone());
+                tokio::spawn(async move {
+                    // A failed subscription leaves the lookups on demand (no second notice).
+                    let _ = docker::watch_creations(&socket, |c| {
+                        let id = c.id.clone();
+                        remember(&directory, &id, Known::Found(Arc::new(c)));
+                    })
+                    .await;
+                });
+            }
         }
     }
     while let Some(question) = questions.recv().await {
