@@ -113,12 +113,17 @@ impl Pipeline {
                 _ => {}
             }
         }
+        let containers = self
+            .attributor
+            .as_mut()
+            .map(|a| [a.container(chunk.tgid), a.container(chunk.peer_tgid)]);
         if self.plan.unit == Unit::Records {
             if self.plan.filter.accepts_record(chunk, None) {
                 let record = Record {
                     chunk,
                     pieces: &self.pieces,
                     conn: None,
+                    containers: containers.as_ref(),
                 };
                 deliver(&mut self.sinks, &record)?;
                 self.stats.rows += 1;
@@ -145,6 +150,7 @@ impl Pipeline {
                 chunk,
                 pieces: &self.pieces,
                 conn,
+                containers: containers.as_ref(),
             };
             deliver(&mut self.sinks, &record)?;
         }
@@ -540,6 +546,33 @@ mod tests {
             !offline.is_empty() && !offline.contains("\"container\""),
             "{offline}"
         );
+    }
+
+    #[test]
+    fn pcapng_comments_name_the_containers() {
+        let out = Shared::default();
+        let writer = PcapWriter::new(out.clone()).expect("header");
+        let schema = Schema::embedded().expect("schema");
+        let mut p = Pipeline::new(
+            Renderer::new(schema, RenderOptions::default()),
+            Plan::default(),
+            vec![Box::new(PcapSink::new(writer, Clock::identity()))],
+        );
+        p.set_attributor(Box::new(PodOfTen(Rc::default())));
+        for c in traffic() {
+            p.push(&c).expect("push");
+        }
+        p.finish(u64::MAX, ConnEnd::CaptureEnded).expect("finish");
+        let bytes = out.0.borrow();
+        let count = |needle: &str| {
+            bytes
+                .windows(needle.len())
+                .filter(|w| *w == needle.as_bytes())
+                .count()
+        };
+        // Pid 10 sends twice, pid 20 twice: each data packet names the pod at its end.
+        assert_eq!(count("\ncontainer: web/app (0123456789abcdef)"), 2);
+        assert_eq!(count("\npeer_container: web/app (0123456789abcdef)"), 2);
     }
 
     /// A pipe that takes the pcapng header, then loses its reader.

@@ -1,6 +1,7 @@
 //! `-w`: the pcapng export as a sink. Every record that passes the filter goes to the file
 //! under its connection's protocol port, timestamped in wall-clock time; connections the
-//! capture saw end are closed (FIN), and the rest when the run ends.
+//! capture saw end are closed (FIN), and the rest when the run ends. Packet comments name the
+//! containers at both ends when the live capture knows them.
 
 use std::io::{self, Write};
 
@@ -9,6 +10,7 @@ use super::{
     time::Clock,
 };
 use crate::{
+    container::Attribution,
     pcap::{self, ConnMeta, PcapWriter},
     protocol::Protocol,
 };
@@ -56,7 +58,13 @@ impl<W: Write> Sink for PcapSink<W> {
             .and_then(|c| c.protocol)
             .unwrap_or(Protocol::Raw);
         let meta = ConnMeta::from_chunk(&wall, protocol);
-        w.record(&wall, record.pieces, &meta).map_err(export_error)
+        let comment = |c: &Attribution| c.as_ref().map(|c| format!("{} ({})", c.label(), c.id));
+        let containers = match record.containers {
+            Some([mine, peer]) => [comment(mine), comment(peer)],
+            None => [None, None],
+        };
+        w.record_attributed(&wall, record.pieces, &meta, containers)
+            .map_err(export_error)
     }
 
     fn connection_closed(&mut self, ts_ns: u64, a: u64, b: u64) -> io::Result<()> {

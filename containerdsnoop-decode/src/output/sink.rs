@@ -22,6 +22,7 @@
 use std::io;
 
 use crate::{
+    container::Attribution,
     output::rows::{Rendered, Row, render_body},
     record::Chunk,
     schema::{RenderOptions, Schema},
@@ -37,6 +38,8 @@ pub struct Record<'a> {
     /// The record's connection after decoding it; None with `--raw` (nothing is decoded) or
     /// when the connection is already gone.
     pub conn: Option<&'a ConnInfo>,
+    /// The sender's and the peer's containers, when the pipeline has an attributor.
+    pub containers: Option<&'a [Attribution; 2]>,
 }
 
 /// Request headers of a call, name and value (None: unknown after a late join).

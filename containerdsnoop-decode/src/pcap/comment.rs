@@ -37,6 +37,9 @@ pub struct Meta {
     pub gap: u64,
     /// The connection's protocol (on handshake packets); a name we do not know reads as None.
     pub protocol: Option<Protocol>,
+    /// The sender's and the peer's containers (`pod/name (id)`), when the capture named them.
+    pub container: Option<String>,
+    pub peer_container: Option<String>,
 }
 
 impl Meta {
@@ -58,6 +61,8 @@ impl Meta {
             missing: 0,
             gap: 0,
             protocol: None,
+            container: None,
+            peer_container: None,
         }
     }
 
@@ -95,6 +100,12 @@ impl Meta {
         }
         if let Some(p) = self.protocol {
             line("protocol", p.name());
+        }
+        if let Some(c) = &self.container {
+            line("container", c);
+        }
+        if let Some(c) = &self.peer_container {
+            line("peer_container", c);
         }
         s
     }
@@ -136,6 +147,8 @@ impl Meta {
                 "missing" => m.missing = num(&v).unwrap_or(0),
                 "gap" => m.gap = num(&v).unwrap_or(0),
                 "protocol" => m.protocol = Protocol::from_name(&v),
+                "container" => m.container = Some(v),
+                "peer_container" => m.peer_container = Some(v),
                 _ => {}
             }
         }
@@ -195,6 +208,8 @@ mod tests {
             missing: 7,
             gap: 9,
             protocol: Some(Protocol::Grpc),
+            container: Some("web/app (0123456789ab)".into()),
+            peer_container: None,
         };
         let text = m.encode();
         assert_eq!(text.lines().next(), Some(TAG));

@@ -148,6 +148,18 @@ impl<W: Write> PcapWriter<W> {
         pieces: &[Piece],
         meta: &ConnMeta,
     ) -> Result<(), Error> {
+        self.record_attributed(chunk, pieces, meta, [None, None])
+    }
+
+    /// [`record`](Self::record), with the sender's and the peer's containers for its packet
+    /// comments.
+    pub fn record_attributed(
+        &mut self,
+        chunk: &Chunk,
+        pieces: &[Piece],
+        meta: &ConnMeta,
+        containers: [Option<String>; 2],
+    ) -> Result<(), Error> {
         self.last_ts = self.last_ts.max(chunk.ts_ns);
         let key = conn_key(chunk);
         self.clock += 1;
@@ -222,6 +234,7 @@ impl<W: Write> PcapWriter<W> {
         }
 
         let mut base = Meta::from_chunk(chunk);
+        [base.container, base.peer_container] = containers;
         let mut emitted = false;
         if let Some((pos, start)) = data {
             let bytes = chunk.data.get(start..).unwrap_or(&[]);
