@@ -392,9 +392,12 @@ mod tests {
         }
     }
 
-    /// Rows as (sender, its container id, the peer's container id).
+    /// A row as (sender, its container id, the peer's container id).
+    type SeenRow = (u32, Option<String>, Option<String>);
+
+    /// The rows a sink was given.
     #[derive(Clone, Default)]
-    struct ContainerTap(Rc<RefCell<Vec<(u32, Option<String>, Option<String>)>>>);
+    struct ContainerTap(Rc<RefCell<Vec<SeenRow>>>);
 
     impl Sink for ContainerTap {
         fn row(&mut self, row: &Row, _: Option<&Headers>, _: &Renderer) -> io::Result<()> {
@@ -456,7 +459,10 @@ mod tests {
             }
             // Two questions per row built (passed or filtered out), none per record.
             let asked = *asked.borrow();
-            assert!(asked % 2 == 0 && asked as usize > 2 * rows.len(), "{asked}");
+            assert!(
+                asked.is_multiple_of(2) && asked as usize > 2 * rows.len(),
+                "{asked}"
+            );
         }
     }
 

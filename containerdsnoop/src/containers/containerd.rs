@@ -221,10 +221,10 @@ impl Client {
             bail!("HTTP status {}", response.status());
         }
         // A trailers-only answer: the status is in the headers.
-        if let Some(status) = grpc_status(response.headers()) {
-            if status.0 != 0 {
-                return Err(status.into());
-            }
+        if let Some(status) = grpc_status(response.headers())
+            && status.0 != 0
+        {
+            return Err(status.into());
         }
         Ok(response.into_body())
     }
@@ -245,10 +245,10 @@ impl Client {
                 bail!("response larger than {MAX_RESPONSE_BYTES} bytes");
             }
         }
-        if let Some(trailers) = body.trailers().await? {
-            if let Some(status) = grpc_status(&trailers).filter(|s| s.0 != 0) {
-                return Err(status.into());
-            }
+        if let Some(trailers) = body.trailers().await?
+            && let Some(status) = grpc_status(&trailers).filter(|s| s.0 != 0)
+        {
+            return Err(status.into());
         }
         let message = next_message(&mut buf)?.context("no response message")?;
         Ok(Resp::decode(message)?)
