@@ -546,6 +546,32 @@ mod tests {
     }
 
     #[test]
+    fn container_flags_are_resolved() {
+        let c = config(&[
+            "-C",
+            "--container",
+            "0123abc",
+            "--container",
+            "web",
+            "--pod",
+            "api.prod",
+        ])
+        .expect("config");
+        assert_eq!(
+            c.printer,
+            Some(Printer::Table {
+                width: None,
+                containers: true
+            })
+        );
+        assert_eq!(c.plan.filter.containers, vec!["0123abc", "web"]);
+        assert_eq!(c.plan.filter.pods, vec![PodSelector("api.prod".into())]);
+        assert!(!c.plan.filter.is_empty());
+        let json = config(&["--containers", "-o", "json"]).expect("config");
+        assert_eq!(json.printer, Some(Printer::Json), "JSON always carries containers");
+    }
+
+    #[test]
     fn pcap_on_stdout_is_the_only_output() {
         let c = on_terminal(&["-w", "-", "-o", "json"]);
         assert_eq!(c.printer, None);

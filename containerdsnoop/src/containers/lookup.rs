@@ -274,3 +274,37 @@ fn remember(directory: &Directory, id: &str, known: Known) {
         d.insert(id.to_string(), known);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sockets_named_like_a_runtime_are_asked() {
+        let traced: Vec<PathBuf> = [
+            "/tmp/a/containerd.sock",
+            "/tmp/a/containerd.sock",
+            "/tmp/b/docker.sock",
+            "/run/k3s/containerd/containerd.sock",
+            "/tmp/a/containerd.sock.ttrpc",
+            "/tmp/peer.sock",
+            "/run/crio/crio.sock",
+        ]
+        .map(PathBuf::from)
+        .to_vec();
+        let asked = runtime_sockets(&traced);
+        let traced_asked: Vec<&str> = asked
+            .iter()
+            .filter_map(|p| p.to_str())
+            .filter(|p| !DEFAULT_RUNTIME_SOCKETS.contains(p))
+            .collect();
+        assert_eq!(
+            traced_asked,
+            [
+                "/tmp/a/containerd.sock",
+                "/tmp/b/docker.sock",
+                "/run/k3s/containerd/containerd.sock"
+            ]
+        );
+    }
+}
