@@ -65,7 +65,10 @@ pub fn runtime_sockets(traced: &[PathBuf]) -> Vec<PathBuf> {
 /// A socket that answered as a runtime.
 #[derive(Clone)]
 enum Runtime {
-    Containerd(containerd::Client),
+    Containerd {
+        socket: PathBuf,
+        client: containerd::Client,
+    },
     Docker(PathBuf),
 }
 
@@ -110,7 +113,7 @@ async fn run(
             notice(&describe(r), &e);
         }
         match r {
-            Runtime::Containerd(client) => {
+            Runtime::Containerd { client, .. } => {
                 tokio::spawn(follow_creations(client.clone(), directory.clone()));
             }
             Runtime::Docker(socket) => {
@@ -133,7 +136,7 @@ async fn run(
         {
             continue;
         }
-        if let Some(known) = ask(&runtimes, &question).await {
+        if let Some(known) = ask(&mut runtimes, &question, &directory).await {
             remember(&directory, &question.id, known);
         }
     }
@@ -141,8 +144,7 @@ async fn run(
 
 fn describe(r: &Runtime) -> PathBuf {
     match r {
-        Runtime::Containerd(_) => PathBuf::from("containerd"),
-        Runtime::Docker(p) => p.clone(),
+        Runtime::Containerd { socket, .. } | Runtime::Docker(socket) => socket.clone(),
     }
 }
 
@@ -164,7 +166,12 @@ async fn identify(socket: &Path) -> anyhow::Result<Runtime> {
     })
     .await;
     let containerd_error = match as_containerd {
-        Ok(Ok(client)) => return Ok(Runtime::Containerd(client)),
+        Ok(Ok(client)) => {
+            return Ok(Runtime::Containerd {
+                socket: socket.to_path_buf(),
+                client,
+            });
+        }
         Ok(Err(e)) => e,
         Err(_) => anyhow::anyhow!("no answer within {CALL_TIMEOUT:?}"),
     };
@@ -177,7 +184,7 @@ async fn identify(socket: &Path) -> anyhow::Result<Runtime> {
 /// Every container the runtime has now.
 async fn list(r: &Runtime, directory: &Directory) -> anyhow::Result<()> {
     let containers = match r {
-        Runtime::Containerd(client) => {
+        Runtime::Containerd { client, .. } => {
             let mut all = Vec::new();
             for ns in timeout(CALL_TIMEOUT, client.namespaces()).await?? {
                 if ns == DOCKER_NAMESPACE {
@@ -198,14 +205,15 @@ async fn list(r: &Runtime, directory: &Directory) -> anyhow::Result<()> {
 
 /// Follows containerd's `/containers/create` events and looks each new container up.
 async fn follow_creations(client: containerd::Client, directory: Directory) {
-    let (tx, mut created) = mpsc::unbounded_channel();
+    let (tx, mut created) = mpsc::channel(QUEUE);
     let watch = client.clone();
     tokio::spawn(async move {
         // A failed subscription leaves the lookups on demand; listing already said whether
-        // the runtime answers, so no second notice.
+        // the runtime answers, so no second notice. A creation that does not fit the queue
+        // is looked up when its container's process is first seen.
         let _ = watch
             .watch_creations(|ns, id| {
-                let _ = tx.send((ns, id));
+                let _ = tx.try_send((ns, id));
             })
             .await;
     });
@@ -219,22 +227,40 @@ async fn follow_creations(client: containerd::Client, directory: Directory) {
     }
 }
 
-/// Asks the runtimes that may know `question`'s container; None when none could answer.
-async fn ask(runtimes: &[Runtime], question: &CgroupContainer) -> Option<Known> {
+/// Asks the runtimes that may know `question`'s container; None when none could answer. A
+/// containerd connection that failed (containerd restarted) is opened again for the next
+/// question, with a new subscription to creations.
+async fn ask(
+    runtimes: &mut [Runtime],
+    question: &CgroupContainer,
+    directory: &Directory,
+) -> Option<Known> {
     let mut answered = false;
     for r in runtimes {
-        let answer = match (r, question.runtime) {
+        let answer = match (&*r, question.runtime) {
             (Runtime::Docker(socket), RuntimeKind::Docker | RuntimeKind::Kubernetes) => {
                 timeout(CALL_TIMEOUT, docker::container_by_id(socket, &question.id)).await
             }
-            (Runtime::Containerd(client), RuntimeKind::Containerd | RuntimeKind::Kubernetes) => {
-                timeout(CALL_TIMEOUT, find_in_containerd(client, question)).await
-            }
+            (
+                Runtime::Containerd { client, .. },
+                RuntimeKind::Containerd | RuntimeKind::Kubernetes,
+            ) => timeout(CALL_TIMEOUT, find_in_containerd(client, question)).await,
             _ => continue,
         };
         match answer {
             Ok(Ok(Some(c))) => return Some(Known::Found(Arc::new(c))),
             Ok(Ok(None)) => answered = true,
+            // A refusal (a gRPC status) or a slow answer is no reason to reconnect; a broken
+            // connection is (its event subscription ended with it, so no follower doubles up).
+            Ok(Err(e)) if e.downcast_ref::<containerd::GrpcStatus>().is_none() => {
+                if let Runtime::Containerd { socket, client } = r
+                    && let Ok(Ok(fresh)) =
+                        timeout(CALL_TIMEOUT, containerd::Client::connect(socket)).await
+                {
+                    *client = fresh;
+                    tokio::spawn(follow_creations(client.clone(), directory.clone()));
+                }
+            }
             _ => {}
         }
     }
