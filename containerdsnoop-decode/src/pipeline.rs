@@ -118,7 +118,12 @@ impl Pipeline {
             .as_mut()
             .map(|a| [a.container(chunk.tgid), a.container(chunk.peer_tgid)]);
         if self.plan.unit == Unit::Records {
-            if self.plan.filter.accepts_record(chunk, None) {
+            if self.plan.filter.accepts_record(chunk, None)
+                && self
+                    .plan
+                    .filter
+                    .accepts_record_containers(containers.as_ref())
+            {
                 let record = Record {
                     chunk,
                     pieces: &self.pieces,
@@ -145,7 +150,12 @@ impl Pipeline {
         }
         // After decoding, so that the record goes out with its connection's protocol.
         let conn = self.conns.info_of(chunk);
-        if self.plan.filter.accepts_record(chunk, conn) {
+        if self.plan.filter.accepts_record(chunk, conn)
+            && self
+                .plan
+                .filter
+                .accepts_record_containers(containers.as_ref())
+        {
             let record = Record {
                 chunk,
                 pieces: &self.pieces,
@@ -397,9 +407,13 @@ mod tests {
 
     /// The rows a sink was given.
     #[derive(Clone, Default)]
-    struct ContainerTap(Rc<RefCell<Vec<SeenRow>>>);
+    struct ContainerTap(Rc<RefCell<Vec<SeenRow>>>, Rc<RefCell<Vec<u32>>>);
 
     impl Sink for ContainerTap {
+        fn record(&mut self, record: &Record<'_>) -> io::Result<()> {
+            self.1.borrow_mut().push(record.chunk.tgid);
+            Ok(())
+        }
         fn row(&mut self, row: &Row, _: Option<&Headers>, _: &Renderer) -> io::Result<()> {
             let id = |c: &crate::container::Attribution| c.as_ref().map(|c| c.id.clone());
             assert!(row.attributed);
@@ -449,6 +463,11 @@ mod tests {
             p.finish(u64::MAX, ConnEnd::CaptureEnded).expect("finish");
             let rows = tap.0.borrow();
             assert!(!rows.is_empty());
+            assert_eq!(
+                *tap.1.borrow(),
+                [10, 20, 10, 20],
+                "records of the pod's connection"
+            );
             let pod = Some("0123456789abcdef".to_string());
             for (pid, mine, peer) in rows.iter() {
                 match pid {

@@ -568,7 +568,11 @@ mod tests {
         assert_eq!(c.plan.filter.pods, vec![PodSelector("api.prod".into())]);
         assert!(!c.plan.filter.is_empty());
         let json = config(&["--containers", "-o", "json"]).expect("config");
-        assert_eq!(json.printer, Some(Printer::Json), "JSON always carries containers");
+        assert_eq!(
+            json.printer,
+            Some(Printer::Json),
+            "JSON always carries containers"
+        );
     }
 
     #[test]

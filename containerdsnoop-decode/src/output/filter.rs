@@ -1,7 +1,7 @@
 //! Filters (`-p`, `-c`, `-m`, `-t`, `--container`, `--pod`), compiled once and applied by the
 //! pipeline, once, before any sink: rows must pass all of them; records (raw output, the pcap
-//! export) pass or fail on the process predicates alone, since a record carries no method, is
-//! no row type and is not attributed to containers.
+//! export) pass or fail on the process and container predicates alone, since a record carries
+//! no method and is no row type.
 
 use crate::{
     container::{Attribution, PodSelector},
@@ -115,6 +115,15 @@ impl Filter {
             return false;
         }
         self.accepts_containers(&row.container, &row.peer_container)
+    }
+
+    /// `--container` and `--pod` for a record, given its ends' containers (None: nobody
+    /// asked, as with `-r`, so no record can be said to match).
+    pub fn accepts_record_containers(&self, ends: Option<&[Attribution; 2]>) -> bool {
+        match ends {
+            Some([a, b]) => self.accepts_containers(a, b),
+            None => self.containers.is_empty() && self.pods.is_empty(),
+        }
     }
 
     /// `--container` and `--pod`: either end is a wanted container (or in a wanted pod).

@@ -157,8 +157,15 @@ fn notice(socket: &Path, e: &anyhow::Error) {
     );
 }
 
-/// containerd answers `Namespaces/List`; dockerd answers `GET /_ping`.
+/// containerd answers `Namespaces/List`; dockerd answers `GET /_ping` (asked first when the
+/// socket is named like docker's, so that dockerd is not sent an HTTP/2 preface).
 async fn identify(socket: &Path) -> anyhow::Result<Runtime> {
+    let docker_named = socket
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().contains("docker"));
+    if docker_named && let Ok(Ok(())) = timeout(CALL_TIMEOUT, docker::ping(socket)).await {
+        return Ok(Runtime::Docker(socket.to_path_buf()));
+    }
     let as_containerd = timeout(CALL_TIMEOUT, async {
         let client = containerd::Client::connect(socket).await?;
         client.namespaces().await?;
