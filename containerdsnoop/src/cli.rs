@@ -432,6 +432,16 @@ impl Config {
         ))
     }
 
+    /// Whether rows or records need the containers at their ends: decoded output shows them;
+    /// `--raw` only needs them for `-w` comments or `--container`/`--pod`.
+    pub fn attributes_containers(&self) -> bool {
+        let filter = &self.plan.filter;
+        self.plan.unit == Unit::Rows
+            || self.pcap.is_some()
+            || !filter.containers.is_empty()
+            || !filter.pods.is_empty()
+    }
+
     /// What `Tracing <what> with ...` names.
     pub fn describe_sockets(&self) -> String {
         if !self.explicit_sockets {

@@ -137,8 +137,10 @@ fn trace(config: &Config) -> anyhow::Result<()> {
     // needs (see privileges.rs for what remains and why).
     privileges::drop_after_attach(|| source.capture().drop_counters().map(|_| ()));
     // After the drop: capabilities are per thread, and the lookup thread needs none.
-    let runtimes = containers::runtime_sockets(&containers::traced_files(&config.selectors));
-    pipeline.set_attributor(Box::new(containers::LiveAttributor::start(runtimes)));
+    if config.attributes_containers() {
+        let runtimes = containers::runtime_sockets(&containers::traced_files(&config.selectors));
+        pipeline.set_attributor(Box::new(containers::LiveAttributor::start(runtimes)));
+    }
     eprintln!(
         "Tracing {} with {} backend... Ctrl-C to end.",
         config.describe_sockets(),
