@@ -89,54 +89,54 @@ impl LiveAttributor {
             dropped_lookups: 0,
         }
     }
+}
 
-    /// The process `pid` as it is now: from the cache while its start time is unchanged.
-    fn process(&mut self, pid: u32) -> &mut Process {
-        let now = Instant::now();
-        let fresh = match self.processes.get_mut(&pid) {
-            Some(p) if now.duration_since(p.checked) < RECHECK_AFTER => true,
-            Some(p) => {
-                let start_time = procs::start_time(pid);
-                if start_time.is_some() && start_time == p.start_time {
-                    p.checked = now;
-                    true
-                } else {
-                    false
-                }
-            }
-            None => false,
-        };
-        if !fresh {
+/// The process `pid` as it is now: from the cache while its start time is unchanged.
+fn process(processes: &mut LruMap<u32, Process>, pid: u32) -> Option<&mut Process> {
+    let now = Instant::now();
+    let fresh = match processes.get_mut(&pid) {
+        Some(p) if now.duration_since(p.checked) < RECHECK_AFTER => true,
+        Some(p) => {
             let start_time = procs::start_time(pid);
-            let owner = procs::cgroup(pid).unwrap_or(CgroupOwner::Unknown);
-            // The process may have exited between the two reads, and its pid been reused:
-            // only a start time read before and after the cgroup vouches for it.
-            let owner = if start_time.is_some() && procs::start_time(pid) == start_time {
-                owner
+            if start_time.is_some() && start_time == p.start_time {
+                p.checked = now;
+                true
             } else {
-                CgroupOwner::Unknown
-            };
-            let attribution = match &owner {
-                CgroupOwner::Container(c) if c.certainty == Certainty::Named => {
-                    Some(Arc::new(partial(c)))
-                }
-                _ => None,
-            };
-            let settled = !matches!(owner, CgroupOwner::Container(_));
-            self.processes.insert(
-                pid,
-                Process {
-                    start_time,
-                    checked: now,
-                    owner,
-                    attribution,
-                    settled,
-                    asked: false,
-                },
-            );
+                false
+            }
         }
-        self.processes.get_mut(&pid).expect("inserted above")
+        None => false,
+    };
+    if !fresh {
+        let start_time = procs::start_time(pid);
+        let owner = procs::cgroup(pid).unwrap_or(CgroupOwner::Unknown);
+        // The process may have exited between the two reads, and its pid been reused:
+        // only a start time read before and after the cgroup vouches for it.
+        let owner = if start_time.is_some() && procs::start_time(pid) == start_time {
+            owner
+        } else {
+            CgroupOwner::Unknown
+        };
+        let attribution = match &owner {
+            CgroupOwner::Container(c) if c.certainty == Certainty::Named => {
+                Some(Arc::new(partial(c)))
+            }
+            _ => None,
+        };
+        let settled = !matches!(owner, CgroupOwner::Container(_));
+        processes.insert(
+            pid,
+            Process {
+                start_time,
+                checked: now,
+                owner,
+                attribution,
+                settled,
+                asked: false,
+            },
+        );
     }
+    processes.get_mut(&pid)
 }
 
 impl Attributor for LiveAttributor {
@@ -144,10 +144,9 @@ impl Attributor for LiveAttributor {
         if pid == 0 {
             return None;
         }
-        let directory = self.directory.clone();
-        let lookups = self.lookups.clone();
+        let (directory, lookups) = (&self.directory, &self.lookups);
         let mut dropped = 0;
-        let p = self.process(pid);
+        let p = process(&mut self.processes, pid)?;
         if !p.settled {
             let CgroupOwner::Container(c) = &p.owner else {
                 return p.attribution.clone();
