@@ -108,10 +108,8 @@ async fn run(
             Err(e) => notice(socket, &e),
         }
     }
+    // Creations are followed before the lists are taken, so that none falls between them.
     for r in &runtimes {
-        if let Err(e) = list(r, &directory).await {
-            notice(&describe(r), &e);
-        }
         match r {
             Runtime::Containerd { client, .. } => {
                 tokio::spawn(follow_creations(client.clone(), directory.clone()));
@@ -127,6 +125,11 @@ async fn run(
                     .await;
                 });
             }
+        }
+    }
+    for r in &runtimes {
+        if let Err(e) = list(r, &directory).await {
+            notice(&describe(r), &e);
         }
     }
     while let Some(question) = questions.recv().await {
