@@ -294,4 +294,57 @@ mod tests {
         );
         assert_eq!(s.methods["GET /v1.41/nope"].errors, 1);
     }
+
+    #[test]
+    fn the_clients_table_is_bounded_busiest_first_and_counts_only_finished_latencies() {
+        let mut s = Stats::default();
+        for i in 0..MAX_CLIENTS + 10 {
+            s.call_ended(
+                Some("/a.B/C"),
+                &format!("client-{i}"),
+                Outcome::Succeeded,
+                Some(1_000),
+            );
+        }
+        for _ in 0..3 {
+            s.call_ended(Some("/a.B/C"), "kubelet", Outcome::Failed, Some(2_000_000));
+        }
+        // Open when the tracer stopped: a call, not an error, and its time is no latency.
+        s.call_ended(
+            Some("/a.B/C"),
+            "client-0",
+            Outcome::Unfinished,
+            Some(9_000_000_000),
+        );
+        assert_eq!(s.clients.len(), MAX_CLIENTS + 1, "the rest under (other)");
+        assert_eq!(
+            s.clients[OTHER].calls, 13,
+            "10 clients, then kubelet's 3 calls"
+        );
+        assert_eq!(s.clients[OTHER].errors, 3);
+        let c0 = &s.clients["client-0"];
+        assert_eq!((c0.calls, c0.errors), (2, 0));
+        let mut finished_only = Latencies::default();
+        finished_only.add(1_000);
+        assert_eq!(
+            c0.latency.quantile(0.99),
+            finished_only.quantile(0.99),
+            "the 1 µs call only"
+        );
+        let table = s.clients_table();
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with(" CLIENT "), "{table}");
+        assert!(
+            lines[2].starts_with(" client-0 "),
+            "busiest first: {}",
+            lines[2]
+        );
+        let cells: Vec<&str> = lines[2].split('|').map(str::trim).collect();
+        assert_eq!(cells, ["client-0", "2", "0", "1.0us"]);
+        assert!(
+            lines.last().is_some_and(|l| l.starts_with(" (other) ")),
+            "(other) last, however busy: {table}"
+        );
+        assert_eq!(lines.len(), 2 + MAX_CLIENTS + 1);
+    }
 }

@@ -22,3 +22,87 @@ pub fn client_label(row: &Row) -> String {
         None => row.peer_comm.clone().unwrap_or_else(|| "?".to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{
+        output::sink::Renderer,
+        pipeline::{Pipeline, Plan},
+        protocol::{call::ConnEnd, call::Side, detect::testing::parse_recording},
+        record::{Chunk, chunks_from_raw_jsonl},
+        schema::{RenderOptions, Schema},
+        stats::Stats,
+        testutil::conn_chunks,
+    };
+
+    /// The counters after `chunks` went through a pipeline with no sink.
+    fn stats_of(chunks: &[Chunk]) -> Stats {
+        let schema = Schema::embedded().expect("schema");
+        let mut p = Pipeline::new(
+            Renderer::new(schema, RenderOptions::default()),
+            Plan::default(),
+            Vec::new(),
+        );
+        for c in chunks {
+            p.push(c).expect("push");
+        }
+        let last = chunks.last().map_or(0, |c| c.ts_ns);
+        p.finish(last + 1, ConnEnd::CaptureEnded).expect("finish");
+        p.stats.clone()
+    }
+
+    /// The line of the clients table that names `client`, split into its cells.
+    fn table_line(summary: &str, client: &str) -> Vec<String> {
+        let line = summary
+            .lines()
+            .find(|l| l.split('|').next().map(str::trim) == Some(client))
+            .unwrap_or_else(|| panic!("no line for {client} in\n{summary}"));
+        line.split('|').map(|c| c.trim().to_string()).collect()
+    }
+
+    /// `ctr` against containerd 1.6 (recorded): eleven calls from eight `ctr` processes, one
+    /// NotFound. The END rows come from containerd; the client is still `ctr`.
+    #[test]
+    fn the_clients_table_names_who_called_with_their_calls_and_errors() {
+        let capture = include_str!("../../tests/fixtures/containerd/ctr-basic.jsonl");
+        let stats = stats_of(&chunks_from_raw_jsonl(capture));
+        let ends: u64 = stats.methods.values().map(|m| m.calls).sum();
+        assert_eq!(stats.clients.len(), 1, "{:?}", stats.clients.keys());
+        let ctr = &stats.clients["ctr"];
+        assert_eq!((ctr.calls, ctr.errors), (ends, 1));
+        let summary = stats.summary();
+        let header = table_line(&summary, "CLIENT");
+        assert_eq!(header, ["CLIENT", "CALLS", "ERRORS", "P99"]);
+        let line = table_line(&summary, "ctr");
+        assert_eq!(line[1], ends.to_string());
+        assert_eq!(line[2], "1");
+        let p99 = ctr.latency.quantile(0.99).expect("latencies");
+        assert_eq!(line[3], crate::output::rows::format_latency(p99));
+        // The slowest call of the recording (Namespaces/Create, 1.643 ms) bounds the p99 from
+        // below, within the histogram's 4% bucket.
+        assert!((1_643_000..=1_643_000 * 105 / 100).contains(&p99), "{p99}");
+    }
+
+    /// containerd calls its shim over ttrpc (recorded): the client is containerd, though every
+    /// END row is the shim's.
+    #[test]
+    fn the_client_is_the_side_that_sends_requests() {
+        let rec = include_bytes!("../../tests/fixtures/ttrpc/shim-task.rec");
+        let writes: Vec<(Side, u64, Vec<u8>)> = parse_recording(rec)
+            .into_iter()
+            .map(|w| (if w.client { Side::A } else { Side::B }, 0, w.bytes))
+            .collect();
+        let chunks = conn_chunks(
+            &writes,
+            1,
+            "/run/containerd/s/4f1a9c2e",
+            ("containerd", 3437),
+            ("containerd-shim", 5120),
+        );
+        let stats = stats_of(&chunks);
+        let calls: u64 = stats.methods.values().map(|m| m.calls).sum();
+        assert!(calls > 0);
+        assert_eq!(stats.clients.keys().collect::<Vec<_>>(), ["containerd"]);
+        assert_eq!(stats.clients["containerd"].calls, calls);
+    }
+}
