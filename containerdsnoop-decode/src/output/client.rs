@@ -9,17 +9,22 @@ use crate::{
 };
 
 /// The client of `row`'s call: the process at the connection's non-listening end, else (roles
-/// unknown) the sender of a request or the receiver of anything else; `?` when not known.
+/// unknown) the sender of a request or the receiver of anything else; `?` when not known (a
+/// capture file of TCP traffic names no process).
 pub fn client_label(row: &Row) -> String {
     let client = row
         .conn
         .server
         .map(Side::other)
         .and_then(|side| row.conn.end(side));
-    match client {
-        Some(end) => end.comm.clone(),
-        None if row.kind == RowKind::Req => row.comm.clone(),
-        None => row.peer_comm.clone().unwrap_or_else(|| "?".to_string()),
+    let comm = match client {
+        Some(end) => Some(&end.comm),
+        None if row.kind == RowKind::Req => Some(&row.comm),
+        None => row.peer_comm.as_ref(),
+    };
+    match comm {
+        Some(comm) if !comm.is_empty() => comm.clone(),
+        _ => "?".to_string(),
     }
 }
 
@@ -104,5 +109,27 @@ mod tests {
         assert!(calls > 0);
         assert_eq!(stats.clients.keys().collect::<Vec<_>>(), ["containerd"]);
         assert_eq!(stats.clients["containerd"].calls, calls);
+    }
+
+    /// A tcpdump-style capture of gRPC over TCP names no process: its client is `?`, never
+    /// an empty cell.
+    #[test]
+    fn a_capture_without_processes_has_an_unknown_client() {
+        use crate::pcap::{Event, PcapReader};
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/pcap/grpc_loopback.pcapng"
+        );
+        let mut reader = PcapReader::open(path).expect("open capture");
+        let mut chunks = Vec::new();
+        while let Some(event) = reader.next_event() {
+            if let Event::Chunk(c) = event.expect("well-formed capture") {
+                chunks.push(c);
+            }
+        }
+        let stats = stats_of(&chunks);
+        assert_eq!(stats.clients.keys().collect::<Vec<_>>(), ["?"]);
+        assert_eq!(stats.clients["?"].calls, 2);
+        assert_eq!(table_line(&stats.summary(), "?")[1], "2");
     }
 }
