@@ -178,14 +178,16 @@ impl Stats {
         if let Some(f) = &self.failed {
             out.push_str(&format!(
                 "\n-x: {} failed calls shown ({} of them without rows that did not fit); {} calls \
-                 did not fit in what -x holds ({} calls, {} MiB) and lost their held rows; {} \
-                 calls still open at the end not shown (not known to have failed)",
+                 did not fit in what -x holds ({} calls, {} MiB) and lost their held rows; not \
+                 shown, as not known to have failed: {} calls still open at the end, {} calls \
+                 whose status the capture did not see",
                 f.shown,
                 f.incomplete,
                 f.overflowed,
                 crate::output::failed::MAX_HELD_CALLS,
                 crate::output::failed::MAX_HELD_BYTES >> 20,
                 f.unfinished,
+                f.unseen,
             ));
         }
         out

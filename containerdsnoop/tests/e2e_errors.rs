@@ -123,7 +123,9 @@ fn row_id(r: &Value) -> String {
 }
 
 /// Whether an END row says its call failed: a failure status, or an end the call did not send
-/// itself, unless that end is the tracer stopping (the call was merely still open).
+/// itself, unless that end is the tracer stopping (the call was merely still open) or the
+/// capture not seeing the status (dockerd's connections to containerd predate the tracers:
+/// their header tables are joined late).
 fn failed_end(end: &Value) -> bool {
     let code = end["status_code"].as_u64();
     let failure_code = match code {
@@ -131,9 +133,11 @@ fn failed_end(end: &Value) -> bool {
         Some(c) => c != 0,
         None => false,
     };
-    let cut = end["abnormal"]
-        .as_str()
-        .is_some_and(|a| !a.contains("tracer stopped"));
+    let cut = end["abnormal"].as_str().is_some_and(|a| {
+        !a.contains("tracer stopped")
+            && !a.contains("from before decoding started")
+            && !a.contains("capture")
+    });
     failure_code || cut
 }
 
@@ -312,11 +316,15 @@ fn errors_only_shows_exactly_the_failed_calls_of_ctr_and_docker() {
             .as_str()
             .is_some_and(|m| m.contains("/containers/json"))
     }));
-    assert!(
-        x.stderr.contains("-x: ") && x.stderr.contains("calls still open at the end"),
-        "{}",
-        x.stderr
-    );
+    // The subscription open at the end is dropped, and said.
+    let open_at_end: u64 = x
+        .stderr
+        .split("not known to have failed: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the -x summary line in\n{}", x.stderr));
+    assert!(open_at_end >= 1, "{}", x.stderr);
 
     // The clients table: every call a client made, and those that failed.
     for client in ["ctr", "docker"] {

@@ -7,8 +7,9 @@
 //! overflowed: if it fails, its END still shows and it is counted as shown incomplete. Calls
 //! still open when the capture ends have not failed: they are dropped and counted. Rows that
 //! belong to no call (connection notices, connections of no known protocol, the raw stream of
-//! an upgraded HTTP connection) are not calls and are not shown. Everything dropped is counted
-//! in [`FailedCounts`], which the exit summary prints.
+//! an upgraded HTTP connection) are not calls and are not shown. Nor are calls whose status the
+//! capture did not see (lost bytes, a late join's header table): not known to have failed.
+//! Everything dropped is counted in [`FailedCounts`], which the exit summary prints.
 
 use std::mem::size_of;
 
@@ -68,6 +69,9 @@ pub struct FailedCounts {
     /// Calls still open when the capture ended, and streams that never ended before their
     /// connection did: dropped, not known to have failed.
     pub unfinished: u64,
+    /// Calls whose status the capture did not see (lost bytes, a late join): dropped, not
+    /// known to have failed.
+    pub unseen: u64,
 }
 
 struct Held {
@@ -168,6 +172,10 @@ impl FailedCalls {
             }
             Some(Outcome::Unfinished) => {
                 self.counts.unfinished += 1;
+                false
+            }
+            Some(Outcome::Unseen) => {
+                self.counts.unseen += 1;
                 false
             }
             Some(Outcome::Succeeded) | None => false,

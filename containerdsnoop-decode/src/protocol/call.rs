@@ -116,7 +116,19 @@ pub enum Outcome {
     Failed,
     /// Still open when the tracer stopped or the capture file ended: not known to have failed.
     Unfinished,
+    /// Its status was not seen: bytes lost by the capture, or a status that only a header
+    /// table entry from before decoding started could say. Not known to have failed.
+    Unseen,
 }
+
+/// What every reason for an end whose status the capture could not see says: the HTTP/1.1
+/// decoder's `capture lost N bytes` and `response lost by the capture`, and gRPC's
+/// `grpc::UNKNOWN_STATUS` (a late join's header table).
+const UNSEEN_MARKS: [&str; 3] = [
+    "capture lost",
+    "lost by the capture",
+    "from before decoding started",
+];
 
 impl Status {
     /// How the call that ended with this status turned out. `http`: the code is an HTTP
@@ -130,6 +142,7 @@ impl Status {
         };
         match (failure_code, &self.abnormal) {
             (true, _) => Outcome::Failed,
+            (false, Some(why)) if UNSEEN_MARKS.iter().any(|m| why.contains(m)) => Outcome::Unseen,
             (false, Some(_)) if stopping => Outcome::Unfinished,
             (false, Some(_)) => Outcome::Failed,
             (false, None) => Outcome::Succeeded,
@@ -234,6 +247,30 @@ mod conn_end_tests {
         // A 200 whose body was cut by a closed connection did not get its answer.
         let cut = Status::ended(200, "OK").cut_short("body cut short: connection closed");
         assert_eq!(cut.outcome(true, false), Outcome::Failed);
+        // Ends the capture could not see are no failure, whatever else they say.
+        for (unseen, http) in [
+            (
+                Status::abnormal(crate::protocol::grpc::UNKNOWN_STATUS),
+                false,
+            ),
+            (Status::abnormal("response lost by the capture"), true),
+            (
+                Status::ended(200, "OK").cut_short("body cut short: capture lost 512 bytes"),
+                true,
+            ),
+        ] {
+            for stopping in [false, true] {
+                let outcome = unseen.outcome(http, stopping);
+                assert_eq!(outcome, Outcome::Unseen, "{unseen:?}");
+            }
+        }
+        assert_eq!(
+            Status::ended(500, "")
+                .cut_short("body cut short: capture lost 1 bytes")
+                .outcome(true, false),
+            Outcome::Failed,
+            "a failure status was seen"
+        );
     }
 
     /// Issue #12: a call still open when the tracer stops did not see its connection close.
