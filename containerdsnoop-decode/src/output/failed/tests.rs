@@ -536,3 +536,60 @@ fn an_upgraded_raw_stream_is_let_go_with_its_connection() {
         "nothing held once the connection is gone"
     );
 }
+
+/// A server's GOAWAY that leaves a call unprocessed fails that call; the call it had answered
+/// did not fail, and the GOAWAY's own notice belongs to no call.
+#[test]
+fn a_call_a_goaway_left_unprocessed_is_shown() {
+    use crate::protocol::grpc::tests::builders::{
+        CLIENT, Peer, RESPONSE, SERVER, Trace, data, goaway, grpc, request_fields,
+    };
+    let mut client = Peer::new();
+    let mut server = Peer::new();
+    let mut t = Trace::handshake();
+    for stream in [1u32, 3] {
+        let request = [
+            client.headers(stream, &request_fields(GET), false),
+            data(stream, &grpc(b"\x0a\x01x"), true),
+        ]
+        .concat();
+        t.push(CLIENT, 10 + u64::from(stream), request);
+    }
+    let ok = [RESPONSE, &[("grpc-status", "0")]].concat();
+    t.push(SERVER, 20, server.headers(1, &ok, true));
+    t.push(SERVER, 21, goaway(1, 0, b"shutting down"));
+    let chunks = chunks(
+        &t.writes,
+        1,
+        "/run/x.sock",
+        ("ctr", 100),
+        ("containerd", 50),
+    );
+    let (all, _) = run(&chunks, Run::default(), End::Capture);
+    assert!(
+        all.iter().any(|r| r["type"] == "NOTE"
+            && r["notice"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("GOAWAY"))),
+        "{all:#?}"
+    );
+    let (failed, stats) = run(&chunks, with_x(), End::Capture);
+    let shape: Vec<(u64, &str)> = failed
+        .iter()
+        .map(|r| {
+            (
+                r["stream"].as_u64().unwrap_or(0),
+                r["type"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(shape, [(3, "REQ"), (3, "END")], "{failed:#?}");
+    assert!(
+        failed[1]["abnormal"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("not processed: GOAWAY from server")),
+        "{}",
+        failed[1]
+    );
+    assert_eq!(stats.failed.map(|f| f.shown), Some(1));
+}
