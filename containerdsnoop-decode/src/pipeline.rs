@@ -9,8 +9,8 @@ use crate::{
     output::client::client_label,
     output::failed::{FailedCalls, HeldRow},
     output::filter::Filter,
-    output::rows::{Row, RowBuilder, RowKind},
-    output::sink::{Record, Renderer, Sink},
+    output::rows::{Row, RowBuilder},
+    output::sink::{Headers, Record, Renderer, Sink},
     protocol::{
         Protocol,
         call::{CallEvent, CallEventKind, ConnEnd, Outcome},
@@ -250,7 +250,6 @@ impl Pipeline {
         else {
             return None;
         };
-        debug_assert_eq!(row.kind, RowKind::End);
         let http = row.conn.protocol == Some(Protocol::Http1);
         let outcome = status.outcome(http, self.stopping);
         self.stats
@@ -264,7 +263,7 @@ fn deliver_row(
     sinks: &mut [Box<dyn Sink>],
     render: &Renderer,
     row: &Row,
-    headers: Option<&crate::output::sink::Headers>,
+    headers: Option<&Headers>,
 ) -> io::Result<()> {
     for sink in sinks {
         sink.row(row, headers, render)?;
