@@ -2,6 +2,10 @@
 //! until its END says how the call turned out ([`Outcome`]); the rows of a failed call then go
 //! out together, in order, and those of any other call are dropped.
 //!
+//! A row that comes after its call's END (a request the server answered before it was all sent:
+//! trailers-only `Unimplemented`) follows its call: printed at once if the call failed, dropped
+//! if not; recently ended calls are remembered for that.
+//!
 //! Held in bounded memory ([`HoldLimits`]: calls and bytes). A call that does not fit loses
 //! the rows held so far (the least recently active call goes first) and is remembered as
 //! overflowed: if it fails, its END still shows and it is counted as shown incomplete. Calls
@@ -86,6 +90,8 @@ pub struct FailedCalls {
     /// Calls whose rows were dropped for room: their later rows are not held as if the call
     /// were whole, and their END, if failed, still shows.
     overflowed: LruMap<CallKey, ()>,
+    /// Calls that ended recently, and whether they failed: rows after the END follow it.
+    ended: LruMap<CallKey, bool>,
     /// Sum of `Held::bytes` over `held`.
     bytes: usize,
     pub counts: FailedCounts,
@@ -103,6 +109,7 @@ impl FailedCalls {
             limits,
             held: LruMap::new(limits.calls),
             overflowed: LruMap::new(limits.calls),
+            ended: LruMap::new(limits.calls),
             bytes: 0,
             counts: FailedCounts::default(),
         }
@@ -111,7 +118,8 @@ impl FailedCalls {
     /// Takes one row of the pipeline. `shown`: whether it passed the filter (a row that did
     /// not is not held, but an END decides its call's fate either way). `outcome`: how the
     /// call turned out, for END rows. When the row is the END of a failed call, that call's
-    /// rows go to `out` in order; returns whether any did.
+    /// rows go to `out` in order, as does a row that comes after the END of a failed call;
+    /// returns whether any did.
     pub fn push(
         &mut self,
         row: Row,
@@ -131,12 +139,20 @@ impl FailedCalls {
         match row.kind {
             RowKind::Notice => false,
             RowKind::End => self.end(key, row, headers, shown, outcome, out),
-            RowKind::Req | RowKind::Resp => {
-                if shown && !self.overflowed.contains_key(&key) {
-                    self.hold(key, row, headers);
+            RowKind::Req | RowKind::Resp => match self.ended.peek(&key) {
+                Some(&failed) => {
+                    if failed && shown {
+                        out.push((row, headers));
+                    }
+                    failed && shown
                 }
-                false
-            }
+                None => {
+                    if shown && !self.overflowed.contains_key(&key) {
+                        self.hold(key, row, headers);
+                    }
+                    false
+                }
+            },
         }
     }
 
@@ -154,6 +170,7 @@ impl FailedCalls {
             self.bytes -= h.bytes;
         }
         let overflowed = self.overflowed.remove(&key).is_some();
+        self.ended.insert(key, outcome == Some(Outcome::Failed));
         match outcome {
             Some(Outcome::Failed) => {
                 let before = out.len();
@@ -217,7 +234,8 @@ impl FailedCalls {
     }
 
     /// Connection `id` left the table: its calls have all had their END, so what it still
-    /// holds are streams that never end (an upgraded HTTP connection's raw bytes).
+    /// holds are streams that never end (rows after an END that was forgotten). Its ended
+    /// calls are not: connection ids are not reused, and the table forgets the oldest anyway.
     pub fn connection_ended(&mut self, id: u64) {
         let gone: Vec<CallKey> = self.held.keys().filter(|k| k.0 == id).copied().collect();
         for key in gone {

@@ -483,10 +483,10 @@ fn the_count_limit_counts_failed_calls() {
     assert_eq!(stats.failed.map(|f| f.shown), Some(1));
 }
 
-/// `docker attach`: the upgraded connection's raw stream never ends as a call. It is not
-/// shown, and what it held is let go when the connection ends.
+/// `docker attach`: the upgraded connection's raw stream comes after its call's END (101, a
+/// success). It is not shown, and not held, not even until the connection ends.
 #[test]
-fn an_upgraded_raw_stream_is_let_go_with_its_connection() {
+fn an_upgraded_raw_stream_follows_its_successful_call() {
     let attach = include_bytes!("../../../tests/fixtures/http1/attach.rec");
     let chunks = chunks(
         &rec_writes(attach),
@@ -524,17 +524,68 @@ fn an_upgraded_raw_stream_is_let_go_with_its_connection() {
     for c in &chunks {
         p.push(c).expect("push");
     }
+    assert_eq!(p.failed_held(), Some((0, 0)), "the raw stream is not held");
     let (a, b) = (chunks[0].sock_id, chunks[0].peer_id);
     p.close_connection(u64::MAX / 2, a, b).expect("close");
     assert!(out.0.borrow().is_empty(), "attach succeeded: nothing shown");
     let f = p.stats.failed.expect("-x counts");
-    assert_eq!((f.shown, f.overflowed), (0, 0));
-    assert!(f.unfinished >= 1, "the raw stream never ended: {f:?}");
-    assert_eq!(
-        p.failed_held(),
-        Some((0, 0)),
-        "nothing held once the connection is gone"
+    assert_eq!((f.shown, f.overflowed, f.unfinished), (0, 0, 0));
+}
+
+/// A server that answers before the request's DATA is written (trailers-only
+/// `Unimplemented`, as containerd 2.x does for CRI v1alpha2): the failed call's request row
+/// comes after its END, and is shown with it.
+#[test]
+fn a_request_after_its_failed_calls_end_is_shown() {
+    use crate::protocol::grpc::tests::builders::{
+        CLIENT, Peer, SERVER, Trace, data, grpc, request_fields,
+    };
+    const V1ALPHA2: &str = "/runtime.v1alpha2.RuntimeService/Version";
+    let mut t = Trace::handshake();
+    let (mut c, mut s) = (Peer::new(), Peer::new());
+    t.push(CLIENT, 10, c.headers(1, &request_fields(V1ALPHA2), false));
+    let unimplemented = [
+        (":status", "200"),
+        ("content-type", "application/grpc"),
+        ("grpc-status", "12"),
+    ];
+    t.push(SERVER, 20, s.headers(1, &unimplemented, true));
+    t.push(CLIENT, 30, data(1, &grpc(b""), true));
+    // A call that succeeds the same way is not shown, its late request neither.
+    t.push(CLIENT, 40, c.headers(3, &request_fields(V1ALPHA2), false));
+    let ok = [
+        (":status", "200"),
+        ("content-type", "application/grpc"),
+        ("grpc-status", "0"),
+    ];
+    t.push(SERVER, 50, s.headers(3, &ok, true));
+    t.push(CLIENT, 60, data(3, &grpc(b""), true));
+    let chunks = chunks(
+        &t.writes,
+        1,
+        "/run/x.sock",
+        ("crictl", 100),
+        ("containerd", 50),
     );
+    let (all, _) = run(&chunks, Run::default(), End::Capture);
+    let (failed, stats) = run(&chunks, with_x(), End::Capture);
+    let shape = |rows: &[Value]| -> Vec<(u64, String)> {
+        rows.iter()
+            .map(|r| {
+                let kind = r["type"].as_str().unwrap_or("").to_string();
+                (r["stream"].as_u64().unwrap_or(0), kind)
+            })
+            .collect()
+    };
+    assert_eq!(
+        shape(&all)[..2],
+        [(1, "END".to_string()), (1, "REQ".to_string())],
+        "the request comes after the end: {all:#?}"
+    );
+    assert_eq!(shape(&failed), shape(&all)[..2], "{failed:#?}");
+    assert_eq!(failed[0]["status_code"], 12);
+    let f = stats.failed.expect("-x counts");
+    assert_eq!((f.shown, f.unfinished), (1, 0));
 }
 
 /// A server's GOAWAY that leaves a call unprocessed fails that call; the call it had answered
