@@ -15,7 +15,10 @@
 //! capture did not see (lost bytes, a late join's header table): not known to have failed.
 //! Everything dropped is counted in [`FailedCounts`], which the exit summary prints.
 
-use std::mem::size_of;
+use std::{
+    collections::{HashMap, VecDeque},
+    mem::size_of,
+};
 
 use crate::{
     lru::LruMap,
@@ -91,7 +94,7 @@ pub struct FailedCalls {
     /// were whole, and their END, if failed, still shows.
     overflowed: LruMap<CallKey, ()>,
     /// Calls that ended recently, and whether they failed: rows after the END follow it.
-    ended: LruMap<CallKey, bool>,
+    ended: RecentEnds,
     /// Sum of `Held::bytes` over `held`.
     bytes: usize,
     pub counts: FailedCounts,
@@ -109,7 +112,7 @@ impl FailedCalls {
             limits,
             held: LruMap::new(limits.calls),
             overflowed: LruMap::new(limits.calls),
-            ended: LruMap::new(limits.calls),
+            ended: RecentEnds::new(limits.calls),
             bytes: 0,
             counts: FailedCounts::default(),
         }
@@ -139,8 +142,8 @@ impl FailedCalls {
         match row.kind {
             RowKind::Notice => false,
             RowKind::End => self.end(key, row, headers, shown, outcome, out),
-            RowKind::Req | RowKind::Resp => match self.ended.peek(&key) {
-                Some(&failed) => {
+            RowKind::Req | RowKind::Resp => match self.ended.failed(&key) {
+                Some(failed) => {
                     if failed && shown {
                         out.push((row, headers));
                     }
@@ -170,7 +173,7 @@ impl FailedCalls {
             self.bytes -= h.bytes;
         }
         let overflowed = self.overflowed.remove(&key).is_some();
-        self.ended.insert(key, outcome == Some(Outcome::Failed));
+        self.ended.push(key, outcome == Some(Outcome::Failed));
         match outcome {
             Some(Outcome::Failed) => {
                 let before = out.len();
@@ -258,6 +261,40 @@ impl FailedCalls {
     /// Calls held right now, and the bytes they hold.
     pub fn held(&self) -> (usize, usize) {
         (self.held.len(), self.bytes)
+    }
+}
+
+/// The last `capacity` calls that ended, first in first out (every END adds one, so the LRU
+/// table's scan for its oldest entry would run on every call).
+struct RecentEnds {
+    failed: HashMap<CallKey, bool>,
+    order: VecDeque<CallKey>,
+    capacity: usize,
+}
+
+impl RecentEnds {
+    fn new(capacity: usize) -> Self {
+        RecentEnds {
+            failed: HashMap::new(),
+            order: VecDeque::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Whether `key` ended failed, if it ended recently.
+    fn failed(&self, key: &CallKey) -> Option<bool> {
+        self.failed.get(key).copied()
+    }
+
+    fn push(&mut self, key: CallKey, failed: bool) {
+        if self.failed.insert(key, failed).is_none() {
+            if self.order.len() >= self.capacity
+                && let Some(oldest) = self.order.pop_front()
+            {
+                self.failed.remove(&oldest);
+            }
+            self.order.push_back(key);
+        }
     }
 }
 

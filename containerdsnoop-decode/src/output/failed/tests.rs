@@ -644,3 +644,23 @@ fn a_call_a_goaway_left_unprocessed_is_shown() {
     );
     assert_eq!(stats.failed.map(|f| f.shown), Some(1));
 }
+
+#[test]
+fn recent_ends_forget_the_oldest_first() {
+    let mut ends = RecentEnds::new(2);
+    ends.push((1, 1), true);
+    ends.push((1, 3), false);
+    ends.push((1, 3), true);
+    assert_eq!(
+        ends.failed(&(1, 3)),
+        Some(true),
+        "the latest word on a call"
+    );
+    ends.push((2, 1), false);
+    assert_eq!(ends.failed(&(1, 1)), None, "the oldest made room");
+    assert_eq!(
+        (ends.failed(&(1, 3)), ends.failed(&(2, 1))),
+        (Some(true), Some(false))
+    );
+    assert_eq!((ends.failed.len(), ends.order.len()), (2, 2));
+}
