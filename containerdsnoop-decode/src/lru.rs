@@ -106,6 +106,10 @@ impl<K: Eq + Hash + Clone, V> LruMap<K, V> {
         }
     }
 
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.entries.keys()
+    }
+
     pub fn values(&self) -> impl Iterator<Item = &V> {
         self.entries.values().map(|s| &s.value)
     }

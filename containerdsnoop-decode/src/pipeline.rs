@@ -1,17 +1,20 @@
 //! The pure pipeline from captured records to sinks: reassembly, the connection table,
-//! protocol decoders, rows, the filter and the `-n` limit, each applied once, for every sink.
+//! protocol decoders, rows, the filter, `-x` (only failed calls, `output::failed`) and the `-n`
+//! limit, each applied once, for every sink.
 //! The live capture, capture files and tests all push [`Chunk`]s through the same code.
 
 use std::io;
 
 use crate::{
     container::Attributor,
+    output::client::client_label,
+    output::failed::{FailedCalls, HeldRow},
     output::filter::Filter,
-    output::rows::RowBuilder,
-    output::sink::{Record, Renderer, Sink},
+    output::rows::{Row, RowBuilder},
+    output::sink::{Headers, Record, Renderer, Sink},
     protocol::{
         Protocol,
-        call::{CallEvent, CallEventKind, ConnEnd},
+        call::{CallEvent, CallEventKind, ConnEnd, Outcome},
     },
     record::Chunk,
     stats::Stats,
@@ -34,8 +37,11 @@ pub enum Unit {
 pub struct Plan {
     pub unit: Unit,
     pub filter: Filter,
-    /// Stop after this many units (`-n`).
+    /// Stop after this many units (`-n`); with `failed_only`, after this many failed calls.
     pub limit: Option<u64>,
+    /// `-x`: only calls that failed, each call's rows together when it ends (rows only; the
+    /// records that sinks get are not held back, so `-w` still writes the whole capture).
+    pub failed_only: bool,
 }
 
 pub struct Pipeline {
@@ -50,6 +56,11 @@ pub struct Pipeline {
     events: Vec<(ConnInfo, CallEvent)>,
     /// Names the container at each end of a row (live capture only).
     attributor: Option<Box<dyn Attributor>>,
+    /// The `-x` stage (None without `-x`), and the rows it released.
+    failed: Option<FailedCalls>,
+    released: Vec<HeldRow>,
+    /// The capture is ending: calls ended now without their own status were still open.
+    stopping: bool,
 }
 
 impl Pipeline {
@@ -59,12 +70,27 @@ impl Pipeline {
             conns: ConnTable::default(),
             rows: RowBuilder::new(sinks.iter().any(|s| s.wants_headers())),
             render,
-            plan,
             sinks,
             stats: Stats::default(),
             pieces: Vec::new(),
             events: Vec::new(),
             attributor: None,
+            failed: plan.failed_only.then(FailedCalls::default),
+            released: Vec::new(),
+            stopping: false,
+            plan,
+        }
+    }
+
+    /// Calls and bytes the `-x` stage holds (None without `-x`).
+    pub fn failed_held(&self) -> Option<(usize, usize)> {
+        self.failed.as_ref().map(FailedCalls::held)
+    }
+
+    /// Replaces the `-x` stage (tests use small limits).
+    pub fn set_failed_calls(&mut self, failed: FailedCalls) {
+        if self.plan.failed_only {
+            self.failed = Some(failed);
         }
     }
 
@@ -89,7 +115,11 @@ impl Pipeline {
 
     /// Whether `-n` has been reached.
     pub fn done(&self) -> bool {
-        self.plan.limit.is_some_and(|n| self.stats.rows >= n)
+        let shown = match &self.failed {
+            Some(failed) => failed.counts.shown,
+            None => self.stats.rows,
+        };
+        self.plan.limit.is_some_and(|n| shown >= n)
     }
 
     /// Pushes one captured record through; returns false once `-n` is reached.
@@ -179,6 +209,7 @@ impl Pipeline {
     /// the pcap export is a valid file after any exit; the first error is returned.
     pub fn finish(&mut self, ts_ns: u64, end: ConnEnd) -> io::Result<()> {
         self.stats.desynchronised = self.conns.desynchronised() as u64;
+        self.stopping = true;
         self.conns.close_all(ts_ns, end, &mut self.events);
         let mut result = self.emit();
         for sink in &mut self.sinks {
@@ -202,23 +233,6 @@ impl Pipeline {
     fn emit(&mut self) -> io::Result<()> {
         let events = std::mem::take(&mut self.events);
         for (info, event) in events {
-            if let CallEventKind::End {
-                method,
-                status,
-                latency_ns,
-                ..
-            } = &event.kind
-            {
-                self.stats.call_ended(
-                    method.as_ref().map(|m| &*m.name),
-                    info.protocol == Some(Protocol::Http1),
-                    status.code,
-                    *latency_ns,
-                );
-            }
-            if self.done() {
-                continue;
-            }
             let Some(mut row) = self.rows.row(&info, event) else {
                 continue;
             };
@@ -227,17 +241,64 @@ impl Pipeline {
                 row.peer_container = a.container(row.peer_pid);
                 row.attributed = true;
             }
-            if !self.plan.filter.accepts(&row) {
+            let outcome = self.count_call(&row);
+            if self.done() {
                 continue;
             }
+            let shown = self.plan.filter.accepts(&row);
+            let Some(failed) = self.failed.as_mut() else {
+                if shown {
+                    let headers = self.rows.take_headers(&row);
+                    deliver_row(&mut self.sinks, &self.render, &row, headers.as_deref())?;
+                    self.stats.rows += 1;
+                }
+                continue;
+            };
+            // Held rows keep their headers: the first request row takes them when it is held.
             let headers = self.rows.take_headers(&row);
-            for sink in &mut self.sinks {
-                sink.row(&row, headers.as_deref(), &self.render)?;
+            if failed.push(row, headers, shown, outcome, &mut self.released) {
+                for (row, headers) in self.released.drain(..) {
+                    deliver_row(&mut self.sinks, &self.render, &row, headers.as_deref())?;
+                    self.stats.rows += 1;
+                }
             }
-            self.stats.rows += 1;
         }
+        for id in self.conns.ended.drain(..) {
+            if let Some(failed) = self.failed.as_mut() {
+                failed.connection_ended(id);
+            }
+        }
+        self.stats.failed = self.failed.as_ref().map(|f| f.counts);
         Ok(())
     }
+
+    /// Counts an END row's call in the summary; returns how the call turned out.
+    fn count_call(&mut self, row: &Row) -> Option<Outcome> {
+        let CallEventKind::End {
+            status, latency_ns, ..
+        } = &row.event
+        else {
+            return None;
+        };
+        let http = row.conn.protocol == Some(Protocol::Http1);
+        let outcome = status.outcome(http, self.stopping);
+        self.stats
+            .call_ended(row.method_name(), &client_label(row), outcome, *latency_ns);
+        Some(outcome)
+    }
+}
+
+/// Hands one row to every sink.
+fn deliver_row(
+    sinks: &mut [Box<dyn Sink>],
+    render: &Renderer,
+    row: &Row,
+    headers: Option<&Headers>,
+) -> io::Result<()> {
+    for sink in sinks {
+        sink.row(row, headers, render)?;
+    }
+    Ok(())
 }
 
 /// Hands one record to every sink.
@@ -333,6 +394,7 @@ mod tests {
                 ..Filter::default()
             },
             limit: None,
+            failed_only: false,
         };
         let sinks = taps
             .iter()

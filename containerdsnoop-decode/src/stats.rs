@@ -1,9 +1,12 @@
 //! Counters of everything that can go missing or wrong (drops, truncations, gaps,
-//! desynchronisations, evictions) and per-method call statistics, printed as the exit summary.
+//! desynchronisations, evictions), per-method and per-client call statistics, and what `-x`
+//! held back, printed as the exit summary.
 
 use std::collections::BTreeMap;
 
 use tabled::{Table, Tabled, settings::Style};
+
+use crate::{output::failed::FailedCounts, protocol::call::Outcome};
 
 /// Latency histogram with logarithmic buckets (about 4% wide): bounded memory whatever the
 /// number of calls, percentiles within a bucket's width.
@@ -39,6 +42,7 @@ impl Latencies {
     }
 }
 
+/// Calls, errors and latencies of one method, or of one client.
 #[derive(Clone, Debug, Default)]
 pub struct MethodStats {
     pub calls: u64,
@@ -48,6 +52,8 @@ pub struct MethodStats {
 
 /// Most distinct methods kept; the rest are summed under `(other)`.
 pub const MAX_METHODS: usize = 1024;
+/// Most distinct clients kept; the rest are summed under `(other)`.
+pub const MAX_CLIENTS: usize = 256;
 
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
@@ -76,37 +82,32 @@ pub struct Stats {
     pub evicted_directions: u64,
     pub rows: u64,
     pub methods: BTreeMap<String, MethodStats>,
+    /// Per client (`output::client::client_label`).
+    pub clients: BTreeMap<String, MethodStats>,
+    /// What `-x` showed and dropped (None without `-x`).
+    pub failed: Option<FailedCounts>,
 }
 
 impl Stats {
-    /// Counts a finished call. `http` calls fail with a status >= 400; gRPC and ttrpc calls with
-    /// any status but 0 (OK).
+    /// Counts a finished call of `method` made by `client`. Failed calls are errors; the
+    /// latency of calls that were still open at the end (`Unfinished`) is not a latency.
     pub fn call_ended(
         &mut self,
         method: Option<&str>,
-        http: bool,
-        status: Option<u32>,
+        client: &str,
+        outcome: Outcome,
         latency_ns: Option<u64>,
     ) {
-        let name = method.unwrap_or("(unknown)");
-        let key = if self.methods.contains_key(name) || self.methods.len() < MAX_METHODS {
-            name.to_string()
-        } else {
-            "(other)".to_string()
-        };
-        let m = self.methods.entry(key).or_default();
-        m.calls += 1;
-        let failed = match status {
-            Some(code) if http => code >= 400,
-            Some(code) => code != 0,
-            None => false,
-        };
-        if failed {
-            m.errors += 1;
-        }
-        if let Some(l) = latency_ns {
-            m.latency.add(l);
-        }
+        let latency_ns = latency_ns.filter(|_| outcome != Outcome::Unfinished);
+        let failed = outcome == Outcome::Failed;
+        count(
+            &mut self.methods,
+            MAX_METHODS,
+            method.unwrap_or("(unknown)"),
+            failed,
+            latency_ns,
+        );
+        count(&mut self.clients, MAX_CLIENTS, client, failed, latency_ns);
     }
 
     /// The exit summary: per-method table, then the loss counters.
@@ -141,6 +142,10 @@ impl Stats {
             out.push_str(&Table::new(lines).with(Style::psql()).to_string());
             out.push('\n');
         }
+        if !self.clients.is_empty() {
+            out.push_str(&self.clients_table());
+            out.push('\n');
+        }
         out.push_str(&format!(
             "{} rows; captured {} records, {} bytes; lost {} records ({} bytes) in the kernel, \
              {} bytes as stream gaps; {} bytes not captured in {} records (truncated or \
@@ -170,7 +175,82 @@ impl Stats {
                 containerdsnoop_common::EXIT_SCAN_MAX_FDS,
             ));
         }
+        if let Some(f) = &self.failed {
+            out.push_str(&format!(
+                "\n-x: {} failed calls shown ({} of them without rows that did not fit); {} calls \
+                 did not fit in what -x holds ({} calls, {} MiB) and lost their held rows; not \
+                 shown, as not known to have failed: {} calls still open at the end, {} calls \
+                 whose status the capture did not see",
+                f.shown,
+                f.incomplete,
+                f.overflowed,
+                crate::output::failed::MAX_HELD_CALLS,
+                crate::output::failed::MAX_HELD_BYTES >> 20,
+                f.unfinished,
+                f.unseen,
+            ));
+        }
         out
+    }
+
+    /// The clients table: who called, how often, how many failed, the p99 latency of their
+    /// calls; busiest first, `(other)` last.
+    fn clients_table(&self) -> String {
+        #[derive(Tabled)]
+        struct Line {
+            #[tabled(rename = "CLIENT")]
+            client: String,
+            #[tabled(rename = "CALLS")]
+            calls: u64,
+            #[tabled(rename = "ERRORS")]
+            errors: u64,
+            #[tabled(rename = "P99")]
+            p99: String,
+        }
+        let mut clients: Vec<(&String, &MethodStats)> = self.clients.iter().collect();
+        clients.sort_by_key(|(name, c)| (*name == OTHER, std::cmp::Reverse(c.calls)));
+        let lines: Vec<Line> = clients
+            .into_iter()
+            .map(|(name, c)| Line {
+                client: crate::escape::escape_str(name),
+                calls: c.calls,
+                errors: c.errors,
+                p99: c
+                    .latency
+                    .quantile(0.99)
+                    .map_or("-".to_string(), crate::output::rows::format_latency),
+            })
+            .collect();
+        Table::new(lines).with(Style::psql()).to_string()
+    }
+}
+
+/// The key under which what no longer fits a bounded table is summed.
+const OTHER: &str = "(other)";
+
+/// Counts one call under `name` in `table`, or under [`OTHER`] once `table` has `max` names.
+fn count(
+    table: &mut BTreeMap<String, MethodStats>,
+    max: usize,
+    name: &str,
+    failed: bool,
+    latency_ns: Option<u64>,
+) {
+    let key = if table.contains_key(name) || table.len() < max {
+        name
+    } else {
+        OTHER
+    };
+    let m = match table.get_mut(key) {
+        Some(m) => m,
+        None => table.entry(key.to_string()).or_default(),
+    };
+    m.calls += 1;
+    if failed {
+        m.errors += 1;
+    }
+    if let Some(l) = latency_ns {
+        m.latency.add(l);
     }
 }
 
@@ -194,10 +274,16 @@ mod tests {
     #[test]
     fn summary_lists_methods_and_losses() {
         let mut s = Stats::default();
-        s.call_ended(Some("/a.B/C"), false, Some(0), Some(1_000_000));
-        s.call_ended(Some("/a.B/C"), false, Some(5), Some(3_000_000));
-        s.call_ended(Some("GET /v1.41/version"), true, Some(200), Some(1_000_000));
-        s.call_ended(Some("GET /v1.41/nope"), true, Some(404), Some(1_000_000));
+        let ok = Outcome::Succeeded;
+        s.call_ended(Some("/a.B/C"), "ctr", ok, Some(1_000_000));
+        s.call_ended(Some("/a.B/C"), "ctr", Outcome::Failed, Some(3_000_000));
+        s.call_ended(Some("GET /v1.41/version"), "docker", ok, Some(1_000_000));
+        s.call_ended(
+            Some("GET /v1.41/nope"),
+            "docker",
+            Outcome::Failed,
+            Some(1_000_000),
+        );
         s.lost_records = 3;
         let text = s.summary();
         assert!(text.contains("/a.B/C"));
@@ -209,5 +295,58 @@ mod tests {
             "HTTP 200 is a success"
         );
         assert_eq!(s.methods["GET /v1.41/nope"].errors, 1);
+    }
+
+    #[test]
+    fn the_clients_table_is_bounded_busiest_first_and_counts_only_finished_latencies() {
+        let mut s = Stats::default();
+        for i in 0..MAX_CLIENTS + 10 {
+            s.call_ended(
+                Some("/a.B/C"),
+                &format!("client-{i}"),
+                Outcome::Succeeded,
+                Some(1_000),
+            );
+        }
+        for _ in 0..3 {
+            s.call_ended(Some("/a.B/C"), "kubelet", Outcome::Failed, Some(2_000_000));
+        }
+        // Open when the tracer stopped: a call, not an error, and its time is no latency.
+        s.call_ended(
+            Some("/a.B/C"),
+            "client-0",
+            Outcome::Unfinished,
+            Some(9_000_000_000),
+        );
+        assert_eq!(s.clients.len(), MAX_CLIENTS + 1, "the rest under (other)");
+        assert_eq!(
+            s.clients[OTHER].calls, 13,
+            "10 clients, then kubelet's 3 calls"
+        );
+        assert_eq!(s.clients[OTHER].errors, 3);
+        let c0 = &s.clients["client-0"];
+        assert_eq!((c0.calls, c0.errors), (2, 0));
+        let mut finished_only = Latencies::default();
+        finished_only.add(1_000);
+        assert_eq!(
+            c0.latency.quantile(0.99),
+            finished_only.quantile(0.99),
+            "the 1 µs call only"
+        );
+        let table = s.clients_table();
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with(" CLIENT "), "{table}");
+        assert!(
+            lines[2].starts_with(" client-0 "),
+            "busiest first: {}",
+            lines[2]
+        );
+        let cells: Vec<&str> = lines[2].split('|').map(str::trim).collect();
+        assert_eq!(cells, ["client-0", "2", "0", "1.0us"]);
+        assert!(
+            lines.last().is_some_and(|l| l.starts_with(" (other) ")),
+            "(other) last, however busy: {table}"
+        );
+        assert_eq!(lines.len(), 2 + MAX_CLIENTS + 1);
     }
 }

@@ -84,6 +84,13 @@ pub struct Args {
     #[arg(long = "pod", value_name = "NAME[.NAMESPACE]")]
     pub pods: Vec<String>,
 
+    /// Only calls that failed: a gRPC/ttrpc status other than OK, HTTP 400 and up, a reset
+    /// (RST_STREAM), GOAWAY, or a lost connection. Each call is printed whole (its REQ, RESP
+    /// and END rows) when it ends; calls still open when tracing stops are not printed. `-n`
+    /// then counts failed calls. `-w` still writes everything captured.
+    #[arg(short = 'x', long = "errors")]
+    pub errors: bool,
+
     /// Print raw captured bytes instead of decoded messages.
     #[arg(long)]
     pub raw: bool,
@@ -123,7 +130,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendChoice,
 
-    /// Stop after this many rows (records with --raw).
+    /// Stop after this many rows (records with --raw, failed calls with -x).
     #[arg(short = 'n', long, value_name = "N")]
     pub count: Option<u64>,
 
@@ -313,6 +320,9 @@ impl Config {
         if args.read.is_some() && args.write.is_some() {
             bail!("-r and -w cannot be used together");
         }
+        if args.errors && args.raw {
+            bail!("-x selects decoded calls; --raw decodes nothing (use -x without --raw)");
+        }
         let duration = match args.duration {
             Some(s) if !(s.is_finite() && s >= 0.0) => {
                 bail!("--duration must be a number of seconds")
@@ -356,6 +366,7 @@ impl Config {
             unit: if args.raw { Unit::Records } else { Unit::Rows },
             filter,
             limit: args.count,
+            failed_only: args.errors,
         };
         let input = match (&args.read, args.load_only) {
             (_, true) => Input::VerifyOnly,
@@ -583,6 +594,31 @@ mod tests {
             Some(Printer::Json),
             "JSON always carries containers"
         );
+        assert!(json.attributes_containers());
+        assert!(!config(&["--raw"]).expect("config").attributes_containers());
+        assert!(
+            config(&["--raw", "--pod", "x"])
+                .expect("config")
+                .attributes_containers()
+        );
+    }
+
+    #[test]
+    fn failed_calls_only_needs_decoding() {
+        let c = config(&["-x", "-n", "2"]).expect("config");
+        assert!(c.plan.failed_only);
+        assert_eq!(c.plan.limit, Some(2));
+        assert!(
+            config(&["--errors", "-o", "json"])
+                .expect("config")
+                .plan
+                .failed_only
+        );
+        assert!(!config(&[]).expect("config").plan.failed_only);
+        let err = config(&["-x", "--raw"])
+            .err()
+            .expect("-x with --raw is refused");
+        assert!(err.to_string().contains("--raw"), "{err}");
     }
 
     #[test]

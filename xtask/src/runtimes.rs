@@ -26,6 +26,7 @@ pub const TEST_FILES: &[&str] = &[
     "e2e_protocols",
     "e2e_late_join",
     "e2e_runtimes",
+    "e2e_errors",
 ];
 
 /// One row of the matrix besides the system's runtimes.

@@ -3,6 +3,8 @@
 //! pcapng export — each a [`sink::Sink`]. Sinks receive typed values (records, stream pieces,
 //! decoded rows) and never see the capture or the protocol decoders.
 
+pub mod client;
+pub mod failed;
 pub mod filter;
 pub mod json;
 pub mod pcap;

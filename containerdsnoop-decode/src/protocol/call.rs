@@ -106,6 +106,50 @@ impl Status {
     }
 }
 
+/// How a call turned out, as `-x/--errors` and the error counts of the exit summary see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Ended with its own OK status (gRPC/ttrpc 0, HTTP below 400).
+    Succeeded,
+    /// A failure status (gRPC/ttrpc not 0, HTTP 400 and up), or cut short: reset, GOAWAY,
+    /// its connection closed or evicted, its end lost by the capture.
+    Failed,
+    /// Still open when the tracer stopped or the capture file ended: not known to have failed.
+    Unfinished,
+    /// Its status was not seen: bytes lost by the capture, or a status that only a header
+    /// table entry from before decoding started could say. Not known to have failed.
+    Unseen,
+}
+
+/// What every reason for an end whose status the capture could not see says: the HTTP/1.1
+/// decoder's `capture lost N bytes` and `response lost by the capture`, and gRPC's
+/// `grpc::UNKNOWN_STATUS` (a late join's header table).
+const UNSEEN_MARKS: [&str; 3] = [
+    "capture lost",
+    "lost by the capture",
+    "from before decoding started",
+];
+
+impl Status {
+    /// How the call that ended with this status turned out. `http`: the code is an HTTP
+    /// status, else a gRPC/ttrpc one. `stopping`: the end comes from the tracer stopping or the
+    /// capture file ending, so an end without the call's own status means it was still open.
+    pub fn outcome(&self, http: bool, stopping: bool) -> Outcome {
+        let failure_code = match self.code {
+            Some(code) if http => code >= 400,
+            Some(code) => code != 0,
+            None => false,
+        };
+        match (failure_code, &self.abnormal) {
+            (true, _) => Outcome::Failed,
+            (false, Some(why)) if UNSEEN_MARKS.iter().any(|m| why.contains(m)) => Outcome::Unseen,
+            (false, Some(_)) if stopping => Outcome::Unfinished,
+            (false, Some(_)) => Outcome::Failed,
+            (false, None) => Outcome::Succeeded,
+        }
+    }
+}
+
 /// Why a connection ended for the decoder, and so why its open calls end without an end of
 /// their own. Every way a connection leaves the table goes through one of these, so no call is
 /// ever dropped without an END row.
@@ -176,7 +220,58 @@ pub enum CallEventKind {
 
 #[cfg(test)]
 mod conn_end_tests {
-    use super::ConnEnd;
+    use super::{ConnEnd, Outcome, Status};
+
+    #[test]
+    fn outcome_of_each_kind_of_end() {
+        let ok = Status::ended(0, "");
+        assert_eq!(ok.outcome(false, false), Outcome::Succeeded);
+        assert_eq!(ok.outcome(false, true), Outcome::Succeeded);
+        let not_found = Status::ended(5, "not found");
+        assert_eq!(not_found.outcome(false, false), Outcome::Failed);
+        assert_eq!(not_found.outcome(false, true), Outcome::Failed);
+        assert_eq!(
+            Status::ended(200, "OK").outcome(true, false),
+            Outcome::Succeeded
+        );
+        assert_eq!(
+            Status::ended(399, "").outcome(true, false),
+            Outcome::Succeeded
+        );
+        assert_eq!(Status::ended(404, "").outcome(true, false), Outcome::Failed);
+        let reset = Status::abnormal("RST_STREAM CANCEL from client");
+        assert_eq!(reset.outcome(false, false), Outcome::Failed);
+        // The same kind of end while the capture stops: the call was merely still open.
+        let stopped = Status::abnormal(ConnEnd::TracerStopped.reason());
+        assert_eq!(stopped.outcome(false, true), Outcome::Unfinished);
+        // A 200 whose body was cut by a closed connection did not get its answer.
+        let cut = Status::ended(200, "OK").cut_short("body cut short: connection closed");
+        assert_eq!(cut.outcome(true, false), Outcome::Failed);
+        // Ends the capture could not see are no failure, whatever else they say.
+        for (unseen, http) in [
+            (
+                Status::abnormal(crate::protocol::grpc::UNKNOWN_STATUS),
+                false,
+            ),
+            (Status::abnormal("response lost by the capture"), true),
+            (
+                Status::ended(200, "OK").cut_short("body cut short: capture lost 512 bytes"),
+                true,
+            ),
+        ] {
+            for stopping in [false, true] {
+                let outcome = unseen.outcome(http, stopping);
+                assert_eq!(outcome, Outcome::Unseen, "{unseen:?}");
+            }
+        }
+        assert_eq!(
+            Status::ended(500, "")
+                .cut_short("body cut short: capture lost 1 bytes")
+                .outcome(true, false),
+            Outcome::Failed,
+            "a failure status was seen"
+        );
+    }
 
     /// Issue #12: a call still open when the tracer stops did not see its connection close.
     #[test]

@@ -130,6 +130,9 @@ pub struct ConnTable {
     preexisting: std::collections::HashSet<u64>,
     next_id: u64,
     pub stats: ConnStats,
+    /// Ids of the connections that left the table (closed, reused, evicted, or all at the
+    /// end), after their calls' END events; whoever holds rows per connection empties it.
+    pub ended: Vec<u64>,
 }
 
 impl Default for ConnTable {
@@ -152,6 +155,7 @@ impl ConnTable {
             preexisting: Default::default(),
             next_id: 0,
             stats: ConnStats::default(),
+            ended: Vec::new(),
         }
     }
 
@@ -181,6 +185,7 @@ impl ConnTable {
                 || (chunk.stream_pos == 0 && old.sent[i] > 0);
             if reused && let Some(old) = self.conns.remove(&key) {
                 self.stats.reused += 1;
+                self.ended.push(old.info.id);
                 old.end(chunk.ts_ns, ConnEnd::Closed, out);
             }
         }
@@ -231,6 +236,7 @@ impl ConnTable {
             );
             if let Some((_, old)) = evicted {
                 self.stats.evicted += 1;
+                self.ended.push(old.info.id);
                 old.end(chunk.ts_ns, ConnEnd::Evicted, out);
             }
         }
@@ -303,6 +309,7 @@ impl ConnTable {
     pub fn close(&mut self, ts_ns: u64, a: u64, b: u64, out: &mut Vec<(ConnInfo, CallEvent)>) {
         let key = if a <= b || b == 0 { (a, b) } else { (b, a) };
         if let Some(conn) = self.conns.remove(&key) {
+            self.ended.push(conn.info.id);
             conn.end(ts_ns, ConnEnd::Closed, out);
         }
     }
@@ -310,6 +317,7 @@ impl ConnTable {
     /// Ends every connection, oldest first (the tracer stops, or a capture file ends).
     pub fn close_all(&mut self, ts_ns: u64, end: ConnEnd, out: &mut Vec<(ConnInfo, CallEvent)>) {
         for (_, conn) in self.conns.drain_oldest_first() {
+            self.ended.push(conn.info.id);
             conn.end(ts_ns, end, out);
         }
     }

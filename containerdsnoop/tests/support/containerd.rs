@@ -99,7 +99,19 @@ impl Containerd {
     pub fn ctr_timeout(&self, args: &[&str], timeout: Duration) -> Result<Run> {
         let mut cmd = Command::new(containerd_bin("ctr"));
         cmd.arg("--address").arg(&self.socket).args(args);
-        run(cmd, timeout)
+        let mut done = run(cmd, timeout)?;
+        if !done.output.status.success() {
+            // A failed call is often containerd's own doing: say whether it still runs, and
+            // what it logged last.
+            let alive = process::is_running(i32::try_from(self.pid()).unwrap_or(0));
+            done.what.push_str(&format!(
+                "\n[containerd pid {} {}; log tail:\n{}]",
+                self.pid(),
+                if alive { "still running" } else { "has exited" },
+                tail(&self.log_path(), 3000)
+            ));
+        }
+        Ok(done)
     }
 
     /// Makes pod sandboxes startable: imports a busybox image named like the configured

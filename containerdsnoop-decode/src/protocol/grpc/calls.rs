@@ -21,6 +21,11 @@ use crate::protocol::http2::frame::error_code_name;
 /// started before decoding did.
 const RETIRED_STREAMS: usize = 1024;
 
+/// Most calls per connection kept after their response ended while their request had not: a
+/// server that answers at once (trailers-only `Unimplemented`, `NotFound`) often does so before
+/// the client's request DATA is written, and that request is still worth showing.
+const MAX_LATE_REQUESTS: usize = 64;
+
 /// The calls of one connection, keyed by stream id.
 #[derive(Debug)]
 pub struct Calls {
@@ -35,6 +40,9 @@ pub struct Calls {
     /// last (re)synchronised: streams below it may predate decoding, streams above cannot.
     pub(super) first_fresh: Option<u32>,
     retired: VecDeque<u32>,
+    /// Calls whose response ended (their End is out) before their request did, by stream: the
+    /// rest of the request is still decoded. Their held bytes count in `held`.
+    late_requests: BTreeMap<u32, Call>,
 }
 
 /// Runs `f` on `call` and keeps `held` (the sum of `Call::held` over a connection's calls) in
@@ -63,6 +71,7 @@ impl Calls {
             adopting: false,
             first_fresh: None,
             retired: VecDeque::new(),
+            late_requests: BTreeMap::new(),
         }
     }
 
@@ -160,6 +169,10 @@ impl Calls {
         end_stream: bool,
         out: &mut Vec<CallEvent>,
     ) {
+        if at.role == Role::Request && self.late_requests.contains_key(&stream) {
+            self.late_request_data(at, stream, data, end_stream, out);
+            return;
+        }
         if !self.calls.contains_key(&stream) && !self.adopt(at, stream) {
             self.shared.stats.orphan_frames += 1;
             return;
@@ -213,7 +226,45 @@ impl Calls {
                     ..Status::default()
                 }
             };
-            self.end(stream, at, status, out);
+            self.end_response(stream, at, status, out);
+        }
+    }
+
+    /// DATA of a request whose response has already ended: its messages are still shown, and
+    /// the call is forgotten when the request ends.
+    fn late_request_data(
+        &mut self,
+        at: Origin,
+        stream: u32,
+        data: &[u8],
+        end_stream: bool,
+        out: &mut Vec<CallEvent>,
+    ) {
+        let Some(call) = self.late_requests.get_mut(&stream) else {
+            return;
+        };
+        let shared = &mut self.shared;
+        tracked(&mut self.held, call, |call| {
+            if call.request.seek {
+                // The message start was lost before the response ended: nothing to frame.
+                shared.stats.skipped_data_frames += 1;
+            } else {
+                shared.deliver(call, at, stream, data, out);
+            }
+            if end_stream {
+                call.request.ended = true;
+                shared.finish_half(call, at, stream, out);
+            }
+        });
+        if end_stream || self.held > self.shared.limits.max_buffered {
+            self.forget_late_request(stream);
+        }
+    }
+
+    /// Drops a parked late request (ended, reset, or over the byte limit).
+    fn forget_late_request(&mut self, stream: u32) {
+        if let Some(call) = self.late_requests.remove(&stream) {
+            self.held = self.held.saturating_sub(call.held());
         }
     }
 
@@ -261,6 +312,7 @@ impl Calls {
     pub fn reset(&mut self, at: Origin, stream: u32, code: u32, out: &mut Vec<CallEvent>) {
         if !self.calls.contains_key(&stream) {
             // grpc-go resets streams after their trailers too: nothing to report.
+            self.forget_late_request(stream);
             return;
         }
         let abnormal = format!("RST_STREAM {} from {}", error_code_name(code), who(at.role));
@@ -293,6 +345,10 @@ impl Calls {
 
     /// The connection ended: every open call ends abnormally.
     pub fn close(&mut self, at: Origin, reason: &str, out: &mut Vec<CallEvent>) {
+        let late: Vec<u32> = self.late_requests.keys().copied().collect();
+        for stream in late {
+            self.forget_late_request(stream);
+        }
         let open: Vec<u32> = self.calls.keys().copied().collect();
         for stream in open {
             self.end(stream, at, abnormal_status(reason.to_string()), out);
@@ -308,9 +364,42 @@ impl Calls {
         status: Status,
         out: &mut Vec<CallEvent>,
     ) {
-        let Some(mut call) = self.calls.remove(&stream) else {
+        self.end_call(stream, at, status, out);
+    }
+
+    /// Ends the call on `stream` because its response ended (trailers, or END_STREAM on DATA):
+    /// if its request has not ended, the call is kept so the rest of the request is shown.
+    pub(super) fn end_response(
+        &mut self,
+        stream: u32,
+        at: Origin,
+        status: Status,
+        out: &mut Vec<CallEvent>,
+    ) {
+        let Some(call) = self.end_call(stream, at, status, out) else {
             return;
         };
+        if !call.grpc || call.request.ended {
+            return;
+        }
+        if self.late_requests.len() >= MAX_LATE_REQUESTS {
+            // The oldest parked request goes; its later frames count as orphans.
+            if let Some((&oldest, _)) = self.late_requests.first_key_value() {
+                self.forget_late_request(oldest);
+            }
+        }
+        self.held += call.held();
+        self.late_requests.insert(stream, call);
+    }
+
+    fn end_call(
+        &mut self,
+        stream: u32,
+        at: Origin,
+        status: Status,
+        out: &mut Vec<CallEvent>,
+    ) -> Option<Call> {
+        let mut call = self.calls.remove(&stream)?;
         self.held = self.held.saturating_sub(call.held());
         self.shared.stats.calls_ended += 1;
         if self.retired.len() >= RETIRED_STREAMS {
@@ -337,12 +426,13 @@ impl Calls {
             side: at.side,
             stream: u64::from(stream),
             kind: CallEventKind::End {
-                method: call.method,
-                namespace: call.namespace,
+                method: call.method.clone(),
+                namespace: call.namespace.clone(),
                 status,
                 latency_ns: (!call.adopted).then(|| at.ts_ns.saturating_sub(call.start_ts)),
             },
         });
+        Some(call)
     }
 }
 

@@ -183,7 +183,7 @@ impl Calls {
                 abnormal: None,
             }
         };
-        self.end(stream, at, status, out);
+        self.end_response(stream, at, status, out);
     }
 }
 

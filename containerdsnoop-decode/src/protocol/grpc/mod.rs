@@ -23,4 +23,4 @@ pub use shared::{MAX_HELD_BYTES, MAX_HELD_EVENTS, MAX_HELD_TOTAL, MAX_HOLD_NS};
 pub use stats::{CallStats, Stats};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -2,9 +2,9 @@
 //! traffic recorded from the `h2` crate, and split invariance.
 
 mod adversarial;
-mod builders;
+pub(crate) mod builders;
 mod late_join;
-mod real_traffic;
+pub(crate) mod real_traffic;
 mod resync;
 mod split;
 mod traces;

@@ -929,3 +929,42 @@ fn close_ends_open_calls() {
         )]
     );
 }
+
+/// A server that answers before the request's DATA is written (here a trailers-only
+/// `Unimplemented`, as containerd 2.x does for CRI v1alpha2): the request message is still shown,
+/// after the End, instead of being dropped as a frame for an unknown stream.
+#[test]
+fn request_message_after_a_trailers_only_answer_is_shown() {
+    let mut t = Trace::handshake();
+    let (mut c, mut s) = (Peer::new(), Peer::new());
+    t.push(CLIENT, 10, c.headers(1, &request_fields(CREATE), false));
+    t.push(
+        SERVER,
+        20,
+        s.headers(
+            1,
+            &[
+                (":status", "200"),
+                ("content-type", "application/grpc"),
+                ("grpc-status", "12"),
+            ],
+            true,
+        ),
+    );
+    t.push(CLIENT, 30, data(1, &grpc(b"late"), true));
+    // A second call on the same connection is unaffected, and the finished late request is
+    // forgotten: more DATA on stream 1 is an orphan frame again.
+    t.push(CLIENT, 40, data(1, &grpc(b"stray"), true));
+    let (ev, stats) = t.run();
+    assert_eq!(ends(&ev).len(), 1);
+    assert_eq!(ends(&ev)[0].1.code, Some(12));
+    let msgs = messages(&ev);
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    assert_eq!((msgs[0].0, msgs[0].1), (Role::Request, 0));
+    let last = ev.last().unwrap();
+    assert!(
+        matches!(&last.kind, CallEventKind::Message { method: m, .. } if *m == method(CREATE)),
+        "{last:?}"
+    );
+    assert_eq!(stats.calls.orphan_frames, 1);
+}
