@@ -2,7 +2,8 @@
 //! the layouts runtimes create; anything else (nested containers, unknown managers, a
 //! container's own sub-cgroups) is [`CgroupOwner::Unknown`]: never a wrong container.
 //!
-//! Layouts (cgroup v2 `0::PATH`, or v1 `N:controllers:PATH` where every controller agrees):
+//! Layouts (cgroup v2 `0::PATH`, or v1 `N:controllers:PATH` where the controllers agree; a
+//! `/<namespace>/<id>` look-alike must be under every one):
 //! - systemd driver: `.../kubepods-besteffort-pod<uid>.slice/cri-containerd-<id>.scope`,
 //!   `crio-<id>.scope`, `docker-<id>.scope` (also `/system.slice/docker-<id>.scope`);
 //! - Kubernetes cgroupfs driver: `/kubepods/<qos>/pod<uid>/<id>`, `/kubepods/pod<uid>/<id>`;
@@ -69,9 +70,10 @@ pub fn parse_proc_cgroup(content: &str) -> CgroupOwner {
     // under some controllers and a container under others is not a layout we know.
     let mut found: Option<CgroupContainer> = None;
     let mut unknown = false;
+    let mut host = false;
     for path in v1_paths {
         match classify_path(path) {
-            CgroupOwner::Host => {}
+            CgroupOwner::Host => host = true,
             CgroupOwner::Unknown => unknown = true,
             CgroupOwner::Container(c) => match &found {
                 Some(f) if *f != c => return CgroupOwner::Unknown,
@@ -81,7 +83,11 @@ pub fn parse_proc_cgroup(content: &str) -> CgroupOwner {
         }
     }
     match found {
-        Some(c) if !unknown => CgroupOwner::Container(c),
+        // A `/<namespace>/<id>` look-alike under some controllers only (a sandbox's own
+        // memory cgroup, say) is not how runtimes place a container.
+        Some(c) if !unknown && (c.certainty == Certainty::Named || !host) => {
+            CgroupOwner::Container(c)
+        }
         Some(_) => CgroupOwner::Unknown,
         None if unknown => CgroupOwner::Unknown,
         // No line in Linux's format says nothing.
@@ -287,13 +293,16 @@ mod tests {
     fn real_host_processes() {
         assert_eq!(parse_proc_cgroup(&hybrid("/")), CgroupOwner::Host);
         // This machine's sandbox puts every process in a memory cgroup of its own, and
-        // nothing else: that one path looks like `/<namespace>/<id>`, so it is only a
-        // candidate, which containerd will not confirm.
+        // nothing else: that one path looks like `/<namespace>/<id>`, but runtimes put a
+        // container under every controller, so it is no container (and nobody is asked).
         let sample = "9:name=systemd:/\n8:pids:/\n7:blkio:/\n6:freezer:/\n5:devices:/\n\
                       4:memory:/process_api/91d54ad37dede7ba91e491b37b6b3ebe\n3:cpuset:/\n\
                       2:cpuacct:/\n1:cpu:/\n0::/\n";
-        let c = container(parse_proc_cgroup(sample));
-        assert_eq!(c.certainty, Certainty::Candidate);
+        assert_eq!(parse_proc_cgroup(sample), CgroupOwner::Unknown);
+        // A named layout under some controllers only still names its container (a v1 host
+        // whose runtime skipped a controller).
+        let partial = format!("2:pids:/docker/{DOCKER_ID}\n1:net_cls:/\n");
+        assert_eq!(container(parse_proc_cgroup(&partial)).id, DOCKER_ID);
     }
 
     // Layouts written from the runtimes' documentation (kubelet's cgroup drivers, docker's
