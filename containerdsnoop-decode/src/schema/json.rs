@@ -14,7 +14,6 @@ use std::io;
 
 use base64::Engine as _;
 use prost_reflect::{DynamicMessage, Kind, MapKey, ReflectMessage as _, Value};
-use serde::Serialize as _;
 use serde_json::{Map, Value as Json};
 
 use crate::escape::is_shown_as_is;
@@ -265,23 +264,39 @@ impl serde_json::ser::Formatter for SafeFormatter {
         writer: &mut W,
         fragment: &str,
     ) -> io::Result<()> {
+        let bytes = fragment.as_bytes();
         let mut start = 0;
-        for (i, c) in fragment.char_indices() {
+        let mut i = 0;
+        while i < bytes.len() {
+            // Printable ASCII (most of any text) is shown as is: only other characters are
+            // decoded and checked.
+            if (0x20..0x7f).contains(&bytes[i]) {
+                i += 1;
+                continue;
+            }
+            let Some(c) = fragment[i..].chars().next() else {
+                break;
+            };
+            let len = c.len_utf8();
             if !is_shown_as_is(c) {
-                writer.write_all(&fragment.as_bytes()[start..i])?;
+                writer.write_all(&bytes[start..i])?;
                 let mut units = [0u16; 2];
                 for u in c.encode_utf16(&mut units) {
                     write!(writer, "\\u{u:04x}")?;
                 }
-                start = i + c.len_utf8();
+                start = i + len;
             }
+            i += len;
         }
-        writer.write_all(&fragment.as_bytes()[start..])
+        writer.write_all(&bytes[start..])
     }
 }
 
 /// Serialize compactly with every control and invisible character escaped.
-pub fn write_json<W: io::Write>(writer: W, value: &Json) -> io::Result<()> {
+pub fn write_json<W: io::Write, T: serde::Serialize + ?Sized>(
+    writer: W,
+    value: &T,
+) -> io::Result<()> {
     let mut ser = serde_json::Serializer::with_formatter(writer, SafeFormatter);
     value.serialize(&mut ser).map_err(io::Error::other)
 }
