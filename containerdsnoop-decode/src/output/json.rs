@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::time::Clock;
 use crate::{
-    output::rows::{Rendered, Row},
+    output::rows::{BodyJson, Rendered, Row},
     output::sink::{Headers, Renderer, Sink},
     protocol::call::CallEventKind,
     schema,
@@ -78,6 +78,7 @@ pub enum Field<'a> {
     Str(&'a str),
     String(String),
     Json(&'a Value),
+    Body(&'a BodyJson),
     Inodes([u64; 2]),
     Headers(&'a Headers),
 }
@@ -172,7 +173,7 @@ pub fn row_json<'a>(
         }
         _ => {
             m.field("message_type", opt_str(body.message_type.as_deref()));
-            m.field("message", Field::Json(&body.json));
+            m.field("message", Field::Body(&body.json));
             m.field("message_text", Field::Str(&body.text));
         }
     }
@@ -204,6 +205,7 @@ impl Serialize for Field<'_> {
             Field::Str(v) => s.serialize_str(v),
             Field::String(v) => s.serialize_str(v),
             Field::Json(v) => v.serialize(s),
+            Field::Body(v) => v.serialize(s),
             Field::Inodes(i) => i.serialize(s),
             Field::Headers(h) => h.serialize(s),
         }

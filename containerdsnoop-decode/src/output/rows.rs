@@ -181,7 +181,27 @@ impl RowBuilder {
 pub struct Rendered {
     pub message_type: Option<String>,
     pub text: String,
-    pub json: Value,
+    pub json: BodyJson,
+}
+
+/// The JSON `message` of a row: a value, or a decoded protobuf message serialized straight to
+/// the output when the row is written (no `serde_json::Value` tree for it).
+pub enum BodyJson {
+    Value(Value),
+    Message(schema::Decoded, RenderOptions),
+}
+
+impl BodyJson {
+    const NULL: BodyJson = BodyJson::Value(Value::Null);
+}
+
+impl serde::Serialize for BodyJson {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            BodyJson::Value(v) => v.serialize(s),
+            BodyJson::Message(decoded, opts) => schema::json_message(decoded, opts).serialize(s),
+        }
+    }
 }
 
 /// Decodes and renders a row's body (or status, for END rows).
@@ -198,17 +218,17 @@ pub fn render_body(row: &Row, schema: &Schema, opts: &RenderOptions, want_json: 
                 Some(crate::protocol::Protocol::Http1) => http_end_text(status, *latency_ns),
                 _ => end_text(status, *latency_ns),
             },
-            json: Value::Null,
+            json: BodyJson::NULL,
         },
         CallEventKind::Notice { text } => Rendered {
             message_type: None,
             text: escape_str(text),
-            json: json!(text),
+            json: BodyJson::Value(json!(text)),
         },
         CallEventKind::Start { .. } => Rendered {
             message_type: None,
             text: String::new(),
-            json: Value::Null,
+            json: BodyJson::NULL,
         },
     }
 }
@@ -240,9 +260,9 @@ fn render_message(
             let message_type = decoded.descriptor().map(|d| d.full_name().to_string());
             let text = schema::to_text(&decoded, opts);
             let json = if want_json {
-                schema::to_json(&decoded, opts)
+                BodyJson::Message(decoded, opts.clone())
             } else {
-                Value::Null
+                BodyJson::NULL
             };
             Rendered {
                 message_type,
@@ -252,9 +272,9 @@ fn render_message(
         }
         Body::Text { content_type, text } => {
             let json = if want_json {
-                serde_json::from_str::<Value>(text).unwrap_or_else(|_| json!(text))
+                BodyJson::Value(serde_json::from_str::<Value>(text).unwrap_or_else(|_| json!(text)))
             } else {
-                Value::Null
+                BodyJson::NULL
             };
             Rendered {
                 message_type: content_type.clone(),
@@ -266,15 +286,17 @@ fn render_message(
             message_type: None,
             text: raw_preview(bytes),
             json: if want_json {
-                json!({ "@base64": base64::engine::general_purpose::STANDARD.encode(bytes) })
+                BodyJson::Value(
+                    json!({ "@base64": base64::engine::general_purpose::STANDARD.encode(bytes) }),
+                )
             } else {
-                Value::Null
+                BodyJson::NULL
             },
         },
         Body::Unavailable { reason, len } => Rendered {
             message_type: None,
             text: format!("<unavailable: {} ({} bytes)>", escape_str(reason), len),
-            json: json!({ "@unavailable": reason, "@len": len }),
+            json: BodyJson::Value(json!({ "@unavailable": reason, "@len": len })),
         },
     }
 }

@@ -34,7 +34,7 @@ use std::{
 use prost_reflect::{DescriptorPool, MessageDescriptor};
 
 pub use decode::{Decoded, Fallback, FitScore, decode, fits};
-pub use json::{json_to_string, to_json, write_json};
+pub use json::{JsonMessage, json_message, json_to_string, to_json, write_json};
 pub use raw::{RawField, RawValue, parse_raw};
 pub use text::to_text;
 
