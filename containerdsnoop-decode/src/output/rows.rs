@@ -243,18 +243,11 @@ fn render_message(
 ) -> Rendered {
     match body {
         Body::Protobuf(bytes) => {
-            let desc = row.method.as_ref().and_then(|m| {
-                let ms = match row.conn.protocol {
-                    Some(Protocol::Ttrpc) => {
-                        split_ttrpc(&m.name).and_then(|(s, n)| schema.service_method(s, n))
-                    }
-                    _ => schema.method(&m.name),
-                }?;
-                Some(if role == Role::Request {
-                    ms.input
-                } else {
-                    ms.output
-                })
+            let request = role == Role::Request;
+            let desc = row.method.as_ref().and_then(|m| match row.conn.protocol {
+                Some(Protocol::Ttrpc) => split_ttrpc(&m.name)
+                    .and_then(|(s, n)| schema.service_message_type(s, n, request)),
+                _ => schema.message_type(&m.name, request),
             });
             let decoded = schema::decode(desc.as_ref(), bytes);
             let message_type = decoded.descriptor().map(|d| d.full_name().to_string());

@@ -9,7 +9,7 @@ use std::{
 use super::{
     rows::{Rendered, Row},
     sink::{Headers, Renderer, Sink},
-    time::Clock,
+    time::{Clock, HmsCache},
 };
 use crate::escape::{ellipsize, escape_str, push_escaped};
 
@@ -25,6 +25,7 @@ pub struct TablePrinter<W: Write> {
     /// The line being built, and its MESSAGE (reused: no allocation per row once warm).
     line: String,
     message: String,
+    hms: HmsCache,
 }
 
 /// Pads what was written to `line` since `start` with spaces to `width` characters (as
@@ -58,6 +59,7 @@ impl<W: Write> TablePrinter<W> {
             header_done: false,
             line: String::new(),
             message: String::new(),
+            hms: HmsCache::default(),
         }
     }
 
@@ -75,7 +77,7 @@ impl<W: Write> TablePrinter<W> {
         let line = &mut self.line;
         line.clear();
         let start = line.len();
-        line.push_str(&self.clock.hms(row.ts_ns));
+        self.hms.push(&self.clock, row.ts_ns, line);
         pad_column(line, start, 15);
         let start = line.len();
         let plain = |b: u8| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\';

@@ -206,6 +206,26 @@ impl Schema {
         self.service_method(service, method)
     }
 
+    /// The request or response type of a gRPC `:path` (as [`Schema::method`], without
+    /// building a [`MethodSchema`]: this runs for every decoded message).
+    pub fn message_type(&self, path: &str, request: bool) -> Option<MessageDescriptor> {
+        let path = path.strip_prefix('/').unwrap_or(path);
+        let (service, method) = path.rsplit_once('/')?;
+        self.service_message_type(service, method, request)
+    }
+
+    /// The request or response type of a ttrpc `service` and `method`.
+    pub fn service_message_type(
+        &self,
+        service: &str,
+        method: &str,
+        request: bool,
+    ) -> Option<MessageDescriptor> {
+        let svc = self.pool.get_service_by_name(service)?;
+        let m = svc.methods().find(|m| m.name() == method)?;
+        Some(if request { m.input() } else { m.output() })
+    }
+
     /// Resolve a ttrpc request's `service` and `method` (`containerd.task.v2.Task`, `Create`).
     pub fn service_method(&self, service: &str, method: &str) -> Option<MethodSchema> {
         let svc = self.pool.get_service_by_name(service)?;
