@@ -194,7 +194,7 @@ impl Pipeline {
             if self.done() {
                 continue;
             }
-            let Some(row) = self.rows.row(&info, event) else {
+            let Some(row) = self.rows.row(info, event) else {
                 continue;
             };
             if !self.plan.filter.accepts(&row) {

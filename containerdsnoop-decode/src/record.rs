@@ -110,6 +110,10 @@ fn u16_at(b: &[u8], off: usize) -> u16 {
 /// A NUL-terminated kernel string, lossily decoded into `out` (reusing its allocation).
 fn c_string_into(out: &mut String, b: &[u8]) {
     let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    // Consecutive records mostly come from the same process and socket: nothing to redo.
+    if out.as_bytes() == &b[..end] {
+        return;
+    }
     out.clear();
     out.push_str(&String::from_utf8_lossy(&b[..end]));
 }

@@ -98,28 +98,30 @@ impl RowBuilder {
     }
 
     /// Returns the row for `event`, or None for events that are not rows (call starts).
-    pub fn row(&mut self, conn: &ConnInfo, event: CallEvent) -> Option<Row> {
+    pub fn row(&mut self, conn: ConnInfo, event: CallEvent) -> Option<Row> {
+        if let CallEventKind::Start { metadata, .. } = event.kind {
+            if self.keep_headers {
+                let size = header_bytes(&metadata);
+                if self.starts.len() >= MAX_REMEMBERED_STARTS
+                    || self.start_bytes + size > MAX_REMEMBERED_HEADER_BYTES
+                {
+                    // Calls that never sent a message lose their headers, not the bound.
+                    self.starts.clear();
+                    self.start_bytes = 0;
+                }
+                self.start_bytes += size;
+                let key = (conn.id, event.stream);
+                if let Some(old) = self.starts.insert(key, metadata) {
+                    self.start_bytes -= header_bytes(&old);
+                }
+            }
+            return None;
+        }
         let sender = conn.end(event.side).cloned().unwrap_or_default();
         let peer_comm = conn.end(event.side.other()).map(|e| e.comm.clone());
         let (kind, method, namespace, index) = match &event.kind {
-            CallEventKind::Start { metadata, .. } => {
-                if self.keep_headers {
-                    let size = header_bytes(metadata);
-                    if self.starts.len() >= MAX_REMEMBERED_STARTS
-                        || self.start_bytes + size > MAX_REMEMBERED_HEADER_BYTES
-                    {
-                        // Calls that never sent a message lose their headers, not the bound.
-                        self.starts.clear();
-                        self.start_bytes = 0;
-                    }
-                    self.start_bytes += size;
-                    let key = (conn.id, event.stream);
-                    if let Some(old) = self.starts.insert(key, metadata.clone()) {
-                        self.start_bytes -= header_bytes(&old);
-                    }
-                }
-                return None;
-            }
+            // Handled above.
+            CallEventKind::Start { .. } => return None,
             CallEventKind::Message {
                 role,
                 index,
@@ -158,7 +160,7 @@ impl RowBuilder {
             method,
             namespace,
             index,
-            conn: conn.clone(),
+            conn,
             event: event.kind,
         })
     }
