@@ -334,6 +334,31 @@ pub(crate) mod tests {
         h
     }
 
+    /// The live capture parses every record into a recycled chunk: what the previous record
+    /// left in it (longer data, another comm or path, an abstract name) must not show through.
+    #[test]
+    fn parse_into_a_used_chunk_is_parse() {
+        let mut first = header(b"/run/containerd/containerd.sock\0", 11);
+        first.comm[..6].copy_from_slice(b"kubele");
+        let mut second = header(b"\0abstract", 2);
+        second.process_comm[3] = 0xff;
+        second.tgid = 99;
+        let third = header(b"\0abstract", 0);
+        let mut chunk = Chunk::default();
+        for (h, data) in [
+            (first, &b"hello world"[..]),
+            (second, b"hi"),
+            (second, b"hi"),
+            (third, b""),
+        ] {
+            let r = record(&h, data);
+            parse_into(&r, 5, &mut chunk).expect("parse_into");
+            assert_eq!(chunk, parse(&r, 5).expect("parse"));
+        }
+        assert_eq!(chunk.path, "@abstract");
+        assert!(parse_into(&[0u8; 10], 5, &mut chunk).is_err());
+    }
+
     #[test]
     fn parses_a_record() {
         let h = header(b"/run/containerd/containerd.sock\0", 5);

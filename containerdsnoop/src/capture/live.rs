@@ -49,9 +49,18 @@ pub struct LiveSource {
     ended: bool,
 }
 
-/// Spare chunks kept for reuse: at most this many bytes of data buffers (a burst of large
-/// records leaves no large pool behind; memory stays bounded).
-const SPARE_DATA_BYTES: usize = 4 << 20;
+/// Spare chunks kept for reuse: at most this many bytes of chunks and their buffers (a burst
+/// of large records leaves no large pool behind; memory stays bounded).
+const SPARE_BYTES: usize = 4 << 20;
+
+/// Memory a spare chunk holds.
+fn chunk_bytes(c: &Chunk) -> usize {
+    std::mem::size_of::<Chunk>()
+        + c.data.capacity()
+        + c.comm.capacity()
+        + c.process_comm.capacity()
+        + c.path.capacity()
+}
 
 /// Ring records -> [`Event`]s, parsed straight from the ring into recycled [`Chunk`]s: no
 /// allocation per record once the pool is warm.
@@ -78,7 +87,7 @@ impl RecordParser {
         }
         let mut chunk = match self.spare.pop() {
             Some(c) => {
-                self.spare_bytes -= c.data.capacity();
+                self.spare_bytes -= chunk_bytes(&c);
                 c
             }
             None => Chunk::default(),
@@ -94,8 +103,8 @@ impl RecordParser {
     }
 
     fn keep(&mut self, chunk: Chunk) {
-        let size = chunk.data.capacity();
-        if self.spare_bytes + size <= SPARE_DATA_BYTES {
+        let size = chunk_bytes(&chunk);
+        if self.spare_bytes + size <= SPARE_BYTES {
             self.spare_bytes += size;
             self.spare.push(chunk);
         }
