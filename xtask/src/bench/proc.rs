@@ -420,7 +420,7 @@ pub fn bpf_prog_stats(pid: u32) -> Vec<ProgStat> {
             }
         }
     }
-    progs.sort_by(|a, b| b.run_time_ns.cmp(&a.run_time_ns));
+    progs.sort_by_key(|p| std::cmp::Reverse(p.run_time_ns));
     progs
 }
 
