@@ -357,7 +357,7 @@ impl serde::Serialize for DirectMessage<'_, '_> {
         if depth >= r.opts.max_depth
             || full_name == any::ANY
             || WKT_SPECIAL.contains(&full_name)
-            || !unknown_bytes(m).is_empty()
+            || m.unknown_fields().next().is_some()
         {
             return r.message(m, depth, any_depth).serialize(s);
         }
