@@ -208,7 +208,7 @@ impl Pipeline {
     fn emit(&mut self) -> io::Result<()> {
         let events = std::mem::take(&mut self.events);
         for (info, event) in events {
-            let Some(row) = self.rows.row(&info, event) else {
+            let Some(row) = self.rows.row(info, event) else {
                 continue;
             };
             let outcome = self.count_call(&row);

@@ -171,10 +171,10 @@ where
     let mut batch = Vec::new();
     loop {
         let status = source.next_batch(&mut batch).map_err(Into::into)?;
-        for event in batch.drain(..) {
-            match event {
-                Event::Chunk(chunk) => {
-                    if !pipeline.push(&chunk)? {
+        for event in &batch {
+            match *event {
+                Event::Chunk(ref chunk) => {
+                    if !pipeline.push(chunk)? {
                         return Ok(());
                     }
                 }
@@ -185,6 +185,7 @@ where
                 } => pipeline.close_connection(ts_ns, sock_id, peer_id)?,
             }
         }
+        source.recycle(&mut batch);
         match status {
             Status::Ended => return Ok(()),
             Status::Quiet => pipeline.flush()?,

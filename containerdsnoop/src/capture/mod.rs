@@ -155,9 +155,10 @@ impl Capture {
         })
     }
 
-    /// Waits until records are available, then appends every available record to `out`.
+    /// Waits until records are available, then hands every available record to `each`, in
+    /// place in the ring (no copy, no allocation here).
     /// Kernel-side log messages are forwarded to the `log` facade while waiting.
-    pub async fn read(&mut self, out: &mut Vec<Vec<u8>>) -> anyhow::Result<()> {
+    pub async fn read(&mut self, mut each: impl FnMut(&[u8])) -> anyhow::Result<()> {
         if let Some(logger) = self.logger.as_mut() {
             tokio::select! {
                 biased;
@@ -171,7 +172,7 @@ impl Capture {
                     let mut guard = guard?;
                     let ring = guard.get_inner_mut();
                     while let Some(item) = ring.next() {
-                        out.push(item.to_vec());
+                        each(&item);
                     }
                     guard.clear_ready();
                     return Ok(());
@@ -181,17 +182,18 @@ impl Capture {
         let mut guard = self.ring.readable_mut().await?;
         let ring = guard.get_inner_mut();
         while let Some(item) = ring.next() {
-            out.push(item.to_vec());
+            each(&item);
         }
         guard.clear_ready();
         Ok(())
     }
 
-    /// Drains whatever is in the ring buffer without waiting (at exit).
-    pub fn read_now(&mut self, out: &mut Vec<Vec<u8>>) {
+    /// Hands whatever is in the ring buffer to `each` without waiting (the periodic drain, and
+    /// at exit).
+    pub fn read_now(&mut self, mut each: impl FnMut(&[u8])) {
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
-            out.push(item.to_vec());
+            each(&item);
         }
     }
 
