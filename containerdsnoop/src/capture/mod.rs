@@ -383,9 +383,18 @@ fn explain_load_error(e: aya::EbpfError) -> anyhow::Error {
     }
 }
 
-/// Verifies (loads) every program without attaching anything: `--load-only`, used by tests to
-/// prove the kprobe programs pass the verifier on kernels where they cannot attach.
-pub fn verify_all(config: &CaptureConfig) -> anyhow::Result<Vec<String>> {
+/// What `--load-only` verified.
+pub struct Verified {
+    /// The programs the verifier accepted.
+    pub programs: Vec<String>,
+    /// Why some were not loaded at all, if so.
+    pub skipped: Option<&'static str>,
+}
+
+/// Verifies (loads) every program this kernel can run without attaching anything: `--load-only`,
+/// used by tests to prove the kprobe programs pass the verifier on kernels where they cannot
+/// attach.
+pub fn verify_all(config: &CaptureConfig) -> anyhow::Result<Verified> {
     let mut ebpf = load_object(config)?;
     let mut loaded = Vec::new();
     let bpf_loop = has_bpf_loop();
@@ -400,8 +409,10 @@ pub fn verify_all(config: &CaptureConfig) -> anyhow::Result<Vec<String>> {
     if !bpf_loop {
         // The tracepoint backend's programs use bpf_loop; kernels without it (< 5.17) also
         // lack sock_send_length (6.3), so they could not run it anyway.
-        loaded.push("(tracepoint backend: not verified, this kernel has no bpf_loop)".into());
-        return Ok(loaded);
+        return Ok(Verified {
+            programs: loaded,
+            skipped: Some("the tracepoint backend's, which need bpf_loop (Linux >= 5.17)"),
+        });
     }
     for name in [
         "sys_enter_buf",
@@ -422,7 +433,10 @@ pub fn verify_all(config: &CaptureConfig) -> anyhow::Result<Vec<String>> {
         raw_tracepoint(&mut ebpf, "sched_process_exit")?;
         loaded.push("sched_process_exit".to_string());
     }
-    Ok(loaded)
+    Ok(Verified {
+        programs: loaded,
+        skipped: None,
+    })
 }
 
 fn kprobe<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut KProbe> {
