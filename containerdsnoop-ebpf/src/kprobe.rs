@@ -63,7 +63,8 @@ pub fn unix_sendmsg_entry(ctx: ProbeContext) -> u32 {
         skip,
         kind: STASH_UNSUPPORTED,
         nr_segs: 0,
-        fd_sk: 0,
+        fd: 0,
+        _pad: 0,
     };
     if ubuf_off != u32::MAX && flavour == layout!(iter_ubuf) {
         stash.kind = STASH_USER_BUF;

@@ -71,9 +71,9 @@ pub struct Stash {
     pub kind: u32,
     /// Number of iovecs.
     pub nr_segs: u32,
-    /// Tracepoint backend: the unix socket the call's file descriptor referred to at entry,
-    /// for the calls `sock_send_length` was skipped for.
-    pub fd_sk: u64,
+    /// The file descriptor written to (tracepoint backend).
+    pub fd: u32,
+    pub _pad: u32,
 }
 
 /// `Stash.kind`: one user buffer (write, sendto, ITER_UBUF).

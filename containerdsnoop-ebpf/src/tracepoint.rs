@@ -17,10 +17,6 @@
 //! `sys_exit_*(long ret)`: ret@16). Sends with no stash (io_uring, sendmmsg, splice, kernel
 //! senders) are reported with their length and no payload.
 //!
-//! The entry tracepoints stash only calls on unix sockets: the file descriptor is walked to its
-//! socket (`current->files->fdt->fd[fd]->private_data->sk`, as `close.rs` does), so writes to
-//! files, pipes and other sockets cost a few reads and no map update.
-//!
 //! **Skipped runs.** From Linux 7.0 tracepoint callbacks are preemptible (guarded by SRCU-fast,
 //! not by disabled preemption) and the raw tracepoint program runs with only migration disabled.
 //! When a task is preempted inside `sock_send_length` and another task on that CPU sends, the
@@ -28,8 +24,9 @@
 //! `recursion_misses` of the program. That send would be lost without a trace (its stream
 //! position never reserved). So `sock_send_length` marks the call's stash as seen, and
 //! `sys_exit_*` (non-preemptible, and not subject to the raw tracepoint's recursion guard)
-//! emits any call it was skipped for, with the socket found at entry and the syscall's return
-//! value as the count sent. The user buffer is still there until the syscall returns.
+//! emits any call it was skipped for: the file descriptor, stashed at entry, is walked to its
+//! socket (`current->files->fdt->fd[fd]`, as `close.rs` does) and the syscall's return value is
+//! the count sent. The user buffer is still there until the syscall returns.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
@@ -42,7 +39,7 @@ use containerdsnoop_common::flags;
 use crate::{
     close::{current_fdtable, fd_file, file_socket},
     emit::{Slot, emit_call},
-    kernel::{is_tracer, layout, read_u16, read_u64},
+    kernel::{is_tracer, layout, read_u64},
     maps::{STASH, STASH_USER_BUF, STASH_USER_IOV, Stash, count_drop},
 };
 
@@ -51,30 +48,15 @@ const fn arg(i: usize) -> usize {
     16 + 8 * i
 }
 
-const AF_UNIX: u16 = 1;
-
-/// The `struct sock *` of the unix socket the current task's `fd` refers to; None when `fd` is
-/// anything else.
-#[inline(always)]
-fn unix_socket_of(fd: u64) -> Option<u64> {
-    let (_, fdt) = current_fdtable()?;
-    let file = fd_file(fdt, fd as u32 as u64)?;
-    let (sock, _) = file_socket(file)?;
-    let sk = read_u64(sock + layout!(socket_sk) as u64)?;
-    if sk == 0 || read_u16(sk + layout!(sock_common_skc_family) as u64)? != AF_UNIX {
-        return None;
-    }
-    Some(sk)
-}
-
-fn stash(fd_sk: u64, ptr: u64, kind: u32, nr_segs: u32) {
+fn stash(fd: u64, ptr: u64, kind: u32, nr_segs: u32) {
     let stash = Stash {
         sk: 0,
         ptr,
         skip: 0,
         kind,
         nr_segs,
-        fd_sk,
+        fd: fd as u32,
+        _pad: 0,
     };
     let _ = STASH.insert(bpf_get_current_pid_tgid(), stash, 0);
 }
@@ -108,9 +90,7 @@ pub fn sys_enter_writev(ctx: TracePointContext) -> u32 {
     }) else {
         return 0;
     };
-    if let Some(sk) = unix_socket_of(fd) {
-        stash(sk, vec, STASH_USER_IOV, vlen as u32);
-    }
+    stash(fd, vec, STASH_USER_IOV, vlen as u32);
     0
 }
 
@@ -125,15 +105,12 @@ pub fn sys_enter_sendmsg(ctx: TracePointContext) -> u32 {
     else {
         return 0;
     };
-    let Some(sk) = unix_socket_of(fd) else {
-        return 0;
-    };
     // msg_name, msg_namelen (+pad), msg_iov, msg_iovlen.
     // SAFETY: bpf_probe_read_user never faults.
     let Ok(head) = (unsafe { bpf_probe_read_user(msg as *const [u64; 4]) }) else {
         return 0;
     };
-    stash(sk, head[2], STASH_USER_IOV, head[3] as u32);
+    stash(fd, head[2], STASH_USER_IOV, head[3] as u32);
     0
 }
 
@@ -155,8 +132,21 @@ pub fn sys_exit_send(ctx: TracePointContext) -> u32 {
     if ret <= 0 {
         return 0;
     }
+    // Not a socket (a file, a pipe): no sock_send_length was due.
+    let Some((_, fdt)) = current_fdtable() else {
+        return 0;
+    };
+    let Some(file) = fd_file(fdt, stash.fd as u64) else {
+        return 0;
+    };
+    let Some((sock, _)) = file_socket(file) else {
+        return 0;
+    };
+    let Some(sk) = read_u64(sock + layout!(socket_sk) as u64) else {
+        return 0;
+    };
     if emit_call::<true>(
-        stash.fd_sk,
+        sk,
         ret as u32,
         &stash,
         flags::BACKEND_TRACEPOINT,
@@ -199,7 +189,8 @@ pub fn sock_send_length(ctx: RawTracePointContext) -> u32 {
             skip: 0,
             kind: 0,
             nr_segs: 0,
-            fd_sk: 0,
+            fd: 0,
+            _pad: 0,
         },
     };
     if ret <= 0 {
