@@ -6,7 +6,11 @@ pub mod discover;
 pub mod live;
 pub mod selection;
 
-use std::{fmt, path::Path};
+use std::{
+    fmt,
+    os::fd::{AsFd as _, AsRawFd as _},
+    path::Path,
+};
 
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
@@ -79,7 +83,7 @@ const SYSCALL_EXITS: [&str; 4] = [
 
 pub struct Capture {
     // Keeps programs, links and maps alive.
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
     /// Diagnostics the programs log with aya-log (rare conditions only, never traced bytes).
     logger: Option<AsyncFd<aya_log::EbpfLogger<&'static dyn log::Log>>>,
     ring: AsyncFd<RingBuf<MapData>>,
@@ -142,7 +146,7 @@ impl Capture {
         let (selected_files, selected_dirs) = selection_maps(&mut ebpf)?;
         let patterns = Array::try_from(ebpf.take_map("PATTERNS").context("map PATTERNS missing")?)?;
         Ok(Capture {
-            _ebpf: ebpf,
+            ebpf,
             logger,
             ring,
             drops,
@@ -210,6 +214,31 @@ impl Capture {
         errors
     }
 
+    /// Runs of the attached programs the kernel skipped (`recursion_misses` in each program's
+    /// fdinfo, Linux 5.12+), by program name. The kernel does not run a program on a CPU where
+    /// a run of it (or, for kprobe and syscall tracepoint programs, of any of them) is already
+    /// in progress; from Linux 7.0 tracepoint programs are preemptible, so that happens to sends
+    /// of other tasks while one is preempted.
+    pub fn kernel_skips(&self) -> Vec<(String, u64)> {
+        let mut skips = Vec::new();
+        for (name, program) in self.ebpf.programs() {
+            let Ok(fd) = program.fd() else { continue };
+            let path = format!("/proc/self/fdinfo/{}", fd.as_fd().as_raw_fd());
+            let Ok(info) = std::fs::read_to_string(path) else {
+                continue;
+            };
+            let misses = info
+                .lines()
+                .find_map(|l| l.strip_prefix("recursion_misses:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            if misses > 0 {
+                skips.push((name.to_string(), misses));
+            }
+        }
+        skips
+    }
+
     /// The kernel-side counters, summed over CPUs.
     pub fn drop_counters(&self) -> anyhow::Result<DropCounters> {
         let per_cpu = self.drops.get(&0, 0)?;
@@ -245,6 +274,33 @@ fn kprobe_return_program(bpf_loop: bool) -> &'static str {
         "unix_sendmsg_return"
     } else {
         "unix_sendmsg_return_bounded"
+    }
+}
+
+/// At exit (after the summary), says which programs the kernel skipped, so that no send it
+/// kept from the tracer goes unmentioned.
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let skips = self.kernel_skips();
+        if skips.is_empty() {
+            return;
+        }
+        let list: Vec<String> = skips
+            .iter()
+            .map(|(name, n)| {
+                if name == "sock_send_length" {
+                    format!("{name} {n} times (those sends were captured at syscall exit)")
+                } else {
+                    format!("{name} {n} times")
+                }
+            })
+            .collect();
+        eprintln!(
+            "containerdsnoop: the kernel skipped tracer programs while a run of one was in \
+             progress on the same CPU: {}; other sends those skips hit may be missing without \
+             a gap",
+            list.join(", ")
+        );
     }
 }
 
