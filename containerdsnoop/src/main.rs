@@ -83,9 +83,13 @@ fn run(args: Args) -> anyhow::Result<()> {
             drive(&config, source, pipeline).map_err(|e| e.context(format!("-r {path}")))
         }
         Input::VerifyOnly => {
-            let loaded =
+            let verified =
                 containerdsnoop::capture::verify_all(&capture_config(&config, Vec::new())?)?;
+            let loaded = verified.programs;
             eprintln!("verified {} programs: {}", loaded.len(), loaded.join(", "));
+            if let Some(skipped) = verified.skipped {
+                eprintln!("not loaded: {skipped}");
+            }
             Ok(())
         }
         Input::Live => trace(&config),
