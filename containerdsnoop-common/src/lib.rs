@@ -224,6 +224,24 @@ pub struct KernelLayout {
 }
 
 impl KernelLayout {
+    /// Whether every field the fd-to-socket walk needs was found (`current->files->fdt->fd[fd]`,
+    /// the file's inode mode and its `struct socket`): the tracepoint backend's fallback for
+    /// sends its raw tracepoint was skipped for.
+    pub fn fd_walk_fields_present(&self) -> bool {
+        [
+            self.task_files,
+            self.files_struct_fdt,
+            self.fdtable_max_fds,
+            self.fdtable_fd,
+            self.file_private_data,
+            self.file_f_inode,
+            self.inode_i_mode,
+            self.socket_file,
+        ]
+        .iter()
+        .all(|&v| v != u32::MAX)
+    }
+
     /// Whether every field the close/shutdown/exit tracepoints need was found.
     pub fn close_fields_present(&self) -> bool {
         [
@@ -265,6 +283,10 @@ pub struct DropCounters {
     /// Exiting processes whose fd table was larger than the exit scan covers
     /// (`EXIT_SCAN_MAX_FDS`): sockets past it are not reported as closed at exit.
     pub exit_scans_cut: u64,
+    /// Sends of selected sockets for which the kernel skipped the `sock_send_length` program
+    /// (tracepoint backend, Linux 7.0+: the program was preempted on that CPU), emitted at
+    /// syscall exit instead. Not a loss; counted to show the fallback at work.
+    pub late_sends: u64,
 }
 
 /// Per-socket state: the next stream position and records lost since the last one delivered.

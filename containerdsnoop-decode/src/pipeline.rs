@@ -233,7 +233,7 @@ impl Pipeline {
     fn emit(&mut self) -> io::Result<()> {
         let events = std::mem::take(&mut self.events);
         for (info, event) in events {
-            let Some(mut row) = self.rows.row(&info, event) else {
+            let Some(mut row) = self.rows.row(info, event) else {
                 continue;
             };
             if let Some(a) = self.attributor.as_mut() {

@@ -4,7 +4,7 @@
 use containerdsnoop_common::{CHUNK_HEADER_LEN, COMM_LEN, PATH_LEN, flags};
 
 /// One ring-buffer record: a span of one socket's outgoing byte stream.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Chunk {
     pub ts_ns: u64,
     pub sock_ino: u64,
@@ -107,19 +107,35 @@ fn u16_at(b: &[u8], off: usize) -> u16 {
     u16::from_ne_bytes([b[off], b[off + 1]])
 }
 
-/// A NUL-terminated kernel string, lossily decoded.
-fn c_string(b: &[u8]) -> String {
+/// A NUL-terminated kernel string, lossily decoded into `out` (reusing its allocation).
+fn c_string_into(out: &mut String, b: &[u8]) {
     let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).into_owned()
+    // Consecutive records mostly come from the same process and socket: nothing to redo.
+    if out.as_bytes() == &b[..end] {
+        return;
+    }
+    out.clear();
+    out.push_str(&String::from_utf8_lossy(&b[..end]));
 }
 
 /// Renders `sun_path` bytes the way `/proc/net/unix` does: abstract names get a leading `@`,
 /// pathname sockets lose their terminating NUL.
 pub fn display_path(sun_path: &[u8]) -> String {
+    let mut s = String::new();
+    display_path_into(&mut s, sun_path);
+    s
+}
+
+/// [`display_path`] into `out`, reusing its allocation.
+fn display_path_into(out: &mut String, sun_path: &[u8]) {
     match sun_path.split_first() {
-        None => String::new(),
-        Some((0, rest)) => format!("@{}", String::from_utf8_lossy(rest)),
-        Some(_) => c_string(sun_path),
+        None => out.clear(),
+        Some((0, rest)) => {
+            out.clear();
+            out.push('@');
+            out.push_str(&String::from_utf8_lossy(rest));
+        }
+        Some(_) => c_string_into(out, sun_path),
     }
 }
 
@@ -136,6 +152,14 @@ pub fn mask_pointer(ptr: u64, key: u64) -> u64 {
 /// Parses one record, masking socket pointers with `key`. Offsets follow `containerdsnoop_common::ChunkHeader` (checked by the
 /// `header_offsets_match_common` test).
 pub fn parse(record: &[u8], key: u64) -> Result<Chunk, WireError> {
+    let mut chunk = Chunk::default();
+    parse_into(record, key, &mut chunk)?;
+    Ok(chunk)
+}
+
+/// [`parse`] into `chunk`, reusing its buffers (the live capture recycles its chunks, so that
+/// a record costs no allocation). On error `chunk` is left unspecified.
+pub fn parse_into(record: &[u8], key: u64, chunk: &mut Chunk) -> Result<(), WireError> {
     if record.len() < CHUNK_HEADER_LEN {
         return Err(WireError::Short {
             have: record.len(),
@@ -156,28 +180,33 @@ pub fn parse(record: &[u8], key: u64) -> Result<Chunk, WireError> {
     }
     let path_len = (u16_at(record, 68) as usize).min(PATH_LEN);
     let path_start = 80 + 2 * COMM_LEN;
-    Ok(Chunk {
-        ts_ns: u64_at(record, 0),
-        sock_ino: u64_at(record, 8),
-        peer_ino: u64_at(record, 16),
-        sock_id: mask_pointer(u64_at(record, 224), key),
-        peer_id: mask_pointer(u64_at(record, 232), key),
-        stream_pos: u64_at(record, 24),
-        call_len: u32_at(record, 32),
-        chunk_off: u32_at(record, 36),
-        span_len,
-        flags: u32_at(record, 48),
-        tgid: u32_at(record, 52),
-        tid: u32_at(record, 56),
-        peer_tgid: u32_at(record, 60),
-        lost_records: u32_at(record, 64),
-        pattern: record[70],
-        sock_type: u16_at(record, 72),
-        comm: c_string(&record[80..80 + COMM_LEN]),
-        process_comm: c_string(&record[80 + COMM_LEN..80 + 2 * COMM_LEN]),
-        path: display_path(&record[path_start..path_start + path_len]),
-        data: record[CHUNK_HEADER_LEN..need].to_vec(),
-    })
+    chunk.ts_ns = u64_at(record, 0);
+    chunk.sock_ino = u64_at(record, 8);
+    chunk.peer_ino = u64_at(record, 16);
+    chunk.sock_id = mask_pointer(u64_at(record, 224), key);
+    chunk.peer_id = mask_pointer(u64_at(record, 232), key);
+    chunk.stream_pos = u64_at(record, 24);
+    chunk.call_len = u32_at(record, 32);
+    chunk.chunk_off = u32_at(record, 36);
+    chunk.span_len = span_len;
+    chunk.flags = u32_at(record, 48);
+    chunk.tgid = u32_at(record, 52);
+    chunk.tid = u32_at(record, 56);
+    chunk.peer_tgid = u32_at(record, 60);
+    chunk.lost_records = u32_at(record, 64);
+    chunk.pattern = record[70];
+    chunk.sock_type = u16_at(record, 72);
+    c_string_into(&mut chunk.comm, &record[80..80 + COMM_LEN]);
+    c_string_into(
+        &mut chunk.process_comm,
+        &record[80 + COMM_LEN..80 + 2 * COMM_LEN],
+    );
+    display_path_into(&mut chunk.path, &record[path_start..path_start + path_len]);
+    chunk.data.clear();
+    chunk
+        .data
+        .extend_from_slice(&record[CHUNK_HEADER_LEN..need]);
+    Ok(())
 }
 
 /// Reads back one `--raw -o json` object (`"event": "data"`) as the chunk it came from: recorded
@@ -303,6 +332,31 @@ pub(crate) mod tests {
         h.sk = 0xffff_8880_0000_1000;
         h.peer_sk = 0xffff_8880_0000_2000;
         h
+    }
+
+    /// The live capture parses every record into a recycled chunk: what the previous record
+    /// left in it (longer data, another comm or path, an abstract name) must not show through.
+    #[test]
+    fn parse_into_a_used_chunk_is_parse() {
+        let mut first = header(b"/run/containerd/containerd.sock\0", 11);
+        first.comm[..6].copy_from_slice(b"kubele");
+        let mut second = header(b"\0abstract", 2);
+        second.process_comm[3] = 0xff;
+        second.tgid = 99;
+        let third = header(b"\0abstract", 0);
+        let mut chunk = Chunk::default();
+        for (h, data) in [
+            (first, &b"hello world"[..]),
+            (second, b"hi"),
+            (second, b"hi"),
+            (third, b""),
+        ] {
+            let r = record(&h, data);
+            parse_into(&r, 5, &mut chunk).expect("parse_into");
+            assert_eq!(chunk, parse(&r, 5).expect("parse"));
+        }
+        assert_eq!(chunk.path, "@abstract");
+        assert!(parse_into(&[0u8; 10], 5, &mut chunk).is_err());
     }
 
     #[test]

@@ -48,6 +48,12 @@ pub trait Source {
 
     /// Adds what was lost before the pipeline saw it (ring-buffer drops, malformed records).
     fn account(&self, stats: &mut Stats);
+
+    /// Takes back a batch the caller is done with (and leaves `done` empty), so that a
+    /// source can reuse its chunks' buffers instead of allocating per record.
+    fn recycle(&mut self, done: &mut Vec<Event>) {
+        done.clear();
+    }
 }
 
 /// Events per batch from a file: enough to amortise the loop, few enough to stay small.

@@ -80,6 +80,9 @@ pub struct Stats {
     /// Exiting processes whose descriptor table was too large to scan whole for sockets.
     pub exit_scans_cut: u64,
     pub evicted_directions: u64,
+    /// Size of the kernel ring buffer (live capture; 0 otherwise): kernel memory, mapped twice
+    /// into the tracer, so it counts twice in its RSS.
+    pub ring_bytes: u64,
     pub rows: u64,
     pub methods: BTreeMap<String, MethodStats>,
     /// Per client (`output::client::client_label`).
@@ -165,6 +168,14 @@ impl Stats {
             self.evicted_directions,
             self.missed_entries,
         ));
+        if self.ring_bytes > 0 {
+            out.push_str(&format!(
+                "\nring buffer: {} MiB of kernel memory, mapped twice into the tracer ({} MiB of \
+                 its RSS)",
+                self.ring_bytes >> 20,
+                (2 * self.ring_bytes) >> 20,
+            ));
+        }
         if self.lost_connection_ends > 0 || self.exit_scans_cut > 0 {
             out.push_str(&format!(
                 "\nconnection ends: {} seen, {} lost in the kernel (ring buffer full), {} exiting \

@@ -867,6 +867,9 @@ fn protobuf_nested_10000_deep() {
         let decoded = schema::decode(desc.as_ref(), bytes);
         let text = schema::to_text(&decoded, &opts);
         let json = schema::json_to_string(&schema::to_json(&decoded, &opts));
+        let mut direct = Vec::new();
+        schema::write_json(&mut direct, &schema::json_message(&decoded, &opts)).expect("writes");
+        assert_eq!(String::from_utf8_lossy(&direct), json, "{what}: rows' JSON");
         assert!(
             text.len() <= opts.max_text_len + 3,
             "{what}: {} bytes",

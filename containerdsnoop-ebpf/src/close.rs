@@ -160,7 +160,7 @@ pub fn unix_shutdown_entry(ctx: ProbeContext) -> u32 {
 
 /// `current->files->fdt`, or None.
 #[inline(always)]
-fn current_fdtable() -> Option<(u64, u64)> {
+pub(crate) fn current_fdtable() -> Option<(u64, u64)> {
     // SAFETY: returns the current task_struct pointer.
     let task = unsafe { bpf_get_current_task() };
     let files = read_u64(task + layout!(task_files) as u64)?;
@@ -176,7 +176,7 @@ fn current_fdtable() -> Option<(u64, u64)> {
 
 /// `fdt->fd[fd]` when `fd < fdt->max_fds`, else None.
 #[inline(always)]
-fn fd_file(fdt: u64, fd: u64) -> Option<u64> {
+pub(crate) fn fd_file(fdt: u64, fd: u64) -> Option<u64> {
     let max = read_u32(fdt + layout!(fdtable_max_fds) as u64)?;
     if fd >= max as u64 {
         return None;
@@ -194,7 +194,7 @@ fn last_reference(file: u64) -> bool {
 
 /// The `struct socket *` and inode number behind `file`, when it is a socket.
 #[inline(always)]
-fn file_socket(file: u64) -> Option<(u64, u64)> {
+pub(crate) fn file_socket(file: u64) -> Option<(u64, u64)> {
     let inode = read_u64(file + layout!(file_f_inode) as u64)?;
     if inode == 0 {
         return None;

@@ -19,7 +19,7 @@ use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEU
 use aya_ebpf::helpers::generated::bpf_loop;
 
 use crate::{
-    kernel::{MAX_CALL_BYTES, USE_BPF_LOOP, layout, read_u64},
+    kernel::{MAX_CALL_BYTES, layout, read_u64},
     maps::{
         EVENTS, SCRATCH, SOCK_STATE, STASH_KERNEL_IOV, STASH_UNSUPPORTED, STASH_USER_BUF,
         STASH_USER_IOV, Scratch, Stash, count_drop,
@@ -62,19 +62,44 @@ macro_rules! set {
     };
 }
 
+/// Which `SCRATCH` slot of the current CPU a program uses.
+#[derive(Clone, Copy)]
+pub enum Slot {
+    /// Programs that run with preemption disabled (kprobes, syscall tracepoints): one of them
+    /// at a time per CPU.
+    Atomic = 0,
+    /// Raw tracepoint programs. From Linux 7.0 (tracepoints guarded by SRCU-fast) they run with
+    /// migration disabled but preemptible: a syscall tracepoint of another task can run on the
+    /// same CPU while one of them is halfway through a record, so they get their own slot. (The
+    /// kernel never runs one raw tracepoint program twice at once on a CPU: it skips the nested
+    /// run and counts it in the program's `recursion_misses`; see `tracepoint::sys_exit_send`.)
+    Preemptible = 1,
+}
+
 /// Emits the records of one send call on `sk` that sent `sent` bytes, whose data `stash`
-/// describes. Does nothing when the socket is not selected.
+/// describes. Returns false when the socket is not selected (nothing emitted).
+///
+/// `BPF_LOOP`: the record loop runs as a `bpf_loop` callback (5.17+), which the verifier checks
+/// about once; without it, as a bounded loop checked round by round. A program must be built
+/// with one or the other: the callback is a BTF-described subprogram that kernels before 5.13
+/// reject ("number of funcs in func_info doesn't match number of subprogs") even when unused.
 #[inline(always)]
-pub fn emit_call(sk: u64, sent: u32, stash: &Stash, backend: u32) {
+pub fn emit_call<const BPF_LOOP: bool>(
+    sk: u64,
+    sent: u32,
+    stash: &Stash,
+    backend: u32,
+    slot: Slot,
+) -> bool {
     // SAFETY: no preconditions; returns the current CPU id.
     let cpu = unsafe { bpf_get_smp_processor_id() };
-    let Some(scratch) = SCRATCH.get_ptr_mut(cpu) else {
-        return;
+    let Some(scratch) = SCRATCH.get_ptr_mut(cpu * 2 + slot as u32) else {
+        return false;
     };
-    // SAFETY: the pointer is this CPU's slot of the map; handlers run with preemption disabled.
+    // SAFETY: the pointer is this CPU's slot of the map for this kind of program (see `Slot`).
     let side_flag = match socket::select(sk, unsafe { &mut (*scratch).hdr }) {
         Some(f) => f,
-        None => return,
+        None => return false,
     };
     // SAFETY: as above.
     fill_task(unsafe { &mut (*scratch).hdr });
@@ -88,7 +113,7 @@ pub fn emit_call(sk: u64, sent: u32, stash: &Stash, backend: u32) {
             let _ = SOCK_STATE.insert(ino, SockState::default(), 0);
             match SOCK_STATE.get_ptr_mut(ino) {
                 Some(s) => s,
-                None => return,
+                None => return true,
             }
         }
     };
@@ -131,7 +156,7 @@ pub fn emit_call(sk: u64, sent: u32, stash: &Stash, backend: u32) {
         set!(cur, seg_left, 0);
     }
 
-    if USE_BPF_LOOP.load() != 0 {
+    if BPF_LOOP {
         let mut ctx = LoopCtx {
             scratch,
             cur,
@@ -149,14 +174,14 @@ pub fn emit_call(sk: u64, sent: u32, stash: &Stash, backend: u32) {
             )
         };
         if rounds < MAX_RECORDS_PER_CALL as i64 {
-            return;
+            return true;
         }
     } else {
         let mut round: u32 = 0;
         while round < MAX_RECORDS_PER_CALL {
             round += 1;
             if !emit_next(scratch, cur, state, stash) {
-                return;
+                return true;
             }
         }
     }
@@ -166,6 +191,7 @@ pub fn emit_call(sk: u64, sent: u32, stash: &Stash, backend: u32) {
     if done < sent {
         emit_record(scratch, state, cur, done, sent - done, 0, flags::TRUNCATED);
     }
+    true
 }
 
 /// What `emit_step` needs, passed through `bpf_loop`'s context pointer.

@@ -19,10 +19,6 @@ pub static TRACER_TGID: Global<u32> = Global::new(0);
 /// Most payload bytes copied per send call; the rest is reported as truncated.
 #[unsafe(no_mangle)]
 pub static MAX_CALL_BYTES: Global<u32> = Global::new(DEFAULT_MAX_CALL_BYTES);
-/// 1 when the kernel has `bpf_loop` (5.17+): the record loop then runs as a callback the
-/// verifier checks about once, instead of once per unrolled iteration (start-up time).
-#[unsafe(no_mangle)]
-pub static USE_BPF_LOOP: Global<u32> = Global::new(0);
 /// Number of `PATTERNS` entries compared (the selectors', plus the spare slots user space
 /// fills with symlink targets' names while tracing).
 #[unsafe(no_mangle)]

@@ -15,7 +15,13 @@
 //! ```
 //! ITER_UBUF (write(2) from 6.0; send/1-segment writev/sendmsg from 6.4) gives a user pointer;
 //! ITER_IOVEC points to the kernel's copy of the user's iovec array, valid until the syscall
-//! returns. Other flavours (KVEC, BVEC from splice) carry no user pointer.
+//! returns. Other flavours (KVEC, BVEC from splice) carry no user pointer. Before 5.14 the
+//! flavour is `unsigned int type` (flavour bits | direction bit) and there is no `ubuf`; before
+//! 6.4 the iovec pointer is `iov`: user space reads which from BTF (`KernelLayout`).
+//!
+//! The return probe comes in two builds of the same code: [`unix_sendmsg_return`] runs the
+//! record loop with `bpf_loop` (5.17+), [`unix_sendmsg_return_bounded`] as a bounded loop for
+//! older kernels (5.10); user space loads the one the kernel supports (see `emit::emit_call`).
 
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid,
@@ -26,7 +32,7 @@ use aya_log_ebpf::warn;
 use containerdsnoop_common::flags;
 
 use crate::{
-    emit::emit_call,
+    emit::{Slot, emit_call},
     kernel::{is_tracer, layout, read_u8, read_u32, read_u64},
     maps::{STASH, STASH_KERNEL_IOV, STASH_UNSUPPORTED, STASH_USER_BUF, Stash, count_drop},
 };
@@ -57,6 +63,8 @@ pub fn unix_sendmsg_entry(ctx: ProbeContext) -> u32 {
         skip,
         kind: STASH_UNSUPPORTED,
         nr_segs: 0,
+        fd: 0,
+        _pad: 0,
     };
     if ubuf_off != u32::MAX && flavour == layout!(iter_ubuf) {
         stash.kind = STASH_USER_BUF;
@@ -70,8 +78,20 @@ pub fn unix_sendmsg_entry(ctx: ProbeContext) -> u32 {
     0
 }
 
+/// The return probe on kernels with `bpf_loop`.
 #[kretprobe]
 pub fn unix_sendmsg_return(ctx: RetProbeContext) -> u32 {
+    sendmsg_return::<true>(&ctx)
+}
+
+/// The return probe on kernels without `bpf_loop` (before 5.17).
+#[kretprobe]
+pub fn unix_sendmsg_return_bounded(ctx: RetProbeContext) -> u32 {
+    sendmsg_return::<false>(&ctx)
+}
+
+#[inline(always)]
+fn sendmsg_return<const BPF_LOOP: bool>(ctx: &RetProbeContext) -> u32 {
     if is_tracer() {
         return 0;
     }
@@ -81,7 +101,7 @@ pub fn unix_sendmsg_return(ctx: RetProbeContext) -> u32 {
         // The entry probe did not run (kretprobe instances exhausted, or attached mid-call).
         count_drop(|c| c.missed_entries += 1);
         warn!(
-            &ctx,
+            ctx,
             "send by tid {} returned without a recorded entry; its bytes are reported as a gap",
             key as u32
         );
@@ -93,6 +113,12 @@ pub fn unix_sendmsg_return(ctx: RetProbeContext) -> u32 {
     if ret <= 0 {
         return 0;
     }
-    emit_call(stash.sk, ret as u32, &stash, flags::BACKEND_KPROBE);
+    emit_call::<BPF_LOOP>(
+        stash.sk,
+        ret as u32,
+        &stash,
+        flags::BACKEND_KPROBE,
+        Slot::Atomic,
+    );
     0
 }

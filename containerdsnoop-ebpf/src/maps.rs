@@ -14,10 +14,11 @@ use containerdsnoop_common::{
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(32 << 20, 0);
 
-/// One record under construction per CPU. Its value (header + 32 KiB) is over the 32 KiB limit
-/// of per-CPU arrays, so it is a plain array indexed by CPU id; user space sizes it to the
-/// number of possible CPUs. The programs that use it run with preemption disabled (kretprobe
-/// and raw tracepoint handlers), so two records never share a slot.
+/// Records under construction: two slots per CPU (`2 * cpu + emit::Slot`), one for the programs
+/// that run with preemption disabled (kretprobe, syscall tracepoints) and one for the raw
+/// tracepoint, which is preemptible from Linux 7.0, so that two records never share a slot.
+/// Its value (header + 32 KiB) is over the 32 KiB limit of per-CPU arrays, so it is a plain
+/// array; user space sizes it to twice the number of possible CPUs.
 #[map]
 pub static SCRATCH: Array<Scratch> = Array::with_max_entries(1024, 0);
 
@@ -60,7 +61,8 @@ pub static DROPS: PerCpuArray<DropCounters> = PerCpuArray::with_max_entries(1, 0
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Stash {
-    /// `struct sock *` (kprobe backend; 0 for the tracepoint backend, which gets it later).
+    /// `struct sock *`: kprobe backend, from the entry; tracepoint backend, set by
+    /// `sock_send_length` when it ran for the call (0 until then).
     pub sk: u64,
     /// User buffer, or iovec array (user or kernel memory, see `kind`).
     pub ptr: u64,
@@ -69,6 +71,9 @@ pub struct Stash {
     pub kind: u32,
     /// Number of iovecs.
     pub nr_segs: u32,
+    /// The file descriptor written to (tracepoint backend).
+    pub fd: u32,
+    pub _pad: u32,
 }
 
 /// `Stash.kind`: one user buffer (write, sendto, ITER_UBUF).

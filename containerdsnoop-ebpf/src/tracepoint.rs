@@ -13,21 +13,34 @@
 //! sys_enter_sendmsg(int fd, struct user_msghdr *msg, unsigned flags)       // msg@24
 //! struct user_msghdr { void *msg_name; int msg_namelen; struct iovec *msg_iov; size_t msg_iovlen; ... }
 //! ```
-//! (offsets in the tracepoint record: `args[i]` at 16 + 8 i on every kernel from 5.4 to 6.18).
-//! Sends with no stash (io_uring, sendmmsg, splice, kernel senders) are reported with their
-//! length and no payload.
+//! (offsets in the tracepoint record: `args[i]` at 16 + 8 i on every kernel from 5.4 to 6.18;
+//! `sys_exit_*(long ret)`: ret@16). Sends with no stash (io_uring, sendmmsg, splice, kernel
+//! senders) are reported with their length and no payload.
+//!
+//! **Skipped runs.** From Linux 7.0 tracepoint callbacks are preemptible (guarded by SRCU-fast,
+//! not by disabled preemption) and the raw tracepoint program runs with only migration disabled.
+//! When a task is preempted inside `sock_send_length` and another task on that CPU sends, the
+//! kernel does not run the program a second time there: it skips it and counts a
+//! `recursion_misses` of the program. That send would be lost without a trace (its stream
+//! position never reserved). So `sock_send_length` marks the call's stash as seen, and
+//! `sys_exit_*` (non-preemptible, and not subject to the raw tracepoint's recursion guard)
+//! emits any call it was skipped for: the file descriptor, stashed at entry, is walked to its
+//! socket (`current->files->fdt->fd[fd]`, as `close.rs` does) and the syscall's return value is
+//! the count sent. The user buffer is still there until the syscall returns.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
+use aya_log_ebpf::warn;
 use containerdsnoop_common::flags;
 
 use crate::{
-    emit::emit_call,
-    kernel::is_tracer,
-    maps::{STASH, STASH_USER_BUF, STASH_USER_IOV, Stash},
+    close::{current_fdtable, fd_file, file_socket},
+    emit::{Slot, emit_call},
+    kernel::{is_tracer, layout, read_u64},
+    maps::{STASH, STASH_USER_BUF, STASH_USER_IOV, Stash, count_drop},
 };
 
 /// Byte offset of `args[i]` in a syscall tracepoint record.
@@ -35,13 +48,15 @@ const fn arg(i: usize) -> usize {
     16 + 8 * i
 }
 
-fn stash(ptr: u64, kind: u32, nr_segs: u32) {
+fn stash(fd: u64, ptr: u64, kind: u32, nr_segs: u32) {
     let stash = Stash {
         sk: 0,
         ptr,
         skip: 0,
         kind,
         nr_segs,
+        fd: fd as u32,
+        _pad: 0,
     };
     let _ = STASH.insert(bpf_get_current_pid_tgid(), stash, 0);
 }
@@ -53,8 +68,8 @@ pub fn sys_enter_buf(ctx: TracePointContext) -> u32 {
         return 0;
     }
     // SAFETY: the syscall tracepoint record has args[0..6] at these offsets.
-    if let Ok(buf) = unsafe { ctx.read_at::<u64>(arg(1)) } {
-        stash(buf, STASH_USER_BUF, 1);
+    if let (Ok(fd), Ok(buf)) = unsafe { (ctx.read_at::<u64>(arg(0)), ctx.read_at::<u64>(arg(1))) } {
+        stash(fd, buf, STASH_USER_BUF, 1);
     }
     0
 }
@@ -66,11 +81,16 @@ pub fn sys_enter_writev(ctx: TracePointContext) -> u32 {
         return 0;
     }
     // SAFETY: as above.
-    let (Ok(vec), Ok(vlen)) = (unsafe { (ctx.read_at::<u64>(arg(1)), ctx.read_at::<u64>(arg(2))) })
-    else {
+    let (Ok(fd), Ok(vec), Ok(vlen)) = (unsafe {
+        (
+            ctx.read_at::<u64>(arg(0)),
+            ctx.read_at::<u64>(arg(1)),
+            ctx.read_at::<u64>(arg(2)),
+        )
+    }) else {
         return 0;
     };
-    stash(vec, STASH_USER_IOV, vlen as u32);
+    stash(fd, vec, STASH_USER_IOV, vlen as u32);
     0
 }
 
@@ -81,7 +101,8 @@ pub fn sys_enter_sendmsg(ctx: TracePointContext) -> u32 {
         return 0;
     }
     // SAFETY: as above.
-    let Ok(msg) = (unsafe { ctx.read_at::<u64>(arg(1)) }) else {
+    let (Ok(fd), Ok(msg)) = (unsafe { (ctx.read_at::<u64>(arg(0)), ctx.read_at::<u64>(arg(1))) })
+    else {
         return 0;
     };
     // msg_name, msg_namelen (+pad), msg_iov, msg_iovlen.
@@ -89,14 +110,57 @@ pub fn sys_enter_sendmsg(ctx: TracePointContext) -> u32 {
     let Ok(head) = (unsafe { bpf_probe_read_user(msg as *const [u64; 4]) }) else {
         return 0;
     };
-    stash(head[2], STASH_USER_IOV, head[3] as u32);
+    stash(fd, head[2], STASH_USER_IOV, head[3] as u32);
     0
 }
 
-/// Every `sys_exit_*` of the stashed syscalls: the stash is only valid during its syscall.
+/// Every `sys_exit_*` of the stashed syscalls: drops the stash (valid only during its syscall)
+/// and emits the call if `sock_send_length` was skipped for it (see the module comment).
 #[tracepoint]
-pub fn sys_exit_send(_ctx: TracePointContext) -> u32 {
-    let _ = STASH.remove(bpf_get_current_pid_tgid());
+pub fn sys_exit_send(ctx: TracePointContext) -> u32 {
+    let key = bpf_get_current_pid_tgid();
+    // SAFETY: the value is copied out of the map before the entry is removed.
+    let Some(stash) = (unsafe { STASH.get(key) }).copied() else {
+        return 0;
+    };
+    let _ = STASH.remove(key);
+    if stash.sk != 0 {
+        return 0; // sock_send_length ran for this call
+    }
+    // SAFETY: `long ret` follows the syscall number in every sys_exit record.
+    let ret = unsafe { ctx.read_at::<i64>(16) }.unwrap_or(0);
+    if ret <= 0 {
+        return 0;
+    }
+    // Not a socket (a file, a pipe): no sock_send_length was due.
+    let Some((_, fdt)) = current_fdtable() else {
+        return 0;
+    };
+    let Some(file) = fd_file(fdt, stash.fd as u64) else {
+        return 0;
+    };
+    let Some((sock, _)) = file_socket(file) else {
+        return 0;
+    };
+    let Some(sk) = read_u64(sock + layout!(socket_sk) as u64) else {
+        return 0;
+    };
+    if emit_call::<true>(
+        sk,
+        ret as u32,
+        &stash,
+        flags::BACKEND_TRACEPOINT,
+        Slot::Atomic,
+    ) {
+        count_drop(|c| c.late_sends += 1);
+        warn!(
+            &ctx,
+            "sock_send_length was skipped for a {}-byte send by tid {} (preempted on its CPU); \
+             captured at syscall exit",
+            ret,
+            key as u32
+        );
+    }
     0
 }
 
@@ -108,22 +172,36 @@ pub fn sock_send_length(ctx: RawTracePointContext) -> u32 {
     let sk: u64 = ctx.arg(0);
     // `int ret`: only the low 32 bits are meaningful.
     let ret = ctx.arg::<u64>(1) as i32;
-    if ret <= 0 {
-        return 0;
-    }
     let key = bpf_get_current_pid_tgid();
-    // SAFETY: the value is copied out of the map.
-    let stash = match unsafe { STASH.get(key) } {
-        Some(s) => *s,
-        // No stash: the bytes exist but we cannot see them; report their length.
-        None => Stash {
+    let stash = match STASH.get_ptr_mut(key) {
+        // SAFETY: pointer from the map lookup, valid for this program run; the entry is this
+        // thread's, and only this thread's programs touch it.
+        Some(s) if unsafe { (*s).sk } == 0 => unsafe {
+            // Seen: sys_exit_* must not emit this call again.
+            (*s).sk = sk;
+            *s
+        },
+        // No stash (or a second send in one syscall): the bytes exist but we cannot see them;
+        // report their length.
+        _ => Stash {
             sk: 0,
             ptr: 0,
             skip: 0,
             kind: 0,
             nr_segs: 0,
+            fd: 0,
+            _pad: 0,
         },
     };
-    emit_call(sk, ret as u32, &stash, flags::BACKEND_TRACEPOINT);
+    if ret <= 0 {
+        return 0;
+    }
+    emit_call::<true>(
+        sk,
+        ret as u32,
+        &stash,
+        flags::BACKEND_TRACEPOINT,
+        Slot::Preemptible,
+    );
     0
 }

@@ -84,9 +84,13 @@ fn run(args: Args) -> anyhow::Result<()> {
             drive(&config, source, pipeline).map_err(|e| e.context(format!("-r {path}")))
         }
         Input::VerifyOnly => {
-            let loaded =
+            let verified =
                 containerdsnoop::capture::verify_all(&capture_config(&config, Vec::new())?)?;
+            let loaded = verified.programs;
             eprintln!("verified {} programs: {}", loaded.len(), loaded.join(", "));
+            if let Some(skipped) = verified.skipped {
+                eprintln!("not loaded: {skipped}");
+            }
             Ok(())
         }
         Input::Live => trace(&config),
@@ -177,10 +181,10 @@ where
     let mut batch = Vec::new();
     loop {
         let status = source.next_batch(&mut batch).map_err(Into::into)?;
-        for event in batch.drain(..) {
-            match event {
-                Event::Chunk(chunk) => {
-                    if !pipeline.push(&chunk)? {
+        for event in &batch {
+            match *event {
+                Event::Chunk(ref chunk) => {
+                    if !pipeline.push(chunk)? {
                         return Ok(());
                     }
                 }
@@ -191,6 +195,7 @@ where
                 } => pipeline.close_connection(ts_ns, sock_id, peer_id)?,
             }
         }
+        source.recycle(&mut batch);
         match status {
             Status::Ended => return Ok(()),
             Status::Quiet => pipeline.flush()?,

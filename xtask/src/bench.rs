@@ -7,7 +7,8 @@
 //!   each backend that attaches here;
 //! - ceiling: a rate-limited bulk sender; the highest rate without loss, and the accounting of
 //!   every byte above it;
-//! - startup: process start to "Tracing...", and RSS with 1,000 open connections.
+//! - startup: process start to "Tracing...", and RSS with 1,000 open connections;
+//! - profile: where the time goes (perf), for `-r` decoding and the live tracer.
 //!
 //! Everything runs from release builds. Figures are printed as they come and, at the end, as a
 //! Markdown block for `docs/benchmarks.md`. Speed targets live here, never in tests.
@@ -16,6 +17,7 @@ mod ceiling;
 mod decode;
 mod overhead;
 mod proc;
+mod profile;
 mod report;
 mod startup;
 
@@ -39,6 +41,10 @@ pub struct BenchArgs {
     /// Use the release binaries already built.
     #[arg(long)]
     pub no_build: bool,
+    /// Measure this tracer binary instead of the release build (a baseline kept from an
+    /// earlier commit, for before/after figures).
+    #[arg(long, value_name = "PATH")]
+    pub tracer: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +53,7 @@ pub enum Which {
     Overhead,
     Ceiling,
     Startup,
+    Profile,
 }
 
 /// One benchmark: measures and adds its figures to the report.
@@ -65,14 +72,15 @@ pub struct Env {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let root = crate::setup::workspace_root()?;
     if !args.no_build {
-        // tshark is the decode benchmark's yardstick; protoc builds the peer's CRI code.
+        // tshark is the decode benchmark's yardstick, socat -v the overhead's; protoc builds
+        // the peer's CRI code.
         crate::setup::setup(true)?;
         crate::setup::cargo(&["build", "--release", "-p", "containerdsnoop", "--bins"])?;
         crate::setup::cargo(&[
             "build",
             "--release",
             "-p",
-            "containerdsnoop",
+            "containerdsnoop-decode",
             "--example",
             "replay",
         ])?;
@@ -86,7 +94,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let dir = args.dir.clone().unwrap_or_else(|| target.join("bench"));
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     let env = Env {
-        tracer: existing(release.join("containerdsnoop"))?,
+        tracer: existing(
+            args.tracer
+                .clone()
+                .unwrap_or_else(|| release.join("containerdsnoop")),
+        )?,
         replay: existing(release.join("examples/replay"))?,
         peer: existing(release.join("containerdsnoop-testpeer"))?,
         protos: root.join("protos"),
@@ -102,11 +114,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut report = Report::new(args.quick);
     report.machine();
     let wants = |w: Which| args.only.is_empty() || args.only.contains(&w);
-    let benches: [(Which, Bench); 4] = [
+    let benches: [(Which, Bench); 5] = [
         (Which::Decode, decode::run),
         (Which::Overhead, overhead::run),
         (Which::Ceiling, ceiling::run),
         (Which::Startup, startup::run),
+        (Which::Profile, profile::run),
     ];
     let mut failed = Vec::new();
     for (which, bench) in benches {

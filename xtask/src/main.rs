@@ -9,8 +9,8 @@
 //!   kprobe backend in VMs; ends with `N passed, N failed`.
 //! - `cargo xtask fuzz [--minutes N | --smoke] [TARGET]`: the decoders under cargo-fuzz.
 //! - `cargo xtask bench [--quick]`: the performance figures (docs/benchmarks.md).
-//! - `cargo xtask vm-test [--kernel 6.1|6.12|all|5.10|7.2]`: the kprobe backend on real Debian
-//!   kernels (`all`: 6.1 and 6.12; 5.10 and 7.2 do not pass every check yet).
+//! - `cargo xtask vm-test [--kernel 5.10|6.1|6.12|7.2|all]`: both capture backends on real
+//!   Debian kernels (`all`: the four).
 //! - `cargo xtask test-runtimes [--runtime bookworm|trixie|sid|all]`: only the runtime-dependent
 //!   end-to-end tests, against the system's or newer Debian releases' containerd and dockerd.
 //! - `cargo xtask dist [--check]`: the release tarball (static binary, man page, completions)
@@ -57,7 +57,7 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Fuzz every decoder (cargo-fuzz): `--smoke` runs each target briefly, for CI.
     Fuzz(fuzz::FuzzArgs),
-    /// Boot Debian kernels (5.10, 6.1, 6.12, 7.2) under QEMU and test the kprobe backend inside.
+    /// Boot Debian kernels (5.10, 6.1, 6.12, 7.2) under QEMU and test both backends inside.
     VmTest(vm::VmTestArgs),
     /// Build target/dist/containerdsnoop-VERSION-x86_64-linux.tar.gz (static binary, man page,
     /// completions, LICENSE, README) and its .sha256.

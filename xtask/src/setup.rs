@@ -12,7 +12,9 @@ use anyhow::{Context as _, bail};
 const BUILD_PACKAGES: &[&str] = &["llvm-22-dev", "libpolly-22-dev"];
 /// Real peers and oracles of the end-to-end tests; protobuf-compiler for the CRI client's
 /// generated code (k8s-cri's build script runs protoc); man-db, zsh and fish to check the
-/// shipped man page and completions, python3-venv for the Kubernetes schema validator.
+/// shipped man page and completions, python3-venv for the Kubernetes schema validator;
+/// socat (the `socat -v` relay the overhead benchmark compares with) and bpftool (program names
+/// for its per-program BPF time).
 const TEST_PACKAGES: &[&str] = &[
     "containerd",
     "runc",
@@ -24,6 +26,8 @@ const TEST_PACKAGES: &[&str] = &[
     "zsh",
     "fish",
     "python3-venv",
+    "socat",
+    "bpftool",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 

@@ -105,28 +105,30 @@ impl RowBuilder {
     }
 
     /// Returns the row for `event`, or None for events that are not rows (call starts).
-    pub fn row(&mut self, conn: &ConnInfo, event: CallEvent) -> Option<Row> {
+    pub fn row(&mut self, conn: ConnInfo, event: CallEvent) -> Option<Row> {
+        if let CallEventKind::Start { metadata, .. } = event.kind {
+            if self.keep_headers {
+                let size = header_bytes(&metadata);
+                if self.starts.len() >= MAX_REMEMBERED_STARTS
+                    || self.start_bytes + size > MAX_REMEMBERED_HEADER_BYTES
+                {
+                    // Calls that never sent a message lose their headers, not the bound.
+                    self.starts.clear();
+                    self.start_bytes = 0;
+                }
+                self.start_bytes += size;
+                let key = (conn.id, event.stream);
+                if let Some(old) = self.starts.insert(key, metadata) {
+                    self.start_bytes -= header_bytes(&old);
+                }
+            }
+            return None;
+        }
         let sender = conn.end(event.side).cloned().unwrap_or_default();
         let peer_comm = conn.end(event.side.other()).map(|e| e.comm.clone());
         let (kind, method, namespace, index) = match &event.kind {
-            CallEventKind::Start { metadata, .. } => {
-                if self.keep_headers {
-                    let size = header_bytes(metadata);
-                    if self.starts.len() >= MAX_REMEMBERED_STARTS
-                        || self.start_bytes + size > MAX_REMEMBERED_HEADER_BYTES
-                    {
-                        // Calls that never sent a message lose their headers, not the bound.
-                        self.starts.clear();
-                        self.start_bytes = 0;
-                    }
-                    self.start_bytes += size;
-                    let key = (conn.id, event.stream);
-                    if let Some(old) = self.starts.insert(key, metadata.clone()) {
-                        self.start_bytes -= header_bytes(&old);
-                    }
-                }
-                return None;
-            }
+            // Handled above.
+            CallEventKind::Start { .. } => return None,
             CallEventKind::Message {
                 role,
                 index,
@@ -165,7 +167,7 @@ impl RowBuilder {
             method,
             namespace,
             index,
-            conn: conn.clone(),
+            conn,
             event: event.kind,
             container: None,
             peer_container: None,
@@ -191,7 +193,27 @@ impl RowBuilder {
 pub struct Rendered {
     pub message_type: Option<String>,
     pub text: String,
-    pub json: Value,
+    pub json: BodyJson,
+}
+
+/// The JSON `message` of a row: a value, or a decoded protobuf message serialized straight to
+/// the output when the row is written (no `serde_json::Value` tree for it).
+pub enum BodyJson {
+    Value(Value),
+    Message(schema::Decoded, RenderOptions),
+}
+
+impl BodyJson {
+    const NULL: BodyJson = BodyJson::Value(Value::Null);
+}
+
+impl serde::Serialize for BodyJson {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            BodyJson::Value(v) => v.serialize(s),
+            BodyJson::Message(decoded, opts) => schema::json_message(decoded, opts).serialize(s),
+        }
+    }
 }
 
 /// Decodes and renders a row's body (or status, for END rows).
@@ -208,17 +230,17 @@ pub fn render_body(row: &Row, schema: &Schema, opts: &RenderOptions, want_json: 
                 Some(crate::protocol::Protocol::Http1) => http_end_text(status, *latency_ns),
                 _ => end_text(status, *latency_ns),
             },
-            json: Value::Null,
+            json: BodyJson::NULL,
         },
         CallEventKind::Notice { text } => Rendered {
             message_type: None,
             text: escape_str(text),
-            json: json!(text),
+            json: BodyJson::Value(json!(text)),
         },
         CallEventKind::Start { .. } => Rendered {
             message_type: None,
             text: String::new(),
-            json: Value::Null,
+            json: BodyJson::NULL,
         },
     }
 }
@@ -233,26 +255,19 @@ fn render_message(
 ) -> Rendered {
     match body {
         Body::Protobuf(bytes) => {
-            let desc = row.method.as_ref().and_then(|m| {
-                let ms = match row.conn.protocol {
-                    Some(Protocol::Ttrpc) => {
-                        split_ttrpc(&m.name).and_then(|(s, n)| schema.service_method(s, n))
-                    }
-                    _ => schema.method(&m.name),
-                }?;
-                Some(if role == Role::Request {
-                    ms.input
-                } else {
-                    ms.output
-                })
+            let request = role == Role::Request;
+            let desc = row.method.as_ref().and_then(|m| match row.conn.protocol {
+                Some(Protocol::Ttrpc) => split_ttrpc(&m.name)
+                    .and_then(|(s, n)| schema.service_message_type(s, n, request)),
+                _ => schema.message_type(&m.name, request),
             });
             let decoded = schema::decode(desc.as_ref(), bytes);
             let message_type = decoded.descriptor().map(|d| d.full_name().to_string());
             let text = schema::to_text(&decoded, opts);
             let json = if want_json {
-                schema::to_json(&decoded, opts)
+                BodyJson::Message(decoded, opts.clone())
             } else {
-                Value::Null
+                BodyJson::NULL
             };
             Rendered {
                 message_type,
@@ -262,9 +277,9 @@ fn render_message(
         }
         Body::Text { content_type, text } => {
             let json = if want_json {
-                serde_json::from_str::<Value>(text).unwrap_or_else(|_| json!(text))
+                BodyJson::Value(serde_json::from_str::<Value>(text).unwrap_or_else(|_| json!(text)))
             } else {
-                Value::Null
+                BodyJson::NULL
             };
             Rendered {
                 message_type: content_type.clone(),
@@ -276,15 +291,17 @@ fn render_message(
             message_type: None,
             text: raw_preview(bytes),
             json: if want_json {
-                json!({ "@base64": base64::engine::general_purpose::STANDARD.encode(bytes) })
+                BodyJson::Value(
+                    json!({ "@base64": base64::engine::general_purpose::STANDARD.encode(bytes) }),
+                )
             } else {
-                Value::Null
+                BodyJson::NULL
             },
         },
         Body::Unavailable { reason, len } => Rendered {
             message_type: None,
             text: format!("<unavailable: {} ({} bytes)>", escape_str(reason), len),
-            json: json!({ "@unavailable": reason, "@len": len }),
+            json: BodyJson::Value(json!({ "@unavailable": reason, "@len": len })),
         },
     }
 }

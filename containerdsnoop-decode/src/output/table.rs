@@ -1,14 +1,17 @@
 //! The default table: `TIMESTAMP COMM PID TID PEER TYPE STREAM METHOD MESSAGE`, one line per
 //! row, MESSAGE cut to the terminal width when stdout is a terminal (`-l` never cuts).
 
-use std::io::{self, Write};
+use std::{
+    fmt::Write as _,
+    io::{self, Write},
+};
 
 use super::{
     rows::{Rendered, Row},
     sink::{Headers, Renderer, Sink},
-    time::Clock,
+    time::{Clock, HmsCache},
 };
-use crate::escape::{ellipsize, escape_str};
+use crate::escape::{ellipsize, escape_str, push_escaped};
 
 pub const HEADER: &str = "TIMESTAMP       COMM            PID     TID     PEER    TYPE STREAM METHOD                                               MESSAGE";
 const METHOD_WIDTH: usize = 52;
@@ -19,12 +22,38 @@ pub struct TablePrinter<W: Write> {
     /// Total line width to fit, or None to never cut.
     width: Option<usize>,
     header_done: bool,
+    /// The line being built, and its MESSAGE (reused: no allocation per row once warm).
+    line: String,
+    message: String,
+    hms: HmsCache,
     /// `-C`: `CONTAINER` and `PEER_CONTAINER` columns after `PEER`.
     containers: bool,
 }
 
 /// Width of each `-C` column.
 const CONTAINER_WIDTH: usize = 24;
+
+/// Pads what was written to `line` since `start` with spaces to `width` characters (as
+/// `{:<width$}` would), then adds the column separator.
+fn pad_column(line: &mut String, start: usize, width: usize) {
+    let written = line[start..].chars().count();
+    for _ in written..width {
+        line.push(' ');
+    }
+    line.push(' ');
+}
+
+/// A pid column: 0 means unknown (no SO_PEERCRED on datagram sockets, no process in offline
+/// captures).
+fn push_pid(line: &mut String, pid: u32) {
+    let start = line.len();
+    if pid == 0 {
+        line.push('-');
+    } else {
+        let _ = write!(line, "{pid}");
+    }
+    pad_column(line, start, 7);
+}
 
 impl<W: Write> TablePrinter<W> {
     pub fn new(out: W, clock: Clock, width: Option<usize>) -> Self {
@@ -33,6 +62,9 @@ impl<W: Write> TablePrinter<W> {
             clock,
             width,
             header_done: false,
+            line: String::new(),
+            message: String::new(),
+            hms: HmsCache::default(),
             containers: false,
         }
     }
@@ -64,62 +96,71 @@ impl<W: Write> TablePrinter<W> {
     /// Prints one row whose body is already rendered.
     pub fn print_row(&mut self, row: &Row, body: &Rendered) -> io::Result<()> {
         self.header()?;
-        let method = match &row.method {
-            Some(m) if m.inferred => format!("{}?", escape_str(&m.name)),
-            Some(m) => escape_str(&m.name),
-            None if row.kind == crate::output::rows::RowKind::Notice => "-".to_string(),
-            None => "?".to_string(),
+        let line = &mut self.line;
+        line.clear();
+        let start = line.len();
+        self.hms.push(&self.clock, row.ts_ns, line);
+        pad_column(line, start, 15);
+        let start = line.len();
+        let plain = |b: u8| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\';
+        if row.comm.len() <= 15 && row.comm.bytes().all(plain) {
+            // Short printable ASCII (every comm but hostile ones): escaping would only copy it.
+            line.push_str(&row.comm);
+        } else {
+            line.push_str(&ellipsize(&escape_str(&row.comm), 15));
+        }
+        pad_column(line, start, 15);
+        push_pid(line, row.pid);
+        push_pid(line, row.tid);
+        push_pid(line, row.peer_pid);
+        if self.containers {
+            for c in [&row.container, &row.peer_container] {
+                let start = line.len();
+                match c {
+                    Some(c) => line.push_str(&ellipsize(&escape_str(&c.label()), CONTAINER_WIDTH)),
+                    None => line.push('-'),
+                }
+                pad_column(line, start, CONTAINER_WIDTH);
+            }
+        }
+        let start = line.len();
+        line.push_str(row.kind.as_str());
+        pad_column(line, start, 4);
+        let start = line.len();
+        let _ = match row.index {
+            Some(i) if i > 0 => write!(line, "{}#{}", row.stream, i),
+            _ => write!(line, "{}", row.stream),
         };
-        let stream = match row.index {
-            Some(i) if i > 0 => format!("{}#{}", row.stream, i),
-            _ => row.stream.to_string(),
-        };
-        let mut message = String::new();
+        pad_column(line, start, 6);
+        let start = line.len();
+        match &row.method {
+            Some(m) => {
+                push_escaped(line, &m.name);
+                if m.inferred {
+                    line.push('?');
+                }
+            }
+            None if row.kind == crate::output::rows::RowKind::Notice => line.push('-'),
+            None => line.push('?'),
+        }
+        pad_column(line, start, METHOD_WIDTH);
+        let message = &mut self.message;
+        message.clear();
         if let Some(ns) = &row.namespace {
-            message.push_str(&format!("[{}] ", escape_str(ns)));
+            message.push('[');
+            push_escaped(message, ns);
+            message.push_str("] ");
         }
         message.push_str(&body.text);
-        // 0 means unknown: no SO_PEERCRED on datagram sockets, no process in offline captures.
-        let pid_or_dash = |p: u32| {
-            if p == 0 {
-                "-".to_string()
-            } else {
-                p.to_string()
-            }
-        };
-        let containers = if self.containers {
-            let cell = |c: &crate::container::Attribution| {
-                let text = c.as_ref().map_or_else(|| "-".to_string(), |c| c.label());
-                format!(
-                    "{:<w$} ",
-                    ellipsize(&escape_str(&text), CONTAINER_WIDTH),
-                    w = CONTAINER_WIDTH
-                )
-            };
-            cell(&row.container) + &cell(&row.peer_container)
-        } else {
-            String::new()
-        };
-        let prefix = format!(
-            "{:<15} {:<15} {:<7} {:<7} {:<7} {containers}{:<4} {:<6} {:<mw$} ",
-            self.clock.hms(row.ts_ns),
-            ellipsize(&escape_str(&row.comm), 15),
-            pid_or_dash(row.pid),
-            pid_or_dash(row.tid),
-            pid_or_dash(row.peer_pid),
-            row.kind.as_str(),
-            stream,
-            method,
-            mw = METHOD_WIDTH,
-        );
-        let message = match self.width {
+        match self.width {
             Some(w) => {
-                let room = w.saturating_sub(prefix.chars().count()).max(10);
-                ellipsize(&message, room)
+                let room = w.saturating_sub(line.chars().count()).max(10);
+                line.push_str(&ellipsize(message, room));
             }
-            None => message,
-        };
-        writeln!(self.out, "{prefix}{message}")
+            None => line.push_str(message),
+        }
+        line.push('\n');
+        self.out.write_all(line.as_bytes())
     }
 }
 

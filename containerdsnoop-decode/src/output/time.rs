@@ -50,9 +50,14 @@ impl Clock {
 
     /// `HH:MM:SS.micros` in local time.
     pub fn hms(&self, monotonic_ns: u64) -> String {
-        let wall = self.wall_ns(monotonic_ns);
-        let secs = wall.div_euclid(1_000_000_000) as libc::time_t;
-        let micros = wall.rem_euclid(1_000_000_000) / 1000;
+        let mut out = String::new();
+        HmsCache::default().push(self, monotonic_ns, &mut out);
+        out
+    }
+
+    /// `HH:MM:SS` of a wall-clock second, in local time (or UTC).
+    fn hms_of_second(&self, secs: i64) -> String {
+        let secs = secs as libc::time_t;
         // SAFETY: localtime_r fills the tm we own from a valid time_t.
         let tm = unsafe {
             let mut tm: libc::tm = std::mem::zeroed();
@@ -63,10 +68,7 @@ impl Clock {
             }
             tm
         };
-        format!(
-            "{:02}:{:02}:{:02}.{:06}",
-            tm.tm_hour, tm.tm_min, tm.tm_sec, micros
-        )
+        format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
     }
 
     /// RFC 3339 UTC with microseconds, for JSON.
@@ -90,6 +92,33 @@ impl Clock {
             tm.tm_sec,
             micros
         )
+    }
+}
+
+/// [`Clock::hms`] for rows in time order: the `HH:MM:SS` of the last second is kept, so that
+/// the time zone conversion (`localtime_r`) runs once per second, not once per row. Exact: time
+/// zone offsets change on whole seconds.
+#[derive(Default)]
+pub struct HmsCache {
+    second: Option<(i64, String)>,
+}
+
+impl HmsCache {
+    /// Appends `HH:MM:SS.micros` of `monotonic_ns` to `out`.
+    pub fn push(&mut self, clock: &Clock, monotonic_ns: u64, out: &mut String) {
+        use std::fmt::Write as _;
+        let wall = clock.wall_ns(monotonic_ns);
+        let secs = wall.div_euclid(1_000_000_000) as i64;
+        let micros = wall.rem_euclid(1_000_000_000) / 1000;
+        match &self.second {
+            Some((s, text)) if *s == secs => out.push_str(text),
+            _ => {
+                let text = clock.hms_of_second(secs);
+                out.push_str(&text);
+                self.second = Some((secs, text));
+            }
+        }
+        let _ = write!(out, ".{micros:06}");
     }
 }
 

@@ -14,7 +14,6 @@ use std::io;
 
 use base64::Engine as _;
 use prost_reflect::{DynamicMessage, Kind, MapKey, ReflectMessage as _, Value};
-use serde::Serialize as _;
 use serde_json::{Map, Value as Json};
 
 use crate::escape::is_shown_as_is;
@@ -265,23 +264,39 @@ impl serde_json::ser::Formatter for SafeFormatter {
         writer: &mut W,
         fragment: &str,
     ) -> io::Result<()> {
+        let bytes = fragment.as_bytes();
         let mut start = 0;
-        for (i, c) in fragment.char_indices() {
+        let mut i = 0;
+        while i < bytes.len() {
+            // Printable ASCII (most of any text) is shown as is: only other characters are
+            // decoded and checked.
+            if (0x20..0x7f).contains(&bytes[i]) {
+                i += 1;
+                continue;
+            }
+            let Some(c) = fragment[i..].chars().next() else {
+                break;
+            };
+            let len = c.len_utf8();
             if !is_shown_as_is(c) {
-                writer.write_all(&fragment.as_bytes()[start..i])?;
+                writer.write_all(&bytes[start..i])?;
                 let mut units = [0u16; 2];
                 for u in c.encode_utf16(&mut units) {
                     write!(writer, "\\u{u:04x}")?;
                 }
-                start = i + c.len_utf8();
+                start = i + len;
             }
+            i += len;
         }
-        writer.write_all(&fragment.as_bytes()[start..])
+        writer.write_all(&bytes[start..])
     }
 }
 
 /// Serialize compactly with every control and invisible character escaped.
-pub fn write_json<W: io::Write>(writer: W, value: &Json) -> io::Result<()> {
+pub fn write_json<W: io::Write, T: serde::Serialize + ?Sized>(
+    writer: W,
+    value: &T,
+) -> io::Result<()> {
     let mut ser = serde_json::Serializer::with_formatter(writer, SafeFormatter);
     value.serialize(&mut ser).map_err(io::Error::other)
 }
@@ -292,4 +307,209 @@ pub fn json_to_string(value: &Json) -> String {
     // Writing to a Vec cannot fail, and the formatter only writes UTF-8.
     let _ = write_json(&mut buf, value);
     String::from_utf8(buf).unwrap_or_default()
+}
+
+/// A decoded message as JSON, serialized straight to the writer: the same bytes as
+/// [`write_json`] of [`to_json`], without building a `serde_json::Value` tree. Plain messages,
+/// their scalars, lists and maps (nearly every message) are written directly; `Any`, the
+/// well-known types with special forms, unknown fields and schema-less decodes go through the
+/// `Value` renderer for their subtree, so both stay one implementation of the mapping.
+pub struct JsonMessage<'a> {
+    decoded: &'a Decoded,
+    opts: &'a RenderOptions,
+}
+
+/// [`to_json`], as a value to serialize with [`write_json`].
+pub fn json_message<'a>(decoded: &'a Decoded, opts: &'a RenderOptions) -> JsonMessage<'a> {
+    JsonMessage { decoded, opts }
+}
+
+impl serde::Serialize for JsonMessage<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = Render { opts: self.opts };
+        match self.decoded {
+            Decoded::Message(m) => DirectMessage {
+                r: &r,
+                m,
+                depth: 0,
+                any_depth: 0,
+            }
+            .serialize(s),
+            other => to_json(other, self.opts).serialize(s),
+        }
+    }
+}
+
+struct DirectMessage<'r, 'o> {
+    r: &'r Render<'o>,
+    m: &'r DynamicMessage,
+    depth: usize,
+    any_depth: usize,
+}
+
+impl serde::Serialize for DirectMessage<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let (r, m, depth, any_depth) = (self.r, self.m, self.depth, self.any_depth);
+        let desc = m.descriptor();
+        let full_name = desc.full_name();
+        // Everything but plain messages without unknown fields: the Value renderer.
+        if depth >= r.opts.max_depth
+            || full_name == any::ANY
+            || WKT_SPECIAL.contains(&full_name)
+            || m.unknown_fields().next().is_some()
+        {
+            return r.message(m, depth, any_depth).serialize(s);
+        }
+        // Keys in the order of the Value renderer's map (sorted by name).
+        // Of two fields with one JSON name the map keeps the last: reversed, the stable sort
+        // puts it first, and dedup keeps the first.
+        let mut fields: Vec<(prost_reflect::FieldDescriptor, &Value)> = m.fields().collect();
+        fields.reverse();
+        fields.sort_by(|a, b| a.0.json_name().cmp(b.0.json_name()));
+        fields.dedup_by(|later, earlier| later.0.json_name() == earlier.0.json_name());
+        let mut map = s.serialize_map(None)?;
+        for (fd, value) in &fields {
+            let secret = r.opts.redact && redact::is_secret_field(full_name, fd.name());
+            let kind = fd.kind();
+            match value {
+                Value::List(items) => map.serialize_entry(
+                    fd.json_name(),
+                    &DirectList {
+                        r,
+                        kind: &kind,
+                        items,
+                        secret,
+                        depth,
+                        any_depth,
+                    },
+                )?,
+                Value::Map(entries) => {
+                    let value_kind = match &kind {
+                        Kind::Message(entry) => entry.map_entry_value_field().kind(),
+                        _ => continue,
+                    };
+                    let mut sorted: Vec<(String, &Value)> = entries
+                        .iter()
+                        .map(|(k, v)| (map_key_string(k), v))
+                        .collect();
+                    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+                    map.serialize_entry(
+                        fd.json_name(),
+                        &DirectMap {
+                            r,
+                            kind: &value_kind,
+                            entries: &sorted,
+                            secret,
+                            depth,
+                            any_depth,
+                        },
+                    )?
+                }
+                v => map.serialize_entry(
+                    fd.json_name(),
+                    &DirectValue {
+                        r,
+                        kind: &kind,
+                        value: v,
+                        secret,
+                        depth,
+                        any_depth,
+                    },
+                )?,
+            }
+        }
+        map.end()
+    }
+}
+
+struct DirectValue<'r, 'o> {
+    r: &'r Render<'o>,
+    kind: &'r Kind,
+    value: &'r Value,
+    secret: bool,
+    depth: usize,
+    any_depth: usize,
+}
+
+impl serde::Serialize for DirectValue<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // As `Render::value`.
+        match self.value {
+            Value::String(_) | Value::Bytes(_) if self.secret => s.serialize_str(REDACTED),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::I32(n) => s.serialize_i32(*n),
+            Value::U32(n) => s.serialize_u32(*n),
+            Value::I64(n) => s.collect_str(n),
+            Value::U64(n) => s.collect_str(n),
+            Value::F32(f) => float(f64::from(*f)).serialize(s),
+            Value::F64(f) => float(*f).serialize(s),
+            Value::String(v) => s.serialize_str(v),
+            Value::Bytes(b) => {
+                s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(b))
+            }
+            Value::EnumNumber(n) => match self.kind.as_enum().and_then(|e| e.get_value(*n)) {
+                Some(v) => s.serialize_str(v.name()),
+                None => s.serialize_i32(*n),
+            },
+            Value::Message(m) => DirectMessage {
+                r: self.r,
+                m,
+                depth: self.depth + 1,
+                any_depth: self.any_depth,
+            }
+            .serialize(s),
+            Value::List(_) | Value::Map(_) => s.serialize_unit(),
+        }
+    }
+}
+
+struct DirectList<'r, 'o> {
+    r: &'r Render<'o>,
+    kind: &'r Kind,
+    items: &'r [Value],
+    secret: bool,
+    depth: usize,
+    any_depth: usize,
+}
+
+impl serde::Serialize for DirectList<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.items.iter().map(|value| DirectValue {
+            r: self.r,
+            kind: self.kind,
+            value,
+            secret: self.secret,
+            depth: self.depth,
+            any_depth: self.any_depth,
+        }))
+    }
+}
+
+struct DirectMap<'r, 'o> {
+    r: &'r Render<'o>,
+    kind: &'r Kind,
+    entries: &'r [(String, &'r Value)],
+    secret: bool,
+    depth: usize,
+    any_depth: usize,
+}
+
+impl serde::Serialize for DirectMap<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.entries.iter().map(|(key, value)| {
+            let secret = self.secret || (self.r.opts.redact && redact::is_secret_name(key));
+            (
+                key,
+                DirectValue {
+                    r: self.r,
+                    kind: self.kind,
+                    value,
+                    secret,
+                    depth: self.depth,
+                    any_depth: self.any_depth,
+                },
+            )
+        }))
+    }
 }

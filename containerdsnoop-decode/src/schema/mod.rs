@@ -34,7 +34,7 @@ use std::{
 use prost_reflect::{DescriptorPool, MessageDescriptor};
 
 pub use decode::{Decoded, Fallback, FitScore, decode, fits};
-pub use json::{json_to_string, to_json, write_json};
+pub use json::{JsonMessage, json_message, json_to_string, to_json, write_json};
 pub use raw::{RawField, RawValue, parse_raw};
 pub use text::to_text;
 
@@ -204,6 +204,26 @@ impl Schema {
         let path = path.strip_prefix('/').unwrap_or(path);
         let (service, method) = path.rsplit_once('/')?;
         self.service_method(service, method)
+    }
+
+    /// The request or response type of a gRPC `:path` (as [`Schema::method`], without
+    /// building a [`MethodSchema`]: this runs for every decoded message).
+    pub fn message_type(&self, path: &str, request: bool) -> Option<MessageDescriptor> {
+        let path = path.strip_prefix('/').unwrap_or(path);
+        let (service, method) = path.rsplit_once('/')?;
+        self.service_message_type(service, method, request)
+    }
+
+    /// The request or response type of a ttrpc `service` and `method`.
+    pub fn service_message_type(
+        &self,
+        service: &str,
+        method: &str,
+        request: bool,
+    ) -> Option<MessageDescriptor> {
+        let svc = self.pool.get_service_by_name(service)?;
+        let m = svc.methods().find(|m| m.name() == method)?;
+        Some(if request { m.input() } else { m.output() })
     }
 
     /// Resolve a ttrpc request's `service` and `method` (`containerd.task.v2.Task`, `Create`).

@@ -67,12 +67,26 @@ pub fn is_secret_name(name: &str) -> bool {
     if name.len() > 64 {
         return false;
     }
+    let is_secret = |norm: &str| {
+        SECRET_NAMES.contains(&norm) || SECRET_SUFFIXES.iter().any(|s| norm.ends_with(s))
+    };
+    if name.is_ascii() {
+        // Every field name is ASCII: normalised on the stack (this runs for every field of
+        // every rendered message).
+        let mut buf = [0u8; 64];
+        let mut len = 0;
+        for b in name.bytes().filter(|b| *b != b'_' && *b != b'-') {
+            buf[len] = b.to_ascii_lowercase();
+            len += 1;
+        }
+        return std::str::from_utf8(&buf[..len]).is_ok_and(is_secret);
+    }
     let norm: String = name
         .chars()
         .filter(|c| *c != '_' && *c != '-')
         .flat_map(char::to_lowercase)
         .collect();
-    SECRET_NAMES.contains(&norm.as_str()) || SECRET_SUFFIXES.iter().any(|s| norm.ends_with(s))
+    is_secret(&norm)
 }
 
 /// Rule 4: replace the values of secret-named keys in a JSON document, at any depth.

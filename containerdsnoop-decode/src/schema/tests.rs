@@ -72,7 +72,21 @@ fn text(d: &Decoded) -> String {
 }
 
 fn json(d: &Decoded) -> serde_json::Value {
-    to_json(d, &RenderOptions::default())
+    json_with(d, &RenderOptions::default())
+}
+
+/// [`to_json`], checked against the direct serializer JSON rows use: both must write the same
+/// bytes, so every JSON test here covers both.
+fn json_with(d: &Decoded, opts: &RenderOptions) -> serde_json::Value {
+    let v = to_json(d, opts);
+    let mut direct = Vec::new();
+    write_json(&mut direct, &json_message(d, opts)).expect("writes to a Vec");
+    assert_eq!(
+        String::from_utf8(direct).expect("UTF-8"),
+        json_to_string(&v),
+        "direct serialization differs from the Value renderer"
+    );
+    v
 }
 
 fn no_raw_controls(s: &str) {
@@ -506,7 +520,7 @@ fn redaction_off_shows_credentials() {
     let d = decode_as("runtime.v1.PullImageRequest", &pull_request("runtime.v1"));
     let t = to_text(&d, &opts);
     assert!(t.contains(r#"username:"alice" password:"hunter2""#), "{t}");
-    assert_eq!(to_json(&d, &opts)["auth"]["registryToken"], "regtok");
+    assert_eq!(json_with(&d, &opts)["auth"]["registryToken"], "regtok");
 }
 
 #[test]
@@ -666,7 +680,7 @@ fn nested_ten_thousand_deep_through_a_recursive_schema() {
     };
     let t = to_text(&d, &opts);
     assert!(t.contains('…'), "{t}");
-    let j = json_to_string(&to_json(&d, &opts));
+    let j = json_to_string(&json_with(&d, &opts));
     assert!(j.contains('…'), "{j}");
 }
 

@@ -27,6 +27,7 @@ pub fn to_text(decoded: &Decoded, opts: &RenderOptions) -> String {
         opts,
         s: String::new(),
         full: false,
+        scratch: String::new(),
     };
     match decoded {
         Decoded::Message(m) => {
@@ -54,6 +55,8 @@ struct Text<'o> {
     s: String,
     /// The length cap was reached; everything after is dropped.
     full: bool,
+    /// One scalar's text before it is pushed (reused: no allocation per field).
+    scratch: String,
 }
 
 impl Text<'_> {
@@ -176,7 +179,8 @@ impl Text<'_> {
     }
 
     fn scalar(&mut self, kind: &Kind, value: &Value) {
-        let mut buf = String::new();
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
         match value {
             Value::Bool(b) => buf.push_str(if *b { "true" } else { "false" }),
             Value::I32(n) => write_num(&mut buf, n),
@@ -195,10 +199,12 @@ impl Text<'_> {
             Value::List(_) | Value::Map(_) | Value::Message(_) => buf.push('?'),
         }
         self.push(&buf);
+        self.scratch = buf;
     }
 
     fn map_key(&mut self, key: &MapKey) {
-        let mut buf = String::new();
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
         match key {
             MapKey::Bool(b) => buf.push_str(if *b { "true" } else { "false" }),
             MapKey::I32(n) => write_num(&mut buf, n),
@@ -208,6 +214,7 @@ impl Text<'_> {
             MapKey::String(s) => push_quoted(&mut buf, s),
         }
         self.push(&buf);
+        self.scratch = buf;
     }
 
     fn any_body(

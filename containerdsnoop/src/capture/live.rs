@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use containerdsnoop_decode::{
     escape::escape_str,
     protocol::call::ConnEnd,
-    record,
+    record::{self, Chunk},
     source::{Event, Source, Status},
     stats::Stats,
 };
@@ -42,12 +42,78 @@ pub struct LiveSource {
     /// socket is followed; what changed is said on stderr.
     selection: Selection,
     rescan_tick: Interval,
-    /// Raw records of the current batch (kept to reuse the allocation).
-    records: Vec<Vec<u8>>,
+    /// Turns ring records into events, reusing the chunks of earlier batches.
+    records: RecordParser,
+    /// The ring buffer's size, for the summary (its memory is reported apart).
+    ring_bytes: u32,
+    ended: bool,
+}
+
+/// Spare chunks kept for reuse: at most this many bytes of chunks and their buffers (a burst
+/// of large records leaves no large pool behind; memory stays bounded).
+const SPARE_BYTES: usize = 4 << 20;
+
+/// Memory a spare chunk holds.
+fn chunk_bytes(c: &Chunk) -> usize {
+    std::mem::size_of::<Chunk>()
+        + c.data.capacity()
+        + c.comm.capacity()
+        + c.process_comm.capacity()
+        + c.path.capacity()
+}
+
+/// Ring records -> [`Event`]s, parsed straight from the ring into recycled [`Chunk`]s: no
+/// allocation per record once the pool is warm.
+struct RecordParser {
     /// A per-run key for masking kernel pointers (see `record::mask_pointer`).
     pointer_key: u64,
+    /// The tracer's own pid: what runtimes send it is not traced.
+    own_tgid: u32,
     malformed: u64,
-    ended: bool,
+    spare: Vec<Chunk>,
+    spare_bytes: usize,
+}
+
+impl RecordParser {
+    fn parse(&mut self, raw: &[u8], out: &mut Vec<Event>) {
+        // A connection end (close, shutdown, exit): its open calls end now.
+        if let Some(closed) = crate::closes::parse(raw, self.pointer_key) {
+            if closed.ends_connection() {
+                out.push(Event::Closed {
+                    ts_ns: closed.ts_ns,
+                    sock_id: closed.sock_id,
+                    peer_id: closed.peer_id,
+                });
+            }
+            return;
+        }
+        let mut chunk = match self.spare.pop() {
+            Some(c) => {
+                self.spare_bytes -= chunk_bytes(&c);
+                c
+            }
+            None => Chunk::default(),
+        };
+        match record::parse_into(raw, self.pointer_key, &mut chunk) {
+            // Runtimes answering the tracer's own container lookups (the kernel skips only
+            // what the tracer sends).
+            Ok(()) if chunk.peer_tgid == self.own_tgid => self.keep(chunk),
+            Ok(()) => out.push(Event::Chunk(chunk)),
+            // One bad record is counted and skipped.
+            Err(_) => {
+                self.malformed += 1;
+                self.keep(chunk);
+            }
+        }
+    }
+
+    fn keep(&mut self, chunk: Chunk) {
+        let size = chunk_bytes(&chunk);
+        if self.spare_bytes + size <= SPARE_BYTES {
+            self.spare_bytes += size;
+            self.spare.push(chunk);
+        }
+    }
 }
 
 /// Why the wait ended.
@@ -90,9 +156,14 @@ impl LiveSource {
             sigterm,
             flush_tick,
             drain_tick,
-            records: Vec::new(),
-            pointer_key: random_key(),
-            malformed: 0,
+            records: RecordParser {
+                pointer_key: random_key(),
+                own_tgid: std::process::id(),
+                malformed: 0,
+                spare: Vec::new(),
+                spare_bytes: 0,
+            },
+            ring_bytes: config.ring_bytes,
             ended: false,
         })
     }
@@ -130,13 +201,13 @@ impl Source for LiveSource {
                 }
             };
             tokio::select! {
-                r = capture.read(records) => r.map(|()| Wake::Records),
+                r = capture.read(|raw| records.parse(raw, out)) => r.map(|()| Wake::Records),
                 _ = sigint.recv() => Ok(Wake::Stop),
                 _ = sigterm.recv() => Ok(Wake::Stop),
                 _ = deadline => Ok(Wake::Stop),
                 _ = flush_tick.tick() => Ok(Wake::Flush),
                 _ = drain_tick.tick() => {
-                    capture.read_now(records);
+                    capture.read_now(|raw| records.parse(raw, out));
                     Ok(Wake::Records)
                 }
                 _ = rescan_tick.tick() => Ok(Wake::Rescan),
@@ -149,30 +220,9 @@ impl Source for LiveSource {
         }
         if matches!(wake, Wake::Stop) {
             // What the kernel wrote before the signal still counts.
-            self.capture.read_now(&mut self.records);
+            let records = &mut self.records;
+            self.capture.read_now(|raw| records.parse(raw, out));
             self.ended = true;
-        }
-        let own_tgid = std::process::id();
-        for raw in self.records.drain(..) {
-            // A connection end (close, shutdown, exit): its open calls end now.
-            if let Some(closed) = crate::closes::parse(&raw, self.pointer_key) {
-                if closed.ends_connection() {
-                    out.push(Event::Closed {
-                        ts_ns: closed.ts_ns,
-                        sock_id: closed.sock_id,
-                        peer_id: closed.peer_id,
-                    });
-                }
-                continue;
-            }
-            match record::parse(&raw, self.pointer_key) {
-                // Runtimes answering the tracer's own container lookups (the kernel skips only
-                // what the tracer sends).
-                Ok(chunk) if chunk.peer_tgid == own_tgid => {}
-                Ok(chunk) => out.push(Event::Chunk(chunk)),
-                // One bad record is counted and skipped.
-                Err(_) => self.malformed += 1,
-            }
         }
         Ok(match wake {
             Wake::Stop => Status::Ended,
@@ -185,8 +235,17 @@ impl Source for LiveSource {
         (monotonic_now_ns(), ConnEnd::TracerStopped)
     }
 
+    fn recycle(&mut self, done: &mut Vec<Event>) {
+        for event in done.drain(..) {
+            if let Event::Chunk(chunk) = event {
+                self.records.keep(chunk);
+            }
+        }
+    }
+
     fn account(&self, stats: &mut Stats) {
-        stats.malformed_records += self.malformed;
+        stats.malformed_records += self.records.malformed;
+        stats.ring_bytes = u64::from(self.ring_bytes);
         if let Ok(drops) = self.capture.drop_counters() {
             stats.lost_records = drops.lost_records;
             stats.lost_bytes = drops.lost_bytes;

@@ -6,7 +6,11 @@ pub mod discover;
 pub mod live;
 pub mod selection;
 
-use std::{fmt, path::Path};
+use std::{
+    fmt,
+    os::fd::{AsFd as _, AsRawFd as _},
+    path::Path,
+};
 
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
@@ -79,7 +83,7 @@ const SYSCALL_EXITS: [&str; 4] = [
 
 pub struct Capture {
     // Keeps programs, links and maps alive.
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
     /// Diagnostics the programs log with aya-log (rare conditions only, never traced bytes).
     logger: Option<AsyncFd<aya_log::EbpfLogger<&'static dyn log::Log>>>,
     ring: AsyncFd<RingBuf<MapData>>,
@@ -105,19 +109,19 @@ impl Capture {
                 (Backend::Kprobe, None)
             }
             BackendChoice::Tracepoint => {
-                attach_tracepoints(&mut ebpf)?;
+                attach_tracepoints(&mut ebpf, &config.layout)?;
                 (Backend::Tracepoint, None)
             }
             // Verifying the kprobe programs costs about a second: not when they cannot attach.
             BackendChoice::Auto if !kprobes_attachable() => {
-                attach_tracepoints(&mut ebpf)
+                attach_tracepoints(&mut ebpf, &config.layout)
                     .with_context(|| format!("kprobe backend unavailable too ({NO_KPROBES})"))?;
                 (Backend::Tracepoint, Some(NO_KPROBES.to_string()))
             }
             BackendChoice::Auto => match attach_kprobes(&mut ebpf) {
                 Ok(()) => (Backend::Kprobe, None),
                 Err(kprobe_error) => {
-                    attach_tracepoints(&mut ebpf).with_context(|| {
+                    attach_tracepoints(&mut ebpf, &config.layout).with_context(|| {
                         format!("kprobe backend unavailable too ({kprobe_error:#})")
                     })?;
                     (Backend::Tracepoint, Some(format!("{kprobe_error:#}")))
@@ -142,7 +146,7 @@ impl Capture {
         let (selected_files, selected_dirs) = selection_maps(&mut ebpf)?;
         let patterns = Array::try_from(ebpf.take_map("PATTERNS").context("map PATTERNS missing")?)?;
         Ok(Capture {
-            _ebpf: ebpf,
+            ebpf,
             logger,
             ring,
             drops,
@@ -155,9 +159,10 @@ impl Capture {
         })
     }
 
-    /// Waits until records are available, then appends every available record to `out`.
+    /// Waits until records are available, then hands every available record to `each`, in
+    /// place in the ring (no copy, no allocation here).
     /// Kernel-side log messages are forwarded to the `log` facade while waiting.
-    pub async fn read(&mut self, out: &mut Vec<Vec<u8>>) -> anyhow::Result<()> {
+    pub async fn read(&mut self, mut each: impl FnMut(&[u8])) -> anyhow::Result<()> {
         if let Some(logger) = self.logger.as_mut() {
             tokio::select! {
                 biased;
@@ -171,7 +176,7 @@ impl Capture {
                     let mut guard = guard?;
                     let ring = guard.get_inner_mut();
                     while let Some(item) = ring.next() {
-                        out.push(item.to_vec());
+                        each(&item);
                     }
                     guard.clear_ready();
                     return Ok(());
@@ -181,17 +186,18 @@ impl Capture {
         let mut guard = self.ring.readable_mut().await?;
         let ring = guard.get_inner_mut();
         while let Some(item) = ring.next() {
-            out.push(item.to_vec());
+            each(&item);
         }
         guard.clear_ready();
         Ok(())
     }
 
-    /// Drains whatever is in the ring buffer without waiting (at exit).
-    pub fn read_now(&mut self, out: &mut Vec<Vec<u8>>) {
+    /// Hands whatever is in the ring buffer to `each` without waiting (the periodic drain, and
+    /// at exit).
+    pub fn read_now(&mut self, mut each: impl FnMut(&[u8])) {
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
-            out.push(item.to_vec());
+            each(&item);
         }
     }
 
@@ -210,6 +216,31 @@ impl Capture {
         errors
     }
 
+    /// Runs of the attached programs the kernel skipped (`recursion_misses` in each program's
+    /// fdinfo, Linux 5.12+), by program name. The kernel does not run a program on a CPU where
+    /// a run of it (or, for kprobe and syscall tracepoint programs, of any of them) is already
+    /// in progress; from Linux 7.0 tracepoint programs are preemptible, so that happens to sends
+    /// of other tasks while one is preempted.
+    pub fn kernel_skips(&self) -> Vec<(String, u64)> {
+        let mut skips = Vec::new();
+        for (name, program) in self.ebpf.programs() {
+            let Ok(fd) = program.fd() else { continue };
+            let path = format!("/proc/self/fdinfo/{}", fd.as_fd().as_raw_fd());
+            let Ok(info) = std::fs::read_to_string(path) else {
+                continue;
+            };
+            let misses = info
+                .lines()
+                .find_map(|l| l.strip_prefix("recursion_misses:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            if misses > 0 {
+                skips.push((name.to_string(), misses));
+            }
+        }
+        skips
+    }
+
     /// The kernel-side counters, summed over CPUs.
     pub fn drop_counters(&self) -> anyhow::Result<DropCounters> {
         let per_cpu = self.drops.get(&0, 0)?;
@@ -221,8 +252,57 @@ impl Capture {
             sum.closes += c.closes;
             sum.lost_closes += c.lost_closes;
             sum.exit_scans_cut += c.exit_scans_cut;
+            sum.late_sends += c.late_sends;
             sum
         }))
+    }
+}
+
+/// Whether the kernel has the `bpf_loop` helper (5.17+). The record loop then runs as a callback
+/// the verifier checks about once (a second or more of start-up saved); older kernels get the
+/// bounded-loop build of the kprobe return program, and cannot run the tracepoint backend
+/// (which needs 6.3 anyway).
+fn has_bpf_loop() -> bool {
+    aya::sys::is_helper_supported(
+        aya::programs::ProgramType::KProbe,
+        aya::sys::BpfHelper::BPF_FUNC_loop,
+    )
+    .unwrap_or(false)
+}
+
+/// The build of the kprobe return program this kernel can load (see `has_bpf_loop`).
+fn kprobe_return_program(bpf_loop: bool) -> &'static str {
+    if bpf_loop {
+        "unix_sendmsg_return"
+    } else {
+        "unix_sendmsg_return_bounded"
+    }
+}
+
+/// At exit (after the summary), says which programs the kernel skipped, so that no send it
+/// kept from the tracer goes unmentioned.
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let skips = self.kernel_skips();
+        if skips.is_empty() {
+            return;
+        }
+        let list: Vec<String> = skips
+            .iter()
+            .map(|(name, n)| {
+                if name == "sock_send_length" {
+                    format!("{name} {n} times (those sends were captured at syscall exit)")
+                } else {
+                    format!("{name} {n} times")
+                }
+            })
+            .collect();
+        eprintln!(
+            "containerdsnoop: the kernel skipped tracer programs while a run of one was in \
+             progress on the same CPU: {}; other sends those skips hit may be missing without \
+             a gap",
+            list.join(", ")
+        );
     }
 }
 
@@ -233,23 +313,14 @@ fn load_object(config: &CaptureConfig) -> anyhow::Result<Ebpf> {
     // take symlink targets' names at run time (`Update::Pattern`).
     let pattern_count = containerdsnoop_common::MAX_PATTERNS;
     let has_abstract = u32::from(config.patterns.iter().any(|p| p.kind == PATTERN_ABSTRACT));
-    // bpf_loop (5.17+) lets the verifier check the record loop once instead of per iteration:
-    // a second or more of start-up. Older kernels get the bounded loop.
-    let use_bpf_loop = u32::from(
-        aya::sys::is_helper_supported(
-            aya::programs::ProgramType::KProbe,
-            aya::sys::BpfHelper::BPF_FUNC_loop,
-        )
-        .unwrap_or(false),
-    );
     let mut ebpf = EbpfLoader::new()
         .override_global("LAYOUT", &config.layout, true)
         .override_global("TRACER_TGID", &tracer_tgid, true)
         .override_global("MAX_CALL_BYTES", &config.max_call_bytes, true)
         .override_global("PATTERN_COUNT", &pattern_count, true)
         .override_global("HAS_ABSTRACT", &has_abstract, true)
-        .override_global("USE_BPF_LOOP", &use_bpf_loop, true)
-        .map_max_entries("SCRATCH", cpus)
+        // Two record slots per CPU (see the eBPF `emit::Slot`).
+        .map_max_entries("SCRATCH", cpus * 2)
         .map_max_entries("EVENTS", config.ring_bytes)
         .load(EBPF_OBJECT)
         .map_err(explain_load_error)?;
@@ -370,14 +441,36 @@ fn explain_load_error(e: aya::EbpfError) -> anyhow::Error {
     }
 }
 
-/// Verifies (loads) every program without attaching anything: `--load-only`, used by tests to
-/// prove the kprobe programs pass the verifier on kernels where they cannot attach.
-pub fn verify_all(config: &CaptureConfig) -> anyhow::Result<Vec<String>> {
+/// What `--load-only` verified.
+pub struct Verified {
+    /// The programs the verifier accepted.
+    pub programs: Vec<String>,
+    /// Why some were not loaded at all, if so.
+    pub skipped: Option<&'static str>,
+}
+
+/// Verifies (loads) every program this kernel can run without attaching anything: `--load-only`,
+/// used by tests to prove the kprobe programs pass the verifier on kernels where they cannot
+/// attach.
+pub fn verify_all(config: &CaptureConfig) -> anyhow::Result<Verified> {
     let mut ebpf = load_object(config)?;
     let mut loaded = Vec::new();
-    for name in ["unix_sendmsg_entry", "unix_sendmsg_return"] {
+    let bpf_loop = has_bpf_loop();
+    for name in ["unix_sendmsg_entry", kprobe_return_program(bpf_loop)] {
         kprobe(&mut ebpf, name)?;
         loaded.push(name.to_string());
+    }
+    for name in CLOSE_KPROBES.map(|(_, p)| p) {
+        kprobe(&mut ebpf, name)?;
+        loaded.push(name.to_string());
+    }
+    if !bpf_loop {
+        // The tracepoint backend's programs use bpf_loop; kernels without it (< 5.17) also
+        // lack sock_send_length (6.3), so they could not run it anyway.
+        return Ok(Verified {
+            programs: loaded,
+            skipped: Some("the tracepoint backend's, which need bpf_loop (Linux >= 5.17)"),
+        });
     }
     for name in [
         "sys_enter_buf",
@@ -390,10 +483,6 @@ pub fn verify_all(config: &CaptureConfig) -> anyhow::Result<Vec<String>> {
     }
     raw_tracepoint(&mut ebpf, "sock_send_length")?;
     loaded.push("sock_send_length".to_string());
-    for name in CLOSE_KPROBES.map(|(_, p)| p) {
-        kprobe(&mut ebpf, name)?;
-        loaded.push(name.to_string());
-    }
     if config.layout.close_fields_present() {
         for name in CLOSE_TRACEPOINTS.map(|(_, p)| p) {
             tracepoint(&mut ebpf, name)?;
@@ -402,7 +491,10 @@ pub fn verify_all(config: &CaptureConfig) -> anyhow::Result<Vec<String>> {
         raw_tracepoint(&mut ebpf, "sched_process_exit")?;
         loaded.push("sched_process_exit".to_string());
     }
-    Ok(loaded)
+    Ok(Verified {
+        programs: loaded,
+        skipped: None,
+    })
 }
 
 fn kprobe<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut KProbe> {
@@ -468,8 +560,9 @@ const NO_KPROBES: &str = "this kernel cannot attach kprobes (no kprobe PMU in \
 fn attach_kprobes(ebpf: &mut Ebpf) -> anyhow::Result<()> {
     // Load both first: the verifier runs even where kprobes cannot attach, and a forced
     // `--backend kprobe` says whether the programs themselves are fine.
+    let return_program = kprobe_return_program(has_bpf_loop());
     kprobe(ebpf, "unix_sendmsg_entry")?;
-    kprobe(ebpf, "unix_sendmsg_return")?;
+    kprobe(ebpf, return_program)?;
     if !kprobes_attachable() {
         bail!("{NO_KPROBES}; the programs passed the verifier");
     }
@@ -477,14 +570,14 @@ fn attach_kprobes(ebpf: &mut Ebpf) -> anyhow::Result<()> {
         kprobe(ebpf, "unix_sendmsg_entry")?
             .attach(function, 0)
             .with_context(|| format!("attaching kprobe to {function}"))?;
-        kprobe(ebpf, "unix_sendmsg_return")?
+        kprobe(ebpf, return_program)?
             .attach(function, 0)
             .with_context(|| format!("attaching kretprobe to {function}"))?;
     }
     Ok(())
 }
 
-fn attach_tracepoints(ebpf: &mut Ebpf) -> anyhow::Result<()> {
+fn attach_tracepoints(ebpf: &mut Ebpf, layout: &KernelLayout) -> anyhow::Result<()> {
     ensure_tracefs()?;
     if !Path::new(TRACEFS)
         .join("events/sock/sock_send_length")
@@ -493,6 +586,14 @@ fn attach_tracepoints(ebpf: &mut Ebpf) -> anyhow::Result<()> {
         bail!(
             "the tracepoint backend needs the sock:sock_send_length tracepoint (Linux >= 6.3), \
              which this kernel lacks; on older kernels use --backend kprobe"
+        );
+    }
+    if !layout.fd_walk_fields_present() {
+        // Without the fd walk, a send the kernel skipped sock_send_length for (Linux 7.0+)
+        // would be lost without a trace.
+        bail!(
+            "the tracepoint backend needs the fd table members of task_struct/files_struct/\
+             fdtable/file in the kernel's BTF, and one is missing"
         );
     }
     // Raw tracepoint first: if it cannot attach there is no point stashing buffers.

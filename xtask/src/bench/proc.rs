@@ -356,3 +356,94 @@ pub fn json_of(cmd: &mut Command) -> anyhow::Result<serde_json::Value> {
     let last = text.lines().last().unwrap_or("");
     serde_json::from_str(last).with_context(|| format!("{cmd:?} printed {last:?}"))
 }
+
+/// One of the tracer's loaded eBPF programs and its cumulated run time (bpf_stats).
+#[derive(Clone, Debug, Default)]
+pub struct ProgStat {
+    pub id: u32,
+    pub name: String,
+    pub run_time_ns: u64,
+    pub run_cnt: u64,
+}
+
+/// The eBPF programs `pid` holds open, with their `run_time_ns` and `run_cnt` from
+/// /proc/PID/fdinfo (counted only while `kernel.bpf_stats_enabled` is 1). Names come from
+/// `bpftool prog show -j` when bpftool is installed (fdinfo has only the id and tag).
+pub fn bpf_prog_stats(pid: u32) -> Vec<ProgStat> {
+    let mut progs: Vec<ProgStat> = Vec::new();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return progs;
+    };
+    for fd in fds.flatten() {
+        let is_prog = std::fs::read_link(fd.path())
+            .is_ok_and(|l| l.to_string_lossy() == "anon_inode:bpf-prog");
+        if !is_prog {
+            continue;
+        }
+        let Ok(info) = std::fs::read_to_string(format!(
+            "/proc/{pid}/fdinfo/{}",
+            fd.file_name().to_string_lossy()
+        )) else {
+            continue;
+        };
+        let field = |key: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim_start_matches(':').trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let id = field("prog_id") as u32;
+        if progs.iter().any(|p| p.id == id) {
+            continue;
+        }
+        progs.push(ProgStat {
+            id,
+            name: format!("prog {id}"),
+            run_time_ns: field("run_time_ns"),
+            run_cnt: field("run_cnt"),
+        });
+    }
+    if let Ok(out) = Command::new("bpftool")
+        .args(["prog", "show", "-j"])
+        .stderr(Stdio::null())
+        .output()
+        && let Ok(serde_json::Value::Array(list)) =
+            serde_json::from_slice::<serde_json::Value>(&out.stdout)
+    {
+        for p in &mut progs {
+            if let Some(name) = list
+                .iter()
+                .find(|v| v["id"].as_u64() == Some(u64::from(p.id)))
+                .and_then(|v| v["name"].as_str())
+            {
+                p.name = name.to_string();
+            }
+        }
+    }
+    progs.sort_by_key(|p| std::cmp::Reverse(p.run_time_ns));
+    progs
+}
+
+/// Turns on the kernel's per-program run-time statistics for as long as it lives, and
+/// restores the previous setting after (they cost two clock reads per program run).
+pub struct BpfStats {
+    previous: Option<String>,
+}
+
+const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+impl BpfStats {
+    pub fn enable() -> anyhow::Result<BpfStats> {
+        let previous = std::fs::read_to_string(BPF_STATS).ok();
+        std::fs::write(BPF_STATS, "1").with_context(|| format!("write 1 to {BPF_STATS}"))?;
+        Ok(BpfStats { previous })
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        if let Some(p) = &self.previous {
+            let _ = std::fs::write(BPF_STATS, p.trim());
+        }
+    }
+}

@@ -103,6 +103,7 @@ impl Report {
             Which::Overhead => "Overhead on the traced workload",
             Which::Ceiling => "Lossless ceiling",
             Which::Startup => "Start-up and memory",
+            Which::Profile => "Where the time goes (perf)",
         };
         eprintln!("\n== {title} (load {}) ==", load());
         self.sections.push(Section {

@@ -103,8 +103,8 @@ pub fn run(env: &Env, r: &mut Report) -> anyhow::Result<()> {
     );
     r.note(&format!(
         "{CONNECTIONS} tonic connections to one server, one ImageStatus call each, held open; \
-         RSS read from /proc/PID/status while they are open. The BPF ring buffer (default \
-         --ring-buffer-mib 64) is mapped twice and fully resident from the start, counted as \
+         RSS read from /proc/PID/status while they are open. The BPF ring buffer (the default \
+         --ring-buffer-mib) is mapped twice and fully resident from the start, counted as \
          file-backed RSS"
     ));
     Ok(())

@@ -198,8 +198,14 @@ impl Session<'_> {
             self.name,
             "tracer exit",
             if rc == "0" && clean {
+                // Programs the kernel skipped (7.x: preemptible tracepoints), named by the tracer.
+                let skips = err
+                    .lines()
+                    .find(|l| l.contains("kernel skipped tracer programs"))
+                    .map(|l| format!("; {}", l.trim()))
+                    .unwrap_or_default();
                 Ok(format!(
-                    "{} ({secs}s for the session, {}s to ship its results)",
+                    "{} ({secs}s for the session, {}s to ship its results){skips}",
                     summary.trim(),
                     self.kv(".ship_seconds").unwrap_or("?")
                 ))
