@@ -12,22 +12,11 @@ use support::{BUSYBOX_REF, Containerd, Need, SANDBOX_REF, Tracer, busybox_image_
 const TRACER: &str = env!("CARGO_BIN_EXE_containerdsnoop");
 
 fn start_tracer(args: &[&str]) -> Tracer {
-    let mut t = Tracer::spawn(Path::new(TRACER), args).expect("spawn tracer");
-    t.wait_ready(Duration::from_secs(30))
-        .expect("tracer attaches");
-    t
+    Tracer::started(Path::new(TRACER), args)
 }
 
 fn stop_tracer(t: Tracer) -> (String, String) {
-    std::thread::sleep(Duration::from_millis(300));
-    let out = t.stop(Duration::from_secs(10)).expect("tracer stops");
-    assert!(
-        out.status.is_some_and(|s| s.success()),
-        "tracer exit {:?}: {}",
-        out.status,
-        out.stderr
-    );
-    (out.stdout_str(), out.stderr)
+    t.stop_ok()
 }
 
 fn json_rows(stdout: &str) -> Vec<serde_json::Value> {

@@ -105,6 +105,30 @@ impl Tracer {
     }
 }
 
+impl Tracer {
+    /// Spawns the tracer and waits until it is attached; a test that cannot start it fails.
+    pub fn started(binary: &Path, args: &[&str]) -> Tracer {
+        let mut t = Tracer::spawn(binary, args).expect("spawn tracer");
+        t.wait_ready(Duration::from_secs(30))
+            .expect("tracer attaches");
+        t
+    }
+
+    /// Stops the tracer after a moment for records still in flight, and fails the test unless
+    /// it exited 0; returns its stdout and stderr.
+    pub fn stop_ok(self) -> (String, String) {
+        std::thread::sleep(Duration::from_millis(300));
+        let out = self.stop(Duration::from_secs(10)).expect("tracer stops");
+        assert!(
+            out.status.is_some_and(|s| s.success()),
+            "tracer exit {:?}: {}",
+            out.status,
+            out.stderr
+        );
+        (out.stdout_str(), out.stderr)
+    }
+}
+
 impl Drop for Tracer {
     fn drop(&mut self) {
         if let Some(c) = self.child.as_mut() {
