@@ -547,19 +547,7 @@ mod tests {
         }
     }
 
-    /// A writer whose bytes the test reads afterwards.
-    #[derive(Clone, Default)]
-    struct Shared(Rc<RefCell<Vec<u8>>>);
-
-    impl Write for Shared {
-        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            self.0.borrow_mut().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::testutil::Shared;
 
     /// Runs `traffic()` through one sink, with or without the attributor; returns its output.
     fn printed(sink: impl FnOnce(Shared) -> Box<dyn Sink>, attribute: bool) -> String {

@@ -106,22 +106,27 @@ mod tests {
         assert!((1_643_000..=1_643_000 * 105 / 100).contains(&p99), "{p99}");
     }
 
-    /// containerd calls its shim over ttrpc (recorded): the client is containerd, though every
-    /// END row is the shim's.
-    #[test]
-    fn the_client_is_the_side_that_sends_requests() {
+    /// The recorded containerd ↔ shim ttrpc connection (containerd is pid 3437, the shim 5120).
+    fn shim_task_chunks() -> Vec<Chunk> {
         let rec = include_bytes!("../../tests/fixtures/ttrpc/shim-task.rec");
         let writes: Vec<(Side, u64, Vec<u8>)> = parse_recording(rec)
             .into_iter()
             .map(|w| (if w.client { Side::A } else { Side::B }, 0, w.bytes))
             .collect();
-        let chunks = conn_chunks(
+        conn_chunks(
             &writes,
             1,
             "/run/containerd/s/4f1a9c2e",
             ("containerd", 3437),
             ("containerd-shim", 5120),
-        );
+        )
+    }
+
+    /// containerd calls its shim over ttrpc (recorded): the client is containerd, though every
+    /// END row is the shim's.
+    #[test]
+    fn the_client_is_the_side_that_sends_requests() {
+        let chunks = shim_task_chunks();
         let stats = stats_of(&chunks);
         let calls: u64 = stats.methods.values().map(|m| m.calls).sum();
         assert!(calls > 0);
@@ -146,18 +151,7 @@ mod tests {
                 })
             }
         }
-        let rec = include_bytes!("../../tests/fixtures/ttrpc/shim-task.rec");
-        let writes: Vec<(Side, u64, Vec<u8>)> = parse_recording(rec)
-            .into_iter()
-            .map(|w| (if w.client { Side::A } else { Side::B }, 0, w.bytes))
-            .collect();
-        let chunks = conn_chunks(
-            &writes,
-            1,
-            "/run/containerd/s/4f1a9c2e",
-            ("containerd", 3437),
-            ("containerd-shim", 5120),
-        );
+        let chunks = shim_task_chunks();
         let schema = Schema::embedded().expect("schema");
         let mut p = Pipeline::new(
             Renderer::new(schema, RenderOptions::default()),

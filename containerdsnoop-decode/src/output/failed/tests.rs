@@ -4,8 +4,6 @@
 //! what is held. Each run is compared with the same bytes without `-x`: the failed calls must
 //! come out whole, and nothing else.
 
-use std::{cell::RefCell, io::Write, rc::Rc};
-
 use serde_json::Value;
 
 use super::*;
@@ -31,19 +29,7 @@ const GET: &str = "/containerd.services.containers.v1.Containers/Get";
 const KILL: &str = "/containerd.services.tasks.v1.Tasks/Kill";
 const SUBSCRIBE: &str = "/containerd.services.events.v1.Events/Subscribe";
 
-/// A `Write` the test reads back.
-#[derive(Clone, Default)]
-struct Shared(Rc<RefCell<Vec<u8>>>);
-
-impl Write for Shared {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.borrow_mut().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use crate::testutil::Shared;
 
 /// How a run ends.
 #[derive(Clone, Copy)]
