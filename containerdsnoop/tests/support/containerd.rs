@@ -162,7 +162,9 @@ impl Drop for Containerd {
 /// containerd 1.6 config (version 2; 1.7 reads it as is, 2.x migrates it). The CRI section
 /// follows TESTBED.md: no CAP_SYS_RESOURCE (so restrict_oom_score_adj), runc v2 shims, and an
 /// empty CNI folder since pods use the host network. From 1.7 the Transfer service (which 2.x's
-/// `ctr images import` uses) needs to know which platforms to unpack for.
+/// `ctr images import` uses) needs to know which platforms to unpack for, and each instance
+/// needs its own NRI socket: 2.x enables NRI and binds `/var/run/nri/nri.sock` by default, so
+/// two test daemons started at once raced for it and the loser exited ("address already in use").
 fn config_toml(dir: &Path, socket: &Path) -> String {
     let mut config = config_toml_1_6(dir, socket);
     if containerd_version() >= (1, 7) {
@@ -172,8 +174,12 @@ fn config_toml(dir: &Path, socket: &Path) -> String {
   [[plugins."io.containerd.transfer.v1.local".unpack_config]]
     platform = "linux/{}"
     snapshotter = "overlayfs"
+
+[plugins."io.containerd.nri.v1.nri"]
+  socket_path = "{}/nri.sock"
 "#,
-            go_arch()
+            go_arch(),
+            dir.display()
         ));
     }
     config
