@@ -34,6 +34,15 @@ pub struct Scratch {
 #[map]
 pub static SOCK_STATE: LruHashMap<u64, SockState> = LruHashMap::with_max_entries(65536, 0);
 
+/// Per selected socket (`struct sock *`): the socket fields of its records as `socket::select`
+/// filled them on its first send, with the side flag in `flags`. Each later send costs this one
+/// lookup instead of the dentry, inode and name reads (see `socket::select`). Only positive
+/// decisions are kept; an entry is used only while the socket's inode number and peer are
+/// still the ones it was made for, so a freed and reused `struct sock` or a datagram socket
+/// connected elsewhere is decided again. LRU: an evicted socket is simply decided again.
+#[map]
+pub static SELECTION: LruHashMap<u64, ChunkHeader> = LruHashMap::with_max_entries(8192, 0);
+
 /// Per thread (pid_tgid): what a send call is about to send, recorded at its entry and used when
 /// it returns. LRU, so entries of threads killed mid-call cannot pile up.
 #[map]

@@ -34,10 +34,42 @@ use containerdsnoop_common::{
 
 use crate::{
     kernel::{HAS_ABSTRACT, PATTERN_COUNT, layout, read_u16, read_u32, read_u64},
-    maps::{PATTERNS, SELECTED_DIRS, SELECTED_FILES},
+    maps::{PATTERNS, SELECTED_DIRS, SELECTED_FILES, SELECTION},
 };
 
 const AF_UNIX: u16 = 1;
+
+/// [`select`] once per socket: a socket's selection, bound name, inode, peer pid and type do
+/// not change while it keeps its inode and peer, so the header fields decided on its first send
+/// are kept in `SELECTION` and copied from there (one lookup and three reads per send).
+/// Everything else in `hdr` is filled per record later (`fill_task`, `emit_record`).
+#[inline(always)]
+pub fn select_cached(sk: u64, hdr: &mut ChunkHeader) -> Option<u32> {
+    // SAFETY: the entry is copied at once; a concurrent update can at worst give a torn copy of
+    // the same socket's fields, which are the same values.
+    if let Some(cached) = unsafe { SELECTION.get(sk) } {
+        if cached.sock_ino != 0
+            && cached.sock_ino == socket_inode(sk)
+            && cached.peer_sk == read_u64(sk + layout!(unix_sock_peer) as u64).unwrap_or(0)
+        {
+            *hdr = *cached;
+            return Some(hdr.flags);
+        }
+    }
+    match select(sk, hdr) {
+        Some(side_flag) => {
+            if hdr.sock_ino != 0 {
+                hdr.flags = side_flag;
+                let _ = SELECTION.insert(sk, &*hdr, 0);
+            }
+            Some(side_flag)
+        }
+        None => {
+            let _ = SELECTION.remove(sk);
+            None
+        }
+    }
+}
 
 /// Decides whether `sk` is selected and, if so, fills the socket fields of `hdr` (bound name,
 /// pattern, inode numbers, peer pid, socket type). Returns the `PATH_IS_PEER` flag bit on a match.
