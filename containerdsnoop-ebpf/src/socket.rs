@@ -47,20 +47,21 @@ const AF_UNIX: u16 = 1;
 pub fn select_cached(sk: u64, hdr: &mut ChunkHeader) -> Option<u32> {
     // SAFETY: the entry is copied at once; a concurrent update can at worst give a torn copy of
     // the same socket's fields, which are the same values.
-    if let Some(cached) = unsafe { SELECTION.get(sk) } {
-        if cached.sock_ino != 0
-            && cached.sock_ino == socket_inode(sk)
-            && cached.peer_sk == read_u64(sk + layout!(unix_sock_peer) as u64).unwrap_or(0)
-        {
-            *hdr = *cached;
-            return Some(hdr.flags);
-        }
+    if let Some(cached) = unsafe { SELECTION.get(sk) }
+        && cached.sock_ino != 0
+        && cached.sock_ino == socket_inode(sk)
+        && cached.peer_sk == read_u64(sk + layout!(unix_sock_peer) as u64).unwrap_or(0)
+    {
+        *hdr = *cached;
+        return Some(hdr.flags);
     }
     match select(sk, hdr) {
         Some(side_flag) => {
             if hdr.sock_ino != 0 {
                 hdr.flags = side_flag;
-                let _ = SELECTION.insert(sk, &*hdr, 0);
+                // By reference: a copy of the 240-byte header would take half the BPF stack.
+                let fields: &ChunkHeader = hdr;
+                let _ = SELECTION.insert(sk, fields, 0);
             }
             Some(side_flag)
         }
