@@ -221,9 +221,39 @@ pub struct KernelLayout {
     pub file_f_inode: u32,
     pub inode_i_mode: u32,
     pub socket_file: u32,
+    // The sender's syscall, read from its saved user registers (`bpf_task_pt_regs`) by the
+    // tracepoint backend instead of stashing every write at syscall entry: the `struct pt_regs`
+    // members holding the syscall number and its first three arguments, and this
+    // architecture's numbers of the four send syscalls. `u32::MAX` where user space does not
+    // know the architecture's registers; the entry stash is then used (see
+    // `registers_fields_present`).
+    pub pt_regs_syscall_nr: u32,
+    pub pt_regs_arg0: u32,
+    pub pt_regs_arg1: u32,
+    pub pt_regs_arg2: u32,
+    pub nr_write: u32,
+    pub nr_writev: u32,
+    pub nr_sendto: u32,
+    pub nr_sendmsg: u32,
 }
 
 impl KernelLayout {
+    /// Whether `sock_send_length` can find the sender's buffers in its saved registers.
+    pub fn registers_fields_present(&self) -> bool {
+        [
+            self.pt_regs_syscall_nr,
+            self.pt_regs_arg0,
+            self.pt_regs_arg1,
+            self.pt_regs_arg2,
+            self.nr_write,
+            self.nr_writev,
+            self.nr_sendto,
+            self.nr_sendmsg,
+        ]
+        .iter()
+        .all(|&v| v != u32::MAX)
+    }
+
     /// Whether every field the fd-to-socket walk needs was found (`current->files->fdt->fd[fd]`,
     /// the file's inode mode and its `struct socket`): the tracepoint backend's fallback for
     /// sends its raw tracepoint was skipped for.

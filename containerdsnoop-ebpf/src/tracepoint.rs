@@ -14,8 +14,21 @@
 //! struct user_msghdr { void *msg_name; int msg_namelen; struct iovec *msg_iov; size_t msg_iovlen; ... }
 //! ```
 //! (offsets in the tracepoint record: `args[i]` at 16 + 8 i on every kernel from 5.4 to 6.18;
-//! `sys_exit_*(long ret)`: ret@16). Sends with no stash (io_uring, sendmmsg, splice, kernel
-//! senders) are reported with their length and no payload.
+//! `sys_exit_*(long ret)`: ret@16).
+//!
+//! **Registers instead of a stash.** Those entry programs run for every write of every process
+//! on the host (an LRU update, and a delete at exit). Where user space knows the architecture's
+//! registers and the kernel does not skip programs (below), it attaches none of them, and
+//! `sock_send_length` reads the same four arguments from the sender's saved user registers:
+//! ```c
+//! struct task_struct *bpf_get_current_task_btf(void);          // 5.11
+//! struct pt_regs *bpf_task_pt_regs(struct task_struct *task);   // 5.15
+//! ```
+//! (x86_64: number in `orig_ax`, arguments in `di`, `si`, `dx`; offsets from BTF, numbers from
+//! user space, see `KernelLayout::pt_regs_syscall_nr`). The registers are the syscall's own
+//! until it returns. A send inside another syscall (io_uring, sendmmsg, splice, kernel
+//! senders) matches none of the four numbers and is reported with its length and no payload,
+//! as one without a stash is.
 //!
 //! **Skipped runs.** From Linux 7.0 tracepoint callbacks are preemptible (guarded by SRCU-fast,
 //! not by disabled preemption) and the raw tracepoint program runs with only migration disabled.
@@ -26,10 +39,15 @@
 //! `sys_exit_*` (non-preemptible, and not subject to the raw tracepoint's recursion guard)
 //! emits any call it was skipped for: the file descriptor, stashed at entry, is walked to its
 //! socket (`current->files->fdt->fd[fd]`, as `close.rs` does) and the syscall's return value is
-//! the count sent. The user buffer is still there until the syscall returns.
+//! the count sent. The user buffer is still there until the syscall returns. So from 7.0 the
+//! entry programs are attached, and a call whose entry program the kernel skipped in turn (a
+//! perf-event tracepoint program is skipped while another one is preempted on its CPU) falls
+//! back to the registers.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_probe_read_user, bpf_task_pt_regs,
+    },
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
@@ -164,6 +182,55 @@ pub fn sys_exit_send(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// A send whose bytes cannot be found: emitted with its length and no payload.
+const NO_PAYLOAD: Stash = Stash {
+    sk: 0,
+    ptr: 0,
+    skip: 0,
+    kind: 0,
+    nr_segs: 0,
+    fd: 0,
+    _pad: 0,
+};
+
+/// The current task's send syscall, as `sys_enter_*` would have stashed it, from its saved user
+/// registers (see the module comment); `None` when the syscall is not one of the four.
+#[inline(always)]
+fn stash_from_registers() -> Option<Stash> {
+    let nr_offset = layout!(pt_regs_syscall_nr);
+    if nr_offset == u32::MAX {
+        return None;
+    }
+    // SAFETY: both helpers only read the current task; the pt_regs pointer is read through
+    // bpf_probe_read_kernel, never dereferenced.
+    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as u64;
+    let nr = read_u64(regs + nr_offset as u64)? as u32;
+    let fd = read_u64(regs + layout!(pt_regs_arg0) as u64)?;
+    let arg1 = read_u64(regs + layout!(pt_regs_arg1) as u64)?;
+    let (ptr, kind, nr_segs) = if nr == layout!(nr_write) || nr == layout!(nr_sendto) {
+        (arg1, STASH_USER_BUF, 1)
+    } else if nr == layout!(nr_writev) {
+        let vlen = read_u64(regs + layout!(pt_regs_arg2) as u64)?;
+        (arg1, STASH_USER_IOV, vlen as u32)
+    } else if nr == layout!(nr_sendmsg) {
+        // msg_name, msg_namelen (+pad), msg_iov, msg_iovlen, as in sys_enter_sendmsg.
+        // SAFETY: bpf_probe_read_user never faults.
+        let head = unsafe { bpf_probe_read_user(arg1 as *const [u64; 4]) }.ok()?;
+        (head[2], STASH_USER_IOV, head[3] as u32)
+    } else {
+        return None;
+    };
+    Some(Stash {
+        sk: 0,
+        ptr,
+        skip: 0,
+        kind,
+        nr_segs,
+        fd: fd as u32,
+        _pad: 0,
+    })
+}
+
 #[raw_tracepoint(tracepoint = "sock_send_length")]
 pub fn sock_send_length(ctx: RawTracePointContext) -> u32 {
     if is_tracer() {
@@ -181,17 +248,12 @@ pub fn sock_send_length(ctx: RawTracePointContext) -> u32 {
             (*s).sk = sk;
             *s
         },
-        // No stash (or a second send in one syscall): the bytes exist but we cannot see them;
-        // report their length.
-        _ => Stash {
-            sk: 0,
-            ptr: 0,
-            skip: 0,
-            kind: 0,
-            nr_segs: 0,
-            fd: 0,
-            _pad: 0,
-        },
+        // A second send in one syscall: the bytes exist but we cannot see them; report their
+        // length.
+        Some(_) => NO_PAYLOAD,
+        // No stash: the entry programs are not attached (or were skipped); the sender's
+        // registers say where its bytes are, or the length alone is reported.
+        None => stash_from_registers().unwrap_or(NO_PAYLOAD),
     };
     if ret <= 0 {
         return 0;

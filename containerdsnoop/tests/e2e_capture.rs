@@ -236,3 +236,60 @@ fn auto_backend_falls_back_with_one_line() {
         usize::from(expected.contains("tracepoint"))
     );
 }
+
+/// `sendmmsg(2)` sends through the socket without one of the four syscalls whose buffers the
+/// tracer knows how to find (from the syscall entry or the sender's registers): every byte must
+/// still be accounted for, as a "missing" span of the right length at the right stream position,
+/// never as data from some other buffer and never silently.
+#[test]
+fn sendmmsg_bytes_are_reported_missing_not_lost() {
+    support::require!(Need::Root, Need::TestPeer);
+    let dir = support::temp_dir("capture-sendmmsg").expect("temp dir");
+    let sock = dir.join("peer.sock");
+    let sock_s = sock.to_str().expect("utf-8");
+    let mut tracer =
+        Tracer::spawn(Path::new(TRACER), &["--raw", "-o", "json", sock_s]).expect("spawn tracer");
+    tracer
+        .wait_ready(Duration::from_secs(30))
+        .expect("tracer attaches");
+    let summary = support::testpeer_json(
+        &[
+            "exchange", "--path", sock_s, "--mode", "sendmmsg", "--bytes", "100000", "--seed", "9",
+        ],
+        Duration::from_secs(60),
+    )
+    .expect("peer runs");
+    std::thread::sleep(Duration::from_millis(300));
+    let out = tracer.stop(Duration::from_secs(10)).expect("tracer stops");
+    assert!(out.status.is_some_and(|s| s.success()), "{}", out.stderr);
+    let captured = parse_raw_json(&out.stdout_str());
+    assert!(
+        captured.streams.is_empty(),
+        "no bytes of a sendmmsg call can be shown: {:?}",
+        captured.streams.keys()
+    );
+    for (ino, sent) in [("client_ino", 100_000u64), ("server_ino", 50_000)] {
+        let ino = summary[ino].as_u64().expect("inode");
+        let mut next = 0;
+        for r in captured.records.iter().filter(|r| r["sock_ino"] == ino) {
+            assert_eq!(r["event"], "missing", "{r}");
+            assert_eq!(
+                r["detail"], "payload unavailable (no user buffer for this send)",
+                "{r}"
+            );
+            assert_eq!(
+                r["stream_pos"].as_u64(),
+                Some(next),
+                "spans tile the stream: {r}"
+            );
+            next += r["len"].as_u64().expect("len");
+        }
+        assert_eq!(next, sent, "socket {ino}: every byte sent is reported");
+    }
+    assert!(
+        out.stderr.contains("150000 bytes not captured"),
+        "the exit summary counts them: {}",
+        out.stderr
+    );
+    support::remove_temp_dir(&dir);
+}

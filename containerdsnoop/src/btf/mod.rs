@@ -233,6 +233,7 @@ fn layout_of(btf: &impl Lookup) -> Result<KernelLayout, LayoutError> {
         off => (off, 0),
     };
 
+    let registers = SYSCALL_REGISTERS;
     Ok(KernelLayout {
         msghdr_msg_iter: required("msghdr", "msg_iter")?,
         iov_iter_type,
@@ -283,8 +284,41 @@ fn layout_of(btf: &impl Lookup) -> Result<KernelLayout, LayoutError> {
         file_f_inode: optional("file", "f_inode"),
         inode_i_mode: optional("inode", "i_mode"),
         socket_file: optional("socket", "file"),
+        pt_regs_syscall_nr: registers.map_or(ABSENT, |r| optional("pt_regs", r.syscall_nr)),
+        pt_regs_arg0: registers.map_or(ABSENT, |r| optional("pt_regs", r.args[0])),
+        pt_regs_arg1: registers.map_or(ABSENT, |r| optional("pt_regs", r.args[1])),
+        pt_regs_arg2: registers.map_or(ABSENT, |r| optional("pt_regs", r.args[2])),
+        nr_write: registers.map_or(ABSENT, |r| r.numbers[0]),
+        nr_writev: registers.map_or(ABSENT, |r| r.numbers[1]),
+        nr_sendto: registers.map_or(ABSENT, |r| r.numbers[2]),
+        nr_sendmsg: registers.map_or(ABSENT, |r| r.numbers[3]),
     })
 }
+
+/// Where this architecture's syscall entry saves the syscall number and arguments in
+/// `struct pt_regs`, and its numbers for write, writev, sendto and sendmsg (UAPI
+/// `asm/unistd_64.h`; stable per architecture).
+#[derive(Clone, Copy)]
+pub struct SyscallRegisters {
+    pub syscall_nr: &'static str,
+    pub args: [&'static str; 3],
+    pub numbers: [u32; 4],
+}
+
+/// x86_64: `orig_ax` keeps the number (`ax` becomes -ENOSYS, then the return value); the
+/// arguments stay in `di`, `si`, `dx` for the whole syscall. A 32-bit (ia32) process's
+/// numbers 1, 20, 44 and 46 are exit, getpid, prof and setgid, none of which sends on a
+/// socket, so a match is always the 64-bit send syscall. Other architectures: `None` (the
+/// entry stash is used).
+pub const SYSCALL_REGISTERS: Option<SyscallRegisters> = if cfg!(target_arch = "x86_64") {
+    Some(SyscallRegisters {
+        syscall_nr: "orig_ax",
+        args: ["di", "si", "dx"],
+        numbers: [1, 20, 44, 46],
+    })
+} else {
+    None
+};
 
 fn enum_u32(name: &str, value: i64) -> Result<u32, LayoutError> {
     u32::try_from(value).map_err(|_| LayoutError::OutOfRange {

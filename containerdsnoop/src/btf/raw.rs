@@ -38,6 +38,7 @@ pub const INDEXED: &[&str] = &[
     "files_struct",
     "fdtable",
     "file",
+    "pt_regs",
 ];
 
 const MAGIC: u16 = 0xeb9f;

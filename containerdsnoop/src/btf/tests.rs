@@ -448,6 +448,15 @@ fn old_kernels_get_the_u32_type_field_iov_and_no_ubuf() {
         file_f_inode: ABSENT,
         inode_i_mode: 0,
         socket_file: ABSENT,
+        // No `struct pt_regs` in this BTF: the entry stash is used.
+        pt_regs_syscall_nr: ABSENT,
+        pt_regs_arg0: ABSENT,
+        pt_regs_arg1: ABSENT,
+        pt_regs_arg2: ABSENT,
+        nr_write: SYSCALL_REGISTERS.map_or(ABSENT, |r| r.numbers[0]),
+        nr_writev: SYSCALL_REGISTERS.map_or(ABSENT, |r| r.numbers[1]),
+        nr_sendto: SYSCALL_REGISTERS.map_or(ABSENT, |r| r.numbers[2]),
+        nr_sendmsg: SYSCALL_REGISTERS.map_or(ABSENT, |r| r.numbers[3]),
     };
     assert_eq!(kernel_layout(&old_kernel_btf("")).unwrap(), expected);
 }
@@ -561,6 +570,19 @@ fn live_6_18_iov_iter_msghdr_and_small_structs() {
         (0, 8, 24)
     );
     assert_eq!((l.socket_file, l.inode_i_mode), (16, 0));
+    // x86_64 `struct pt_regs`: orig_ax after the 15 general registers, di/si/dx before it.
+    if cfg!(target_arch = "x86_64") {
+        assert!(l.registers_fields_present());
+        assert_eq!(
+            (
+                l.pt_regs_syscall_nr,
+                l.pt_regs_arg0,
+                l.pt_regs_arg1,
+                l.pt_regs_arg2
+            ),
+            (120, 112, 104, 96)
+        );
+    }
 }
 
 /// Offsets that depend on the kernel config (lock debugging, spinlock size, randstruct...):

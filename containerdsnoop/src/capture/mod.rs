@@ -588,7 +588,8 @@ fn attach_tracepoints(ebpf: &mut Ebpf, layout: &KernelLayout) -> anyhow::Result<
              which this kernel lacks; on older kernels use --backend kprobe"
         );
     }
-    if !layout.fd_walk_fields_present() {
+    let stash_at_entry = entry_stash_needed(layout);
+    if stash_at_entry && !layout.fd_walk_fields_present() {
         // Without the fd walk, a send the kernel skipped sock_send_length for (Linux 7.0+)
         // would be lost without a trace.
         bail!(
@@ -600,6 +601,9 @@ fn attach_tracepoints(ebpf: &mut Ebpf, layout: &KernelLayout) -> anyhow::Result<
     raw_tracepoint(ebpf, "sock_send_length")?
         .attach("sock_send_length")
         .context("attaching raw tracepoint sock_send_length")?;
+    if !stash_at_entry {
+        return Ok(());
+    }
     for (event, program) in SYSCALL_ENTRIES {
         tracepoint(ebpf, program)?
             .attach("syscalls", event)
@@ -611,6 +615,18 @@ fn attach_tracepoints(ebpf: &mut Ebpf, layout: &KernelLayout) -> anyhow::Result<
             .with_context(|| format!("attaching tracepoint syscalls:{event}"))?;
     }
     Ok(())
+}
+
+/// Whether the tracepoint backend stashes every write, writev, sendto and sendmsg at syscall
+/// entry (and drops the stash at exit), rather than reading the sender's registers in
+/// `sock_send_length` (the eBPF `tracepoint.rs`). The registers are cheaper: nothing runs for
+/// the writes of other processes. The stash is kept where the registers are unknown (an
+/// architecture user space has no `SyscallRegisters` for) and from Linux 7.0, whose preemptible
+/// tracepoints can skip `sock_send_length`: only the stash lets `sys_exit_*` emit those sends.
+fn entry_stash_needed(layout: &KernelLayout) -> bool {
+    let preemptible_tracepoints = aya::util::KernelVersion::current()
+        .map_or(true, |v| v >= aya::util::KernelVersion::new(7, 0, 0));
+    !layout.registers_fields_present() || preemptible_tracepoints
 }
 
 /// Connection ends (`close.rs`): kernel functions and syscall tracepoints, with their programs.

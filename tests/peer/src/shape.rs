@@ -23,13 +23,16 @@ pub enum Mode {
     /// `write(2)` of large buffers on an O_NONBLOCK socket, retrying after partial writes and
     /// EAGAIN the way Go's `poll.FD.Write` does.
     Nonblock,
+    /// `sendmmsg(2)` with one message per call: a send syscall the tracer cannot see the
+    /// buffers of (it reports the bytes as missing).
+    Sendmmsg,
 }
 
 impl Mode {
     /// Bytes per call when `--chunk` is not given, mimicking the program each shape stands for.
     pub fn default_chunk(self) -> usize {
         match self {
-            Mode::Write | Mode::Send => 32 * 1024,
+            Mode::Write | Mode::Send | Mode::Sendmmsg => 32 * 1024,
             Mode::Writev => 64 * 1024,
             Mode::Sendmsg => 1024 * 1024,
             Mode::Nonblock => 4 * 1024 * 1024,
@@ -43,6 +46,7 @@ impl Mode {
             Mode::Send => "send",
             Mode::Sendmsg => "sendmsg",
             Mode::Nonblock => "nonblock",
+            Mode::Sendmmsg => "sendmmsg",
         }
     }
 }
@@ -87,7 +91,9 @@ pub fn send_all(
                 let pieces = split(call.len(), plan.iovecs.clamp(1, IOV_MAX), &mut rng);
                 send_vectored(fd, call, &pieces, plan.mode, counters)?;
             }
-            Mode::Write | Mode::Send | Mode::Nonblock => send_flat(fd, call, plan.mode, counters)?,
+            Mode::Write | Mode::Send | Mode::Nonblock | Mode::Sendmmsg => {
+                send_flat(fd, call, plan.mode, counters)?
+            }
         }
         off = end;
     }
@@ -132,6 +138,19 @@ fn send_flat(
                     buf.len(),
                     libc::MSG_NOSIGNAL,
                 ),
+                Mode::Sendmmsg => {
+                    let mut iov = libc::iovec {
+                        iov_base: buf.as_ptr() as *mut libc::c_void,
+                        iov_len: buf.len(),
+                    };
+                    let mut msg: libc::mmsghdr = std::mem::zeroed();
+                    msg.msg_hdr.msg_iov = &mut iov;
+                    msg.msg_hdr.msg_iovlen = 1;
+                    match libc::sendmmsg(fd.as_raw_fd(), &mut msg, 1, libc::MSG_NOSIGNAL) {
+                        1 => msg.msg_len as isize,
+                        n => n as isize,
+                    }
+                }
                 _ => libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()),
             }
         };
@@ -275,7 +294,9 @@ pub fn recv_all(fd: BorrowedFd<'_>, plan: RecvPlan, counters: &Counters) -> io::
                 Mode::Write | Mode::Nonblock => {
                     libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
                 }
-                Mode::Send => libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0),
+                Mode::Send | Mode::Sendmmsg => {
+                    libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
+                }
                 Mode::Writev | Mode::Sendmsg => {
                     let mut iov = [
                         libc::iovec {
