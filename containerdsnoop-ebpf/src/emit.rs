@@ -77,7 +77,9 @@ pub enum Slot {
 }
 
 /// Emits the records of one send call on `sk` that sent `sent` bytes, whose data `stash`
-/// describes. Returns false when the socket is not selected (nothing emitted).
+/// describes. Returns false when the socket is not selected (nothing emitted). `stash` is
+/// called only for a selected socket: finding the buffers can cost reads that the sends of
+/// every other socket on the host should not pay.
 ///
 /// `BPF_LOOP`: the record loop runs as a `bpf_loop` callback (5.17+), which the verifier checks
 /// about once; without it, as a bounded loop checked round by round. A program must be built
@@ -87,7 +89,7 @@ pub enum Slot {
 pub fn emit_call<const BPF_LOOP: bool>(
     sk: u64,
     sent: u32,
-    stash: &Stash,
+    stash: impl FnOnce() -> Stash,
     backend: u32,
     slot: Slot,
 ) -> bool {
@@ -124,6 +126,7 @@ pub fn emit_call<const BPF_LOOP: bool>(
     // SAFETY: as above.
     unsafe { (*state).next_pos = call_pos + sent as u64 };
 
+    let stash = &stash();
     let max_call = MAX_CALL_BYTES.load();
     let capture_len = if sent < max_call { sent } else { max_call };
     let kind = stash.kind;

@@ -23,6 +23,11 @@ pub static MAX_CALL_BYTES: Global<u32> = Global::new(DEFAULT_MAX_CALL_BYTES);
 /// fills with symlink targets' names while tracing).
 #[unsafe(no_mangle)]
 pub static PATTERN_COUNT: Global<u32> = Global::new(0);
+/// 1 when the tracepoint backend stashes send syscalls at entry (Linux 7.0+, or registers
+/// unknown; see the user-space `entry_stash_needed`); 0 when `sock_send_length` reads the
+/// sender's registers and the stash map is always empty, so it is not looked up.
+#[unsafe(no_mangle)]
+pub static ENTRY_STASH: Global<u32> = Global::new(1);
 /// 1 when some pattern is an abstract name: only then are the names of sockets without a
 /// file compared at all.
 #[unsafe(no_mangle)]

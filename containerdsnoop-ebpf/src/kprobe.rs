@@ -116,7 +116,7 @@ fn sendmsg_return<const BPF_LOOP: bool>(ctx: &RetProbeContext) -> u32 {
     emit_call::<BPF_LOOP>(
         stash.sk,
         ret as u32,
-        &stash,
+        || stash,
         flags::BACKEND_KPROBE,
         Slot::Atomic,
     );

@@ -57,7 +57,7 @@ use containerdsnoop_common::flags;
 use crate::{
     close::{current_fdtable, fd_file, file_socket},
     emit::{Slot, emit_call},
-    kernel::{is_tracer, layout, read_u64},
+    kernel::{ENTRY_STASH, is_tracer, layout, read_u64},
     maps::{STASH, STASH_USER_BUF, STASH_USER_IOV, Stash, count_drop},
 };
 
@@ -166,7 +166,7 @@ pub fn sys_exit_send(ctx: TracePointContext) -> u32 {
     if emit_call::<true>(
         sk,
         ret as u32,
-        &stash,
+        || stash,
         flags::BACKEND_TRACEPOINT,
         Slot::Atomic,
     ) {
@@ -239,6 +239,18 @@ pub fn sock_send_length(ctx: RawTracePointContext) -> u32 {
     let sk: u64 = ctx.arg(0);
     // `int ret`: only the low 32 bits are meaningful.
     let ret = ctx.arg::<u64>(1) as i32;
+    if ENTRY_STASH.load() == 0 {
+        if ret > 0 {
+            emit_call::<true>(
+                sk,
+                ret as u32,
+                || stash_from_registers().unwrap_or(NO_PAYLOAD),
+                flags::BACKEND_TRACEPOINT,
+                Slot::Preemptible,
+            );
+        }
+        return 0;
+    }
     let key = bpf_get_current_pid_tgid();
     let stash = match STASH.get_ptr_mut(key) {
         // SAFETY: pointer from the map lookup, valid for this program run; the entry is this
@@ -251,9 +263,20 @@ pub fn sock_send_length(ctx: RawTracePointContext) -> u32 {
         // A second send in one syscall: the bytes exist but we cannot see them; report their
         // length.
         Some(_) => NO_PAYLOAD,
-        // No stash: the entry programs are not attached (or were skipped); the sender's
+        // No stash: the entry program was skipped (see the module comment); the sender's
         // registers say where its bytes are, or the length alone is reported.
-        None => stash_from_registers().unwrap_or(NO_PAYLOAD),
+        None => {
+            if ret > 0 {
+                emit_call::<true>(
+                    sk,
+                    ret as u32,
+                    || stash_from_registers().unwrap_or(NO_PAYLOAD),
+                    flags::BACKEND_TRACEPOINT,
+                    Slot::Preemptible,
+                );
+            }
+            return 0;
+        }
     };
     if ret <= 0 {
         return 0;
@@ -261,7 +284,7 @@ pub fn sock_send_length(ctx: RawTracePointContext) -> u32 {
     emit_call::<true>(
         sk,
         ret as u32,
-        &stash,
+        || stash,
         flags::BACKEND_TRACEPOINT,
         Slot::Preemptible,
     );

@@ -313,12 +313,14 @@ fn load_object(config: &CaptureConfig) -> anyhow::Result<Ebpf> {
     // take symlink targets' names at run time (`Update::Pattern`).
     let pattern_count = containerdsnoop_common::MAX_PATTERNS;
     let has_abstract = u32::from(config.patterns.iter().any(|p| p.kind == PATTERN_ABSTRACT));
+    let entry_stash = u32::from(entry_stash_needed(&config.layout));
     let mut ebpf = EbpfLoader::new()
         .override_global("LAYOUT", &config.layout, true)
         .override_global("TRACER_TGID", &tracer_tgid, true)
         .override_global("MAX_CALL_BYTES", &config.max_call_bytes, true)
         .override_global("PATTERN_COUNT", &pattern_count, true)
         .override_global("HAS_ABSTRACT", &has_abstract, true)
+        .override_global("ENTRY_STASH", &entry_stash, true)
         // Two record slots per CPU (see the eBPF `emit::Slot`).
         .map_max_entries("SCRATCH", cpus * 2)
         .map_max_entries("EVENTS", config.ring_bytes)
