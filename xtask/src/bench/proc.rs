@@ -41,7 +41,12 @@ fn wait_rusage(child: &Child, start: Instant) -> anyhow::Result<(i32, Measured)>
 
 /// Runs `cmd` to the end with stdout counted (lines containing `count`, when given) and
 /// discarded, stderr kept; fails on a non-zero exit.
-pub fn measure(cmd: &mut Command, count: Option<&str>) -> anyhow::Result<(Measured, u64, String)> {
+/// Runs `cmd` to the end, timing it; `count` (if any) is called on each stdout line and its
+/// results are summed (e.g. the messages a line reports).
+pub fn measure(
+    cmd: &mut Command,
+    count: Option<fn(&[u8]) -> u64>,
+) -> anyhow::Result<(Measured, u64, String)> {
     let start = Instant::now();
     let mut child = cmd
         .stdin(Stdio::null())
@@ -51,16 +56,13 @@ pub fn measure(cmd: &mut Command, count: Option<&str>) -> anyhow::Result<(Measur
         .with_context(|| format!("start {cmd:?}"))?;
     let stdout = child.stdout.take().context("stdout")?;
     let mut stderr = child.stderr.take().context("stderr")?;
-    let pattern = count.map(str::to_string);
     let counter = std::thread::spawn(move || {
         let mut n = 0u64;
         let mut r = BufReader::with_capacity(1 << 20, stdout);
         let mut line = Vec::new();
         while r.read_until(b'\n', &mut line).is_ok_and(|k| k > 0) {
-            if let Some(p) = &pattern
-                && line.windows(p.len()).any(|w| w == p.as_bytes())
-            {
-                n += 1;
+            if let Some(count) = count {
+                n += count(&line);
             }
             line.clear();
         }
