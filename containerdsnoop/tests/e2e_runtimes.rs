@@ -59,8 +59,14 @@ fn start_tracer() -> Tracer {
 }
 
 /// Stops the tracer; returns the rows with one of `pids` (our daemons) at either end, since
-/// other containerds on the machine may have shims on `/run/containerd/s/`.
+/// other containerds on the machine may have shims on `/run/containerd/s/`, and its stderr.
 fn stop_tracer(t: Tracer, pids: &[u32]) -> (Vec<Value>, String) {
+    let (mine, _, stderr) = stop_tracer_all(t, pids);
+    (mine, stderr)
+}
+
+/// [`stop_tracer`], also returning every row (for failure reports).
+fn stop_tracer_all(t: Tracer, pids: &[u32]) -> (Vec<Value>, Vec<Value>, String) {
     std::thread::sleep(Duration::from_millis(500));
     let out = t.stop(Duration::from_secs(10)).expect("tracer stops");
     assert!(
@@ -74,11 +80,9 @@ fn stop_tracer(t: Tracer, pids: &[u32]) -> (Vec<Value>, String) {
             r["pid"].as_u64() == Some(u64::from(p)) || r["peer_pid"].as_u64() == Some(u64::from(p))
         })
     };
-    let rows = json_rows(&out.stdout_str())
-        .into_iter()
-        .filter(mine)
-        .collect();
-    (rows, out.stderr)
+    let all = json_rows(&out.stdout_str());
+    let rows = all.iter().filter(|r| mine(r)).cloned().collect();
+    (rows, all, out.stderr)
 }
 
 fn ctr_ok(c: &Containerd, args: &[&str]) -> String {
@@ -370,7 +374,7 @@ fn cri_pod_lifecycle_and_v1alpha2_are_fully_decoded() {
         major < 2,
         "v1alpha2 served by containerd {major}.x: {v1alpha2:?}"
     );
-    let (rows, _) = stop_tracer(tracer, &[containerd.pid()]);
+    let (rows, all_rows, stderr) = stop_tracer_all(tracer, &[containerd.pid()]);
     eprintln!("CRI on containerd {major}.x: methods {:#?}", methods(&rows));
     assert_all_decoded(&rows, "CRI workload");
 
@@ -418,6 +422,18 @@ fn cri_pod_lifecycle_and_v1alpha2_are_fully_decoded() {
         // Not served: the call is still named, and ends UNIMPLEMENTED. containerd 2.x answers
         // from the request headers alone (trailers-only), often before the client's request
         // message arrives: the REQ row then follows the END row, and is still there.
+        if rows_of(&rows, "END", a2).is_empty() {
+            // Once in CI the whole call was missing: show what the tracer saw of the last
+            // connections and what it said, to tell a lost capture from a decode fault.
+            let tail: Vec<String> = all_rows[all_rows.len().saturating_sub(16)..]
+                .iter()
+                .map(Value::to_string)
+                .collect();
+            panic!(
+                "no END row of {a2}; last rows of all connections:\n{}\ntracer stderr:\n{stderr}",
+                tail.join("\n")
+            );
+        }
         assert_call(&rows, a2, 12);
     }
 }

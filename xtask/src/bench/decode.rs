@@ -131,7 +131,14 @@ pub fn run(env: &Env, r: &mut Report) -> anyhow::Result<()> {
         "-o",
         &search,
     ])
-    .args(["-o", "protobuf.preload_protos:TRUE", "-Y", "grpc", "-T", "fields"])
+    .args([
+        "-o",
+        "protobuf.preload_protos:TRUE",
+        "-Y",
+        "grpc",
+        "-T",
+        "fields",
+    ])
     .args(["-E", "aggregator=,", "-e", "grpc.message_length"])
     .args(["-e", "protobuf.message.name", "-e", "protobuf.field.name"])
     .args(["-e", "protobuf.field.value"]);
