@@ -22,6 +22,7 @@ mod json;
 mod raw;
 pub mod redact;
 mod text;
+mod wire_text;
 
 #[cfg(test)]
 mod tests;
@@ -37,6 +38,7 @@ pub use decode::{Decoded, Fallback, FitScore, decode, fits};
 pub use json::{JsonMessage, json_message, json_to_string, to_json, write_json};
 pub use raw::{RawField, RawValue, parse_raw};
 pub use text::to_text;
+pub use wire_text::wire_text;
 
 /// The `FileDescriptorSet` compiled from `protos/` (the `containerdsnoop-protos` crate).
 pub static EMBEDDED_DESCRIPTORS: &[u8] = containerdsnoop_protos::DESCRIPTORS;
