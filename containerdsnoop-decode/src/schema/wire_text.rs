@@ -204,9 +204,13 @@ impl<'a> Writer<'_, 'a> {
             }
             let kind = fd.kind();
             if fd.is_map() {
-                self.map_field(full_name, &fd, &kind, wire, &mut buf, &mut first, depth, any_depth)?;
+                self.map_field(
+                    full_name, &fd, &kind, wire, &mut buf, &mut first, depth, any_depth,
+                )?;
             } else if fd.is_list() {
-                self.list_field(full_name, &fd, &kind, wire, &mut buf, &mut first, depth, any_depth)?;
+                self.list_field(
+                    full_name, &fd, &kind, wire, &mut buf, &mut first, depth, any_depth,
+                )?;
             } else {
                 let value = read_value(&kind, wire, &mut buf)?;
                 if !fd.supports_presence() && is_default(&fd, value)? {
@@ -310,8 +314,7 @@ impl<'a> Writer<'_, 'a> {
             self.scalar(&key_kind, key);
             self.push(" ");
             let secret = field_secret
-                || (self.opts.redact
-                    && matches!(key, Scalar::Str(k) if redact::is_secret_name(k)));
+                || (self.opts.redact && matches!(key, Scalar::Str(k) if redact::is_secret_name(k)));
             self.named("value", &value_kind, value, secret, depth, any_depth)?;
             self.push("}");
             self.entries.push((sort_key, start, self.out.len()));
@@ -499,7 +502,11 @@ fn read_len<'a>(wire: WireType, buf: &mut &'a [u8]) -> Option<&'a [u8]> {
     Some(value)
 }
 
-fn read_fixed<const N: usize>(wire: WireType, expected: WireType, buf: &mut &[u8]) -> Option<[u8; N]> {
+fn read_fixed<const N: usize>(
+    wire: WireType,
+    expected: WireType,
+    buf: &mut &[u8],
+) -> Option<[u8; N]> {
     if wire != expected {
         return None;
     }
