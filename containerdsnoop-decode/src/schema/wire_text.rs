@@ -26,7 +26,7 @@
 //! - a map whose entries need sorting once the output is already past its cap.
 
 use prost::encoding::{WireType, decode_key, decode_varint};
-use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor, Value};
+use prost_reflect::{Cardinality, FieldDescriptor, Kind, MessageDescriptor, Value};
 
 use crate::escape::{push_escaped, push_quoted, push_quoted_bytes};
 
@@ -53,6 +53,15 @@ pub fn wire_text(
     out: &mut String,
 ) -> bool {
     out.clear();
+    // Text is usually a little longer than the bytes (names added); one allocation up front
+    // instead of several while growing, never more than the cap allows.
+    out.reserve(
+        bytes
+            .len()
+            .saturating_mul(2)
+            .saturating_add(16)
+            .min(opts.max_text_len.saturating_add(4)),
+    );
     let mut w = Writer {
         opts,
         out,
@@ -202,12 +211,14 @@ impl<'a> Writer<'_, 'a> {
                 *oneof_members.get_mut(oneof_count)? = number;
                 oneof_count += 1;
             }
+            // `kind()` builds a value each call; `is_map`/`is_list` would build it twice more.
             let kind = fd.kind();
-            if fd.is_map() {
+            let repeated = fd.cardinality() == Cardinality::Repeated;
+            if repeated && matches!(&kind, Kind::Message(entry) if entry.is_map_entry()) {
                 self.map_field(
                     full_name, &fd, &kind, wire, &mut buf, &mut first, depth, any_depth,
                 )?;
-            } else if fd.is_list() {
+            } else if repeated {
                 self.list_field(
                     full_name, &fd, &kind, wire, &mut buf, &mut first, depth, any_depth,
                 )?;
@@ -245,6 +256,7 @@ impl<'a> Writer<'_, 'a> {
         any_depth: usize,
     ) -> Option<()> {
         let secret = self.is_secret(message, fd, kind);
+        let name = fd.name();
         let packable = !matches!(kind, Kind::String | Kind::Bytes | Kind::Message(_));
         loop {
             if wire == WireType::LengthDelimited && packable {
@@ -252,12 +264,12 @@ impl<'a> Writer<'_, 'a> {
                 while !packed.is_empty() {
                     let value = read_value(kind, kind.wire_type(), &mut packed)?;
                     self.sep(first);
-                    self.named(fd.name(), kind, value, secret, depth, any_depth)?;
+                    self.named(name, kind, value, secret, depth, any_depth)?;
                 }
             } else {
                 let value = read_value(kind, wire, buf)?;
                 self.sep(first);
-                self.named(fd.name(), kind, value, secret, depth, any_depth)?;
+                self.named(name, kind, value, secret, depth, any_depth)?;
             }
             match next_key_if(buf, fd.number()) {
                 Some(next) => wire = next,
