@@ -80,10 +80,13 @@ fn same_or_declined(desc: &MessageDescriptor, bytes: &[u8], opts: &RenderOptions
 
 // ---- recorded traffic ----
 
-/// Keeps each protobuf body a row carries, with the type `render_body` would decode it as.
+/// A protobuf body and the type `render_body` would decode it as.
+type TypedBody = (Option<MessageDescriptor>, Vec<u8>);
+
+/// Keeps each protobuf body a row carries.
 struct Bodies {
     schema: Schema,
-    found: Rc<RefCell<Vec<(Option<MessageDescriptor>, Vec<u8>)>>>,
+    found: Rc<RefCell<Vec<TypedBody>>>,
 }
 
 impl Sink for Bodies {
@@ -132,7 +135,7 @@ fn rec_chunks(path: &str, client: (&str, u32), server: (&str, u32)) -> Vec<Chunk
 }
 
 /// Every protobuf body of the recorded gRPC and ttrpc traffic, replayed through the pipeline.
-fn recorded_bodies() -> Vec<(Option<MessageDescriptor>, Vec<u8>)> {
+fn recorded_bodies() -> Vec<TypedBody> {
     let ctr =
         std::fs::read_to_string(fixtures().join("containerd/ctr-basic.jsonl")).expect("fixture");
     let captures = [
