@@ -202,6 +202,36 @@ fn recorded_traffic_takes_the_fast_path_with_the_same_text() {
     );
 }
 
+/// Every cut and many one-byte corruptions of the recorded messages: declined or the same text.
+#[test]
+fn recorded_traffic_cut_and_corrupted_byte_by_byte() {
+    let opts = RenderOptions::default();
+    let tight = RenderOptions {
+        max_text_len: 24,
+        ..RenderOptions::default()
+    };
+    let (mut variants, mut took) = (0, 0);
+    for (desc, bytes) in recorded_bodies() {
+        let Some(desc) = desc else { continue };
+        for cut in 0..bytes.len() {
+            variants += 1;
+            took += usize::from(same_or_declined(&desc, &bytes[..cut], &opts));
+        }
+        for at in 0..bytes.len() {
+            for mask in [0x01, 0x02, 0x08, 0x80, 0xff] {
+                let mut changed = bytes.clone();
+                changed[at] ^= mask;
+                variants += 1;
+                took += usize::from(same_or_declined(&desc, &changed, &opts));
+                same_or_declined(&desc, &changed, &tight);
+            }
+        }
+    }
+    // Both outcomes occur: many corruptions still decode (a changed character, a changed
+    // number), many do not.
+    assert!(took > 0 && took < variants, "{took} of {variants}");
+}
+
 // ---- generated messages ----
 
 /// xorshift64*: deterministic inputs without a dependency.
