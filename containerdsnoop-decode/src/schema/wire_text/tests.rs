@@ -487,6 +487,87 @@ fn generated_messages_of_every_type_render_the_same() {
     );
 }
 
+/// Wire bytes written by hand rather than by an encoder: fields of the type (or not) in
+/// random order, natural or wrong wire types, over-long varints, packed runs, strings that are
+/// not UTF-8, nested messages built the same way.
+fn random_wire(desc: &MessageDescriptor, rng: &mut Rng, depth: usize) -> Vec<u8> {
+    let fields: Vec<_> = desc.fields().collect();
+    let mut parts: Vec<(u32, Vec<u8>)> = Vec::new();
+    for _ in 0..rng.below(6) {
+        let fd = (!fields.is_empty() && rng.below(10) != 0).then(|| rng.pick(&fields).clone());
+        let number = fd.as_ref().map_or(rng.below(40) as u32 + 1, |f| f.number());
+        let kind = fd.as_ref().map(|f| f.kind());
+        let natural = match &kind {
+            Some(k) if rng.below(10) != 0 => match k.wire_type() {
+                WireType::Varint => 0,
+                WireType::SixtyFourBit => 1,
+                WireType::ThirtyTwoBit => 5,
+                _ => 2,
+            },
+            _ => *rng.pick(&[0u8, 1, 2, 5]),
+        };
+        let packed = fd.as_ref().is_some_and(|f| f.is_list()) && natural != 2 && rng.below(2) == 0;
+        let mut out = Vec::new();
+        key(number, if packed { 2 } else { natural }, &mut out);
+        let mut value = Vec::new();
+        for _ in 0..if packed { 1 + rng.below(3) } else { 1 } {
+            match natural {
+                0 => match rng.below(4) {
+                    // Zero in two bytes: not canonical, still zero.
+                    0 => value.extend_from_slice(&[0x80, 0x00]),
+                    1 => varint(u64::MAX - rng.below(3) as u64, &mut value),
+                    _ => varint(rng.below(300) as u64, &mut value),
+                },
+                1 => value.extend_from_slice(&(rng.next() >> rng.below(64)).to_le_bytes()),
+                5 => value.extend_from_slice(&((rng.next() >> 32) as u32).to_le_bytes()),
+                _ => {
+                    let inner = match &kind {
+                        Some(Kind::Message(m)) if depth < 3 && rng.below(4) != 0 => {
+                            random_wire(m, rng, depth + 1)
+                        }
+                        _ => match rng.below(4) {
+                            0 => b"\xc3\x28".to_vec(),
+                            1 => Vec::new(),
+                            _ => rng.pick(STRINGS).as_bytes().to_vec(),
+                        },
+                    };
+                    varint(inner.len() as u64, &mut value);
+                    value.extend_from_slice(&inner);
+                }
+            }
+        }
+        if packed {
+            varint(value.len() as u64, &mut out);
+        }
+        out.extend_from_slice(&value);
+        parts.push((number, out));
+    }
+    if rng.below(4) != 0 {
+        parts.sort_by_key(|(n, _)| *n);
+    }
+    parts.into_iter().flat_map(|(_, b)| b).collect()
+}
+
+#[test]
+fn hand_written_wire_of_every_type_renders_the_same_or_is_declined() {
+    let pool = schema().pool().clone();
+    let opts = option_sets();
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let (mut inputs, mut took) = (0, 0);
+    for desc in pool.all_messages().filter(|m| !m.is_map_entry()) {
+        for _ in 0..20 {
+            let bytes = random_wire(&desc, &mut rng, 0);
+            inputs += 1;
+            took += usize::from(same_or_declined(&desc, &bytes, &opts[0]));
+            for o in &opts[1..] {
+                same_or_declined(&desc, &bytes, o);
+            }
+        }
+    }
+    // Both outcomes occur, so both sides of the comparison were exercised.
+    assert!(took > 0 && took < inputs, "{took} of {inputs}");
+}
+
 // ---- edge cases, one by one ----
 
 fn varint(mut v: u64, out: &mut Vec<u8>) {
@@ -806,4 +887,142 @@ fn any_values_known_json_unknown_and_nested() {
         ..RenderOptions::default()
     };
     assert!(!same_or_declined(&message(name), &bytes, &shallow));
+}
+
+// ---- what the embedded protos do not use: proto2, sint, groups, extensions, odd maps ----
+
+const PROTO2: &str = r#"
+syntax = "proto2";
+package sink.v1;
+enum Color { RED = 1; GREEN = 2; }
+message Two {
+  optional int32 a = 1 [default = 7];
+  optional string s = 2 [default = "hi"];
+  optional sint32 z32 = 3;
+  optional sint64 z64 = 4;
+  optional sfixed32 f32 = 5;
+  optional sfixed64 f64 = 6;
+  optional float fl = 7 [default = 1.5];
+  optional double db = 8;
+  optional bool b = 9 [default = true];
+  optional Color c = 10 [default = GREEN];
+  repeated sint32 zs = 11 [packed = true];
+  repeated int64 ns = 12;
+  optional group G = 13 { optional int32 x = 14; }
+  required bytes raw = 15;
+  map<sint64, Two> children = 16;
+  oneof pick { uint32 u = 17; string t = 18; }
+  repeated Color cs = 19;
+  extensions 100 to 199;
+}
+extend Two { optional int32 ext = 100; }
+"#;
+
+const PROTO3: &str = r#"
+syntax = "proto3";
+package sink.v1;
+enum Mode { MODE_UNSPECIFIED = 0; MODE_ON = 1; }
+message Three {
+  double d = 1; float f = 2; sint32 z = 3; sint64 y = 4; fixed32 x = 5; fixed64 w = 6;
+  sfixed32 v = 7; sfixed64 u = 8; bool b = 9; Mode m = 10;
+  optional int32 opt = 11;
+  repeated double ds = 12;
+  map<bool, string> flags = 13;
+  map<int32, Mode> modes = 14;
+  map<uint64, bytes> blobs = 15;
+  oneof o { Three child = 16; string password = 17; }
+  bytes secret_key = 18;
+  repeated sint64 ys = 19;
+}
+"#;
+
+fn sink_schema() -> Schema {
+    let dir =
+        std::env::temp_dir().join(format!("containerdsnoop-wire-text-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("sink/v1")).expect("temp dir");
+    std::fs::write(dir.join("sink/v1/two.proto"), PROTO2).expect("write");
+    std::fs::write(dir.join("sink/v1/three.proto"), PROTO3).expect("write");
+    let mut s = schema();
+    s.add_proto_paths(std::slice::from_ref(&dir))
+        .expect("protos compile");
+    let _ = std::fs::remove_dir_all(dir);
+    s
+}
+
+#[test]
+fn proto2_sint_groups_extensions_and_odd_maps_render_the_same() {
+    let s = sink_schema();
+    let opts = option_sets();
+    let mut rng = Rng(0x0dd_ba11);
+    let (mut inputs, mut took) = (0, 0);
+    for name in ["sink.v1.Two", "sink.v1.Two.G", "sink.v1.Three"] {
+        let desc = s.message(name).expect("type");
+        for _ in 0..300 {
+            let encoded = gen_message(&desc, &mut rng, 0).encode_to_vec();
+            let mut all = mutations(&encoded, &mut rng);
+            all.push(encoded);
+            all.push(random_wire(&desc, &mut rng, 0));
+            for bytes in all {
+                inputs += 1;
+                took += usize::from(same_or_declined(&desc, &bytes, &opts[0]));
+                for o in &opts[1..] {
+                    same_or_declined(&desc, &bytes, o);
+                }
+            }
+        }
+    }
+    assert!(took > 0 && took < inputs, "{took} of {inputs}");
+
+    let three = s.message("sink.v1.Three").expect("type");
+    let two = s.message("sink.v1.Two").expect("type");
+    let double = |field: u32, v: f64| {
+        let mut out = Vec::new();
+        key(field, 1, &mut out);
+        out.extend_from_slice(&v.to_le_bytes());
+        out
+    };
+    let float = |field: u32, v: f32| {
+        let mut out = Vec::new();
+        key(field, 5, &mut out);
+        out.extend_from_slice(&v.to_le_bytes());
+        out
+    };
+    let d = RenderOptions::default();
+    // -0.0 equals the default 0.0 (not shown); NaN does not (shown as nan).
+    for bytes in [
+        double(1, -0.0),
+        float(2, -0.0),
+        double(1, f64::NAN),
+        float(2, f32::NAN),
+        cat(&[double(1, 1e-310), float(2, f32::MIN_POSITIVE)]),
+    ] {
+        assert!(same_or_declined(&three, &bytes, &d));
+    }
+    // Zigzag: 1 is -1, u64::MAX is i64::MIN; an sint32 takes the low 32 bits.
+    for v in [0, 1, 2, 3, u64::from(u32::MAX), u64::MAX, 1 << 40] {
+        assert!(same_or_declined(&three, &cat(&[vi(3, v), vi(4, v)]), &d));
+        assert!(same_or_declined(&two, &cat(&[vi(3, v), vi(4, v)]), &d));
+    }
+    // proto2: a value equal to its custom default is still shown (presence), a default never
+    // sent is not; a group, an extension, two oneof members are left to the slow path.
+    assert!(same_or_declined(
+        &two,
+        &cat(&[vi(1, 7), vi(9, 1), vi(10, 2)]),
+        &d
+    ));
+    assert!(same_or_declined(&two, &[], &d));
+    assert!(!same_or_declined(&two, &[0x6b, 0x70, 0x01, 0x6c], &d));
+    assert!(!same_or_declined(&two, &vi(100, 1), &d));
+    assert!(!same_or_declined(
+        &two,
+        &cat(&[vi(17, 1), ld(18, b"x")]),
+        &d
+    ));
+    // Enum numbers a proto2 (closed) enum does not define.
+    assert!(same_or_declined(
+        &two,
+        &cat(&[vi(10, 9), vi(19, 0), vi(19, 1)]),
+        &d
+    ));
 }
