@@ -12,6 +12,9 @@
 //! println!("{}", json_to_string(&to_json(&decoded, &opts)));
 //! ```
 //!
+//! The table renders through [`wire_text`] first: the same text written straight from the bytes,
+//! declining (to the path above) whenever it cannot be sure of producing exactly that.
+//!
 //! Anything that can come from a traced process goes through [`crate::escape`] before it is written,
 //! so no control character or escape sequence reaches a terminal raw; JSON output must be
 //! written with [`json_to_string`]/[`write_json`] for the same reason.

@@ -23,7 +23,7 @@
 //! - map entries carrying other fields or a key or value twice;
 //! - nesting at [`RenderOptions::max_depth`] (the slow path writes `…` without reading on) or
 //!   beyond [`DEPTH_GUARD`] (prost's recursion limit must stay out of reach);
-//! - a map whose entries need sorting once the output is already past its cap.
+//! - a map whose entries need sorting when the output reaches its cap inside the map.
 
 use prost::encoding::{WireType, decode_key, decode_varint};
 use prost_reflect::{Cardinality, FieldDescriptor, Kind, MessageDescriptor, Value};
@@ -299,6 +299,8 @@ impl<'a> Writer<'_, 'a> {
         let value_kind = entry.map_entry_value_field().kind();
         let field_secret = self.opts.redact && redact::is_secret_field(message, fd.name());
         let base = self.entries.len();
+        // Cut before the map began: none of it is written, so its order cannot show.
+        let unwritten = self.full;
         let mut map_start = None;
         loop {
             let mut entry_bytes = read_len(wire, buf)?;
@@ -335,7 +337,11 @@ impl<'a> Writer<'_, 'a> {
                 None => break,
             }
         }
-        let sorted = self.in_key_order(base, map_start?);
+        let sorted = if unwritten {
+            Some(())
+        } else {
+            self.in_key_order(base, map_start?)
+        };
         self.entries.truncate(base);
         sorted
     }

@@ -769,6 +769,9 @@ fn maps_sorted_last_key_wins_and_secret_keys_redacted() {
         ..RenderOptions::default()
     };
     assert!(!same_or_declined(&message(name), &many, &small));
+    // The same map after the cut: nothing of it shows, so its order does not matter.
+    let after_cut = cat(&[ld(1, "n".repeat(40).as_bytes()), many.clone()]);
+    assert!(same_or_declined(&message(name), &after_cut, &small));
 }
 
 #[test]
