@@ -1,5 +1,6 @@
 //! Protobuf rendering with the embedded schema: `schema::decode` with a message type, then
-//! `to_text` and `to_json`. Output is terminal-safe, JSON parses, text respects its cap.
+//! `to_text` and `to_json`. Output is terminal-safe, JSON parses, text respects its cap, and
+//! wherever the table's fast path (`wire_text`) renders, its text is the slow path's exactly.
 //!
 //! Input: a first line naming the type (`/pkg.Service/Method req|resp`, or a full message
 //! name, or anything else: then the type is picked by hashing the line), then message bytes.
@@ -7,7 +8,9 @@
 
 use std::sync::OnceLock;
 
-use containerdsnoop_decode::schema::{RenderOptions, decode, fits, json_to_string, to_json, to_text};
+use containerdsnoop_decode::schema::{
+    RenderOptions, decode, fits, json_to_string, to_json, to_text, wire_text,
+};
 use containerdsnoop_fuzz::{safe::assert_terminal_safe, schema};
 use libfuzzer_sys::fuzz_target;
 use prost_reflect::MessageDescriptor;
@@ -61,9 +64,39 @@ fuzz_target!(|data: &[u8]| {
         "text of {} bytes",
         text.len()
     );
+    same_as_slow_path(&desc, body, &decoded, &text, &opts);
+    // Tight caps too: the fast path cuts and gives up on depth where the slow path does.
+    let tight = RenderOptions {
+        max_text_len: usize::from(head.get(1).copied().unwrap_or(0)),
+        max_depth: 2 + usize::from(head.get(2).copied().unwrap_or(0) % 8),
+        max_any_depth: usize::from(head.get(3).copied().unwrap_or(0) % 3),
+        max_bytes_preview: 8,
+        ..opts.clone()
+    };
+    same_as_slow_path(&desc, body, &decoded, &to_text(&decoded, &tight), &tight);
     let json = json_to_string(&to_json(&decoded, &opts));
     assert_terminal_safe("to_json", &json);
     if let Err(e) = serde_json::from_str::<serde_json::Value>(&json) {
         panic!("to_json wrote invalid JSON ({e}): {json}");
     }
 });
+
+/// Where `wire_text` takes the fast path, the schema decode succeeded and the text is the same.
+fn same_as_slow_path(
+    desc: &MessageDescriptor,
+    body: &[u8],
+    decoded: &containerdsnoop_decode::schema::Decoded,
+    slow: &str,
+    opts: &RenderOptions,
+) {
+    let mut fast = String::new();
+    if wire_text(desc, body, opts, &mut fast) {
+        assert!(
+            !decoded.is_schema_less(),
+            "fast path taken for bytes the schema rejects"
+        );
+        assert_eq!(fast, slow, "fast and slow text differ for {}", desc.full_name());
+    } else {
+        assert!(fast.is_empty(), "declined but left {fast:?}");
+    }
+}

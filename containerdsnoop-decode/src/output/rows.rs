@@ -5,6 +5,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use base64::Engine as _;
+use prost_reflect::MessageDescriptor;
 use serde_json::{Value, json};
 
 use crate::{
@@ -255,12 +256,20 @@ fn render_message(
 ) -> Rendered {
     match body {
         Body::Protobuf(bytes) => {
-            let request = role == Role::Request;
-            let desc = row.method.as_ref().and_then(|m| match row.conn.protocol {
-                Some(Protocol::Ttrpc) => split_ttrpc(&m.name)
-                    .and_then(|(s, n)| schema.service_message_type(s, n, request)),
-                _ => schema.message_type(&m.name, request),
-            });
+            let desc = body_descriptor(row, role, schema);
+            // The table's fast path: text straight from the bytes (true only when the schema
+            // decode would succeed, so the type is the descriptor's).
+            let mut text = String::new();
+            if !want_json
+                && let Some(desc) = &desc
+                && schema::wire_text(desc, bytes, opts, &mut text)
+            {
+                return Rendered {
+                    message_type: Some(desc.full_name().to_string()),
+                    text,
+                    json: BodyJson::NULL,
+                };
+            }
             let decoded = schema::decode(desc.as_ref(), bytes);
             let message_type = decoded.descriptor().map(|d| d.full_name().to_string());
             let text = schema::to_text(&decoded, opts);
@@ -304,6 +313,17 @@ fn render_message(
             json: BodyJson::Value(json!({ "@unavailable": reason, "@len": len })),
         },
     }
+}
+
+/// The message type of a row's protobuf body, from its method (gRPC path or ttrpc service).
+pub(crate) fn body_descriptor(row: &Row, role: Role, schema: &Schema) -> Option<MessageDescriptor> {
+    let request = role == Role::Request;
+    row.method.as_ref().and_then(|m| match row.conn.protocol {
+        Some(Protocol::Ttrpc) => {
+            split_ttrpc(&m.name).and_then(|(s, n)| schema.service_message_type(s, n, request))
+        }
+        _ => schema.message_type(&m.name, request),
+    })
 }
 
 /// Bytes of an undecoded body shown in MESSAGE; the JSON carries all of it (base64).

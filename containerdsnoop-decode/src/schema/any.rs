@@ -65,7 +65,7 @@ pub(crate) fn expand(
 
 /// A JSON object or array. Checked before protobuf because a JSON document never parses as the
 /// message it is labelled with, and the check is one byte in the common case.
-fn as_json(value: &[u8]) -> Option<serde_json::Value> {
+pub(crate) fn as_json(value: &[u8]) -> Option<serde_json::Value> {
     let first = value.iter().find(|b| !b.is_ascii_whitespace())?;
     if *first != b'{' && *first != b'[' {
         return None;

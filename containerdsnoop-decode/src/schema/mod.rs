@@ -12,6 +12,9 @@
 //! println!("{}", json_to_string(&to_json(&decoded, &opts)));
 //! ```
 //!
+//! The table renders through [`wire_text`] first: the same text written straight from the bytes,
+//! declining (to the path above) whenever it cannot be sure of producing exactly that.
+//!
 //! Anything that can come from a traced process goes through [`crate::escape`] before it is written,
 //! so no control character or escape sequence reaches a terminal raw; JSON output must be
 //! written with [`json_to_string`]/[`write_json`] for the same reason.
@@ -22,6 +25,7 @@ mod json;
 mod raw;
 pub mod redact;
 mod text;
+mod wire_text;
 
 #[cfg(test)]
 mod tests;
@@ -37,6 +41,7 @@ pub use decode::{Decoded, Fallback, FitScore, decode, fits};
 pub use json::{JsonMessage, json_message, json_to_string, to_json, write_json};
 pub use raw::{RawField, RawValue, parse_raw};
 pub use text::to_text;
+pub use wire_text::wire_text;
 
 /// The `FileDescriptorSet` compiled from `protos/` (the `containerdsnoop-protos` crate).
 pub static EMBEDDED_DESCRIPTORS: &[u8] = containerdsnoop_protos::DESCRIPTORS;

@@ -308,11 +308,11 @@ fn map_key_is_secret(key: &MapKey) -> bool {
     matches!(key, MapKey::String(k) if redact::is_secret_name(k))
 }
 
-fn write_num(buf: &mut String, n: &impl std::fmt::Display) {
+pub(super) fn write_num(buf: &mut String, n: &impl std::fmt::Display) {
     let _ = write!(buf, "{n}");
 }
 
-fn write_float(buf: &mut String, f: f64) {
+pub(super) fn write_float(buf: &mut String, f: f64) {
     if f.is_nan() {
         buf.push_str("nan");
     } else if f.is_infinite() {
