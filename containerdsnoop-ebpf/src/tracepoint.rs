@@ -40,9 +40,11 @@
 //! emits any call it was skipped for: the file descriptor, stashed at entry, is walked to its
 //! socket (`current->files->fdt->fd[fd]`, as `close.rs` does) and the syscall's return value is
 //! the count sent. The user buffer is still there until the syscall returns. So from 7.0 the
-//! entry programs are attached, and a call whose entry program the kernel skipped in turn (a
-//! perf-event tracepoint program is skipped while another one is preempted on its CPU) falls
-//! back to the registers.
+//! entry programs are attached; `sock_send_length` still takes the buffers from the registers
+//! when it knows them, and the stash only marks the call as seen. The entry and exit programs
+//! can be skipped too (a perf-event tracepoint program is skipped while another one is
+//! preempted on its CPU): a missing stash costs nothing then, and a stash left behind by a
+//! skipped exit is never mistaken for a later call's buffers.
 
 use aya_ebpf::{
     helpers::{
@@ -239,52 +241,44 @@ pub fn sock_send_length(ctx: RawTracePointContext) -> u32 {
     let sk: u64 = ctx.arg(0);
     // `int ret`: only the low 32 bits are meaningful.
     let ret = ctx.arg::<u64>(1) as i32;
-    if ENTRY_STASH.load() == 0 {
-        if ret > 0 {
-            emit_call::<true>(
-                sk,
-                ret as u32,
-                || stash_from_registers().unwrap_or(NO_PAYLOAD),
-                flags::BACKEND_TRACEPOINT,
-                Slot::Preemptible,
-            );
-        }
+    if ret <= 0 {
         return 0;
     }
-    let key = bpf_get_current_pid_tgid();
-    let stash = match STASH.get_ptr_mut(key) {
-        // SAFETY: pointer from the map lookup, valid for this program run; the entry is this
-        // thread's, and only this thread's programs touch it.
-        Some(s) if unsafe { (*s).sk } == 0 => unsafe {
-            // Seen: sys_exit_* must not emit this call again.
-            (*s).sk = sk;
-            *s
-        },
-        // A second send in one syscall: the bytes exist but we cannot see them; report their
-        // length.
-        Some(_) => NO_PAYLOAD,
-        // No stash: the entry program was skipped (see the module comment); the sender's
-        // registers say where its bytes are, or the length alone is reported.
-        None => {
-            if ret > 0 {
+    // Where the bytes are. The registers are the current syscall's own, so they are preferred
+    // whenever they are known; the stash (7.0+) then only marks the call as seen for
+    // `sys_exit_send`. That also keeps a stash left behind by a skipped `sys_exit_send` from
+    // ever pointing a later send at an older call's buffers.
+    let mut stash = NO_PAYLOAD;
+    if ENTRY_STASH.load() != 0 {
+        let key = bpf_get_current_pid_tgid();
+        match STASH.get_ptr_mut(key) {
+            // SAFETY: pointer from the map lookup, valid for this program run; the entry is
+            // this thread's, and only this thread's programs touch it.
+            Some(s) if unsafe { (*s).sk } == 0 => unsafe {
+                // Seen: sys_exit_* must not emit this call again.
+                (*s).sk = sk;
+                stash = *s;
+            },
+            // A second send in one syscall (or a stash whose sys_exit_send was skipped): the
+            // bytes exist but we cannot tell them apart; report their length.
+            Some(_) => {
                 emit_call::<true>(
                     sk,
                     ret as u32,
-                    || stash_from_registers().unwrap_or(NO_PAYLOAD),
+                    || NO_PAYLOAD,
                     flags::BACKEND_TRACEPOINT,
                     Slot::Preemptible,
                 );
+                return 0;
             }
-            return 0;
+            // No stash: the entry program was skipped (see the module comment).
+            None => {}
         }
-    };
-    if ret <= 0 {
-        return 0;
     }
     emit_call::<true>(
         sk,
         ret as u32,
-        || stash,
+        || stash_from_registers().unwrap_or(stash),
         flags::BACKEND_TRACEPOINT,
         Slot::Preemptible,
     );
