@@ -283,27 +283,56 @@ fn kprobe_return_program(bpf_loop: bool) -> &'static str {
 /// kept from the tracer goes unmentioned.
 impl Drop for Capture {
     fn drop(&mut self) {
-        let skips = self.kernel_skips();
-        if skips.is_empty() {
-            return;
+        if let Some(line) = skip_report(&self.kernel_skips()) {
+            eprintln!("{line}");
         }
-        let list: Vec<String> = skips
-            .iter()
-            .map(|(name, n)| {
-                if name == "sock_send_length" {
-                    format!("{name} {n} times (those sends were captured at syscall exit)")
-                } else {
-                    format!("{name} {n} times")
-                }
-            })
-            .collect();
-        eprintln!(
-            "containerdsnoop: the kernel skipped tracer programs while a run of one was in \
-             progress on the same CPU: {}; other sends those skips hit may be missing without \
-             a gap",
-            list.join(", ")
-        );
     }
+}
+
+/// The exit line for the programs the kernel skipped (`recursion_misses`), saying what the
+/// skips cost: a skipped entry program nothing (the buffers come from the registers), a skipped
+/// `sock_send_length` nothing while its syscall's entry and exit programs ran (the send is
+/// emitted at exit); a send is lost, without a gap, only when its `sock_send_length` and its
+/// entry or exit program were both skipped. A skipped close program delays a connection's end.
+fn skip_report(skips: &[(String, u64)]) -> Option<String> {
+    if skips.is_empty() {
+        return None;
+    }
+    let count = |pick: &dyn Fn(&str) -> bool| -> u64 {
+        skips.iter().filter(|(n, _)| pick(n)).map(|(_, n)| n).sum()
+    };
+    let sends = count(&|n| n == "sock_send_length");
+    let syscall_ends = count(&|n| n.starts_with("sys_enter_") && !is_close_program(n))
+        + count(&|n| n == "sys_exit_send");
+    let closes = count(&|n| is_close_program(n));
+    let list: Vec<String> = skips
+        .iter()
+        .map(|(name, n)| format!("{name} {n} times"))
+        .collect();
+    let mut consequences = Vec::new();
+    match sends.min(syscall_ends) {
+        0 => consequences.push("no send was lost to them".to_string()),
+        n => consequences.push(format!(
+            "up to {n} sends may be missing without a gap (their sock_send_length and their \
+             syscall's entry or exit program were both skipped)"
+        )),
+    }
+    if closes > 0 {
+        consequences.push(format!(
+            "up to {closes} connection ends may show only when the socket is reused or the \
+             tracer stops"
+        ));
+    }
+    Some(format!(
+        "containerdsnoop: the kernel skipped tracer programs while a run of one was in progress \
+         on the same CPU: {}; {}",
+        list.join(", "),
+        consequences.join("; ")
+    ))
+}
+
+fn is_close_program(name: &str) -> bool {
+    CLOSE_TRACEPOINTS.iter().any(|(_, p)| *p == name) || name == "sched_process_exit"
 }
 
 fn load_object(config: &CaptureConfig) -> anyhow::Result<Ebpf> {
@@ -699,4 +728,56 @@ fn ensure_tracefs() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::skip_report;
+
+    fn skips(list: &[(&str, u64)]) -> Vec<(String, u64)> {
+        list.iter().map(|(n, c)| (n.to_string(), *c)).collect()
+    }
+
+    #[test]
+    fn no_skips_no_line() {
+        assert_eq!(skip_report(&[]), None);
+    }
+
+    #[test]
+    fn skipped_entry_or_exit_programs_alone_lose_nothing() {
+        let line = skip_report(&skips(&[("sys_exit_send", 8), ("sys_enter_sendmsg", 18)]))
+            .expect("a line");
+        assert!(
+            line.contains("sys_exit_send 8 times, sys_enter_sendmsg 18 times"),
+            "{line}"
+        );
+        assert!(line.ends_with("no send was lost to them"), "{line}");
+    }
+
+    #[test]
+    fn a_skipped_send_is_at_risk_only_with_a_skipped_entry_or_exit() {
+        let alone = skip_report(&skips(&[("sock_send_length", 7)])).expect("a line");
+        assert!(alone.ends_with("no send was lost to them"), "{alone}");
+        let both = skip_report(&skips(&[
+            ("sock_send_length", 2),
+            ("sys_exit_send", 5),
+            ("sys_enter_buf", 1),
+        ]))
+        .expect("a line");
+        assert!(
+            both.contains("up to 2 sends may be missing without a gap"),
+            "{both}"
+        );
+    }
+
+    #[test]
+    fn skipped_close_programs_delay_connection_ends() {
+        let line = skip_report(&skips(&[("sys_enter_close", 3), ("sched_process_exit", 1)]))
+            .expect("a line");
+        assert!(line.contains("no send was lost to them"), "{line}");
+        assert!(
+            line.contains("up to 4 connection ends may show only when"),
+            "{line}"
+        );
+    }
 }
