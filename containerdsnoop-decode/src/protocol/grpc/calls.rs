@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use super::call::{Call, Half, Pending};
+use super::early::{EarlyFrame, EarlyResponses};
 use super::framing::{self, Deframer};
 use super::infer::{Catalog, Evidence, Hints, Inference};
 use super::limits::CallLimits;
@@ -43,6 +44,10 @@ pub struct Calls {
     /// Calls whose response ended (their End is out) before their request did, by stream: the
     /// rest of the request is still decoded. Their held bytes count in `held`.
     late_requests: BTreeMap<u32, Call>,
+    /// Response frames recorded before their call's request headers (see `early.rs`).
+    pub(super) early: EarlyResponses,
+    /// The highest stream id request headers opened a call on.
+    pub(super) highest_opened: u32,
 }
 
 /// Runs `f` on `call` and keeps `held` (the sum of `Call::held` over a connection's calls) in
@@ -72,6 +77,41 @@ impl Calls {
             first_fresh: None,
             retired: VecDeque::new(),
             late_requests: BTreeMap::new(),
+            early: EarlyResponses::default(),
+            highest_opened: 0,
+        }
+    }
+
+    /// Whether a response frame on `stream`, which has no open call, answers a request not
+    /// decoded yet (see `early.rs`): only on a connection followed from its start, on a client
+    /// stream id above every one opened so far.
+    pub(super) fn is_early_response(&self, at: Origin, stream: u32) -> bool {
+        at.role == Role::Response
+            && !self.calls.contains_key(&stream)
+            && (self.early.holds(stream)
+                || (!self.adopting && stream % 2 == 1 && stream > self.highest_opened))
+    }
+
+    /// Holds a response frame until its request headers come.
+    pub(super) fn hold_early(&mut self, stream: u32, frame: EarlyFrame) {
+        self.shared.stats.orphan_frames += self.early.hold(stream, frame);
+    }
+
+    /// Replays the response frames held for `stream`, whose call was just opened.
+    pub(super) fn replay_early(&mut self, stream: u32, out: &mut Vec<CallEvent>) {
+        for frame in self.early.take(stream) {
+            match frame {
+                EarlyFrame::Headers {
+                    at,
+                    list,
+                    end_stream,
+                } => self.headers(at, stream, &list, end_stream, out),
+                EarlyFrame::Data {
+                    at,
+                    bytes,
+                    end_stream,
+                } => self.data(at, stream, &bytes, end_stream, out),
+            }
         }
     }
 
@@ -92,6 +132,8 @@ impl Calls {
     pub fn resume(&mut self, at: Origin, lost: bool, out: &mut Vec<CallEvent>) -> usize {
         self.adopting = true;
         if at.role == Role::Request {
+            // The requests they wait for may be among the lost bytes.
+            self.shared.stats.orphan_frames += self.early.clear();
             self.first_fresh = None;
             self.shared.infer.inference.table_lost();
         }
@@ -171,6 +213,15 @@ impl Calls {
     ) {
         if at.role == Role::Request && self.late_requests.contains_key(&stream) {
             self.late_request_data(at, stream, data, end_stream, out);
+            return;
+        }
+        if self.is_early_response(at, stream) {
+            let frame = EarlyFrame::Data {
+                at,
+                bytes: data.to_vec(),
+                end_stream,
+            };
+            self.hold_early(stream, frame);
             return;
         }
         if !self.calls.contains_key(&stream) && !self.adopt(at, stream) {
@@ -345,6 +396,8 @@ impl Calls {
 
     /// The connection ended: every open call ends abnormally.
     pub fn close(&mut self, at: Origin, reason: &str, out: &mut Vec<CallEvent>) {
+        // Answers whose requests never came.
+        self.shared.stats.orphan_frames += self.early.clear();
         let late: Vec<u32> = self.late_requests.keys().copied().collect();
         for stream in late {
             self.forget_late_request(stream);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::call::{Call, Half, Pending};
 use super::calls::{Calls, tracked};
 use super::compress::Encoding;
+use super::early::EarlyFrame;
 use super::infer::{Evidence, Hints};
 use super::status;
 use crate::protocol::call::{CallEvent, CallEventKind, Method, Role, Status};
@@ -141,6 +142,8 @@ impl Calls {
         };
         self.shared.emit(&mut call, start, 0, out);
         self.calls.insert(stream, call);
+        self.highest_opened = self.highest_opened.max(stream);
+        self.replay_early(stream, out);
     }
 
     fn response_headers(
@@ -151,6 +154,15 @@ impl Calls {
         end_stream: bool,
         out: &mut Vec<CallEvent>,
     ) {
+        if self.is_early_response(at, stream) {
+            let frame = EarlyFrame::Headers {
+                at,
+                list: list.clone(),
+                end_stream,
+            };
+            self.hold_early(stream, frame);
+            return;
+        }
         let Some(call) = self.calls.get_mut(&stream) else {
             self.shared.stats.orphan_frames += 1;
             return;

@@ -6,6 +6,7 @@ mod call;
 pub mod calls;
 pub mod compress;
 pub mod conn;
+mod early;
 pub mod framing;
 mod headers;
 pub mod infer;

@@ -968,3 +968,93 @@ fn request_message_after_a_trailers_only_answer_is_shown() {
     );
     assert_eq!(stats.calls.orphan_frames, 1);
 }
+
+/// The client's request recorded after the server's answer to it (the client's CPU was taken
+/// away right after its write, while the server answered trailers-only): the answer is held
+/// until the request headers open the call, so the call keeps its method, its status and its
+/// request message, in request-then-answer order.
+#[test]
+fn an_answer_recorded_before_its_request_is_held_until_the_request_comes() {
+    let mut t = Trace::handshake();
+    let (mut c, mut s) = (Peer::new(), Peer::new());
+    t.push(
+        SERVER,
+        20,
+        s.headers(
+            1,
+            &[
+                (":status", "200"),
+                ("content-type", "application/grpc"),
+                ("grpc-status", "12"),
+            ],
+            true,
+        ),
+    );
+    t.push(CLIENT, 10, c.headers(1, &request_fields(CREATE), false));
+    t.push(CLIENT, 30, data(1, &grpc(b"late"), true));
+    // A normal call afterwards is unaffected.
+    t.push(CLIENT, 40, c.headers(3, &request_fields(CREATE), false));
+    t.push(CLIENT, 41, data(3, &grpc(b"req"), true));
+    t.push(
+        SERVER,
+        50,
+        s.headers(
+            3,
+            &[(":status", "200"), ("content-type", "application/grpc")],
+            false,
+        ),
+    );
+    t.push(SERVER, 51, data(3, &grpc(b"resp"), false));
+    t.push(SERVER, 52, s.headers(3, &[("grpc-status", "0")], true));
+    let (ev, stats) = t.run();
+    let ends = ends(&ev);
+    assert_eq!(
+        ends.iter().map(|(s, st)| (*s, st.code)).collect::<Vec<_>>(),
+        vec![(1, Some(12)), (3, Some(0))],
+        "{ev:#?}"
+    );
+    let end_1 = ev
+        .iter()
+        .find(|e| e.stream == 1 && matches!(e.kind, CallEventKind::End { .. }))
+        .expect("END of stream 1");
+    assert_eq!(end_1.ts_ns, 20, "the END keeps the answer's own time");
+    let msgs = messages(&ev);
+    assert_eq!(msgs.len(), 3, "{msgs:?}");
+    assert!(
+        ev.iter().any(|e| e.stream == 1
+            && matches!(&e.kind, CallEventKind::Message { method: m, .. } if *m == method(CREATE))),
+        "the late request message is shown with its method"
+    );
+    assert_eq!(stats.calls.orphan_frames, 0);
+}
+
+/// Answers whose requests never come (the connection ends first) are counted as orphan frames,
+/// and no more of them are held than the bounds allow.
+#[test]
+fn held_answers_are_bounded_and_counted_when_their_requests_never_come() {
+    let mut t = Trace::handshake();
+    let mut s = Peer::new();
+    for stream in (1..=2 * 12).step_by(2) {
+        t.push(
+            SERVER,
+            u64::from(stream),
+            s.headers(
+                stream,
+                &[
+                    (":status", "200"),
+                    ("content-type", "application/grpc"),
+                    ("grpc-status", "5"),
+                ],
+                true,
+            ),
+        );
+    }
+    let mut conn = Connection::default();
+    let mut ev = Vec::new();
+    for (side, ts, b) in &t.writes {
+        conn.feed(*side, *ts, b, &mut ev);
+    }
+    conn.close(99, crate::protocol::call::ConnEnd::Closed, &mut ev);
+    assert!(ends(&ev).is_empty(), "{ev:#?}");
+    assert_eq!(conn.stats().calls.orphan_frames, 12);
+}
