@@ -143,9 +143,14 @@ impl Pipeline {
                 _ => {}
             }
         }
+        let filter = &self.plan.filter;
+        let record_containers = !filter.containers.is_empty()
+            || !filter.pods.is_empty()
+            || self.sinks.iter().any(|s| s.wants_record_containers());
         let containers = self
             .attributor
             .as_mut()
+            .filter(|_| record_containers)
             .map(|a| [a.container(chunk.tgid), a.container(chunk.peer_tgid)]);
         if self.plan.unit == Unit::Records {
             if self.plan.filter.accepts_record(chunk, None)
@@ -545,6 +550,28 @@ mod tests {
                 "{asked}"
             );
         }
+    }
+
+    /// Without a container filter, and with no sink that shows records' containers (the pcap
+    /// export does), records are not attributed: only rows are, two questions each.
+    #[test]
+    fn records_are_attributed_only_when_something_uses_it() {
+        let tap = ContainerTap::default();
+        let schema = Schema::embedded().expect("schema");
+        let mut p = Pipeline::new(
+            Renderer::new(schema, RenderOptions::default()),
+            Plan::default(),
+            vec![Box::new(tap.clone())],
+        );
+        let asked = Rc::new(RefCell::new(0));
+        p.set_attributor(Box::new(PodOfTen(asked.clone())));
+        for c in traffic() {
+            p.push(&c).expect("push");
+        }
+        p.finish(u64::MAX, ConnEnd::CaptureEnded).expect("finish");
+        let rows = tap.0.borrow().len();
+        assert!(rows > 0);
+        assert_eq!(*asked.borrow(), 2 * rows as u64);
     }
 
     use crate::testutil::Shared;

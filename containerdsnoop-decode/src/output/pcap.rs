@@ -44,6 +44,10 @@ pub fn export_error(e: pcap::Error) -> io::Error {
 }
 
 impl<W: Write> Sink for PcapSink<W> {
+    fn wants_record_containers(&self) -> bool {
+        true
+    }
+
     fn record(&mut self, record: &Record<'_>) -> io::Result<()> {
         let ts_ns = self.wall(record.chunk.ts_ns);
         let Some(w) = self.writer.as_mut() else {

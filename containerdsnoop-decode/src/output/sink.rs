@@ -70,6 +70,12 @@ pub trait Sink {
         false
     }
 
+    /// Whether [`Record::containers`] is used: attributing each record's two ends costs two
+    /// lookups a record, so the pipeline does it only for sinks (and filters) that need it.
+    fn wants_record_containers(&self) -> bool {
+        false
+    }
+
     /// One captured record. Sinks that show only rows ignore records.
     fn record(&mut self, _record: &Record<'_>) -> io::Result<()> {
         Ok(())
