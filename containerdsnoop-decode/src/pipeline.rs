@@ -4,6 +4,7 @@
 //! The live capture, capture files and tests all push [`Chunk`]s through the same code.
 
 use std::io;
+use std::sync::Arc;
 
 use crate::{
     container::Attributor,
@@ -53,7 +54,7 @@ pub struct Pipeline {
     sinks: Vec<Box<dyn Sink>>,
     pub stats: Stats,
     pieces: Vec<Piece>,
-    events: Vec<(ConnInfo, CallEvent)>,
+    events: Vec<(Arc<ConnInfo>, CallEvent)>,
     /// Names the container at each end of a row (live capture only).
     attributor: Option<Box<dyn Attributor>>,
     /// The `-x` stage (None without `-x`), and the rows it released.

@@ -53,7 +53,7 @@ pub struct Row {
     pub namespace: Option<Arc<str>>,
     /// Message index within its call and role (streaming calls).
     pub index: Option<u64>,
-    pub conn: ConnInfo,
+    pub conn: Arc<ConnInfo>,
     pub event: CallEventKind,
     /// The sender's container and the peer's (None: a host process, or not known).
     pub container: Attribution,
@@ -106,7 +106,7 @@ impl RowBuilder {
     }
 
     /// Returns the row for `event`, or None for events that are not rows (call starts).
-    pub fn row(&mut self, conn: ConnInfo, event: CallEvent) -> Option<Row> {
+    pub fn row(&mut self, conn: Arc<ConnInfo>, event: CallEvent) -> Option<Row> {
         if let CallEventKind::Start { metadata, .. } = event.kind {
             if self.keep_headers {
                 let size = header_bytes(&metadata);

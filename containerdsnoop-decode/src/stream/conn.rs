@@ -2,6 +2,8 @@
 //! detects its protocol from the first bytes, feeds its decoder, and bounds how many
 //! connections it holds (least recently active evicted, counted, and its calls ended).
 
+use std::sync::Arc;
+
 use crate::{
     lru::LruMap,
     protocol::{
@@ -95,7 +97,9 @@ pub fn side_index(side: Side) -> usize {
 }
 
 struct Conn {
-    info: ConnInfo,
+    /// Shared with the events it accompanies: a row holds a reference, not a copy of the
+    /// path and the two ends' names; changed in place once the rows have gone.
+    info: Arc<ConnInfo>,
     decoder: Option<Box<dyn ConnDecoder>>,
     /// Bytes seen before the protocol was known, in arrival order.
     pending: Vec<(Side, u64, Vec<u8>)>,
@@ -173,7 +177,7 @@ impl ConnTable {
     fn conn_for(
         &mut self,
         chunk: &Chunk,
-        out: &mut Vec<(ConnInfo, CallEvent)>,
+        out: &mut Vec<(Arc<ConnInfo>, CallEvent)>,
     ) -> (&mut Conn, Side) {
         let (key, side) = Self::key(chunk);
         // Socket memory is reused as soon as a connection closes: the same pair of identities
@@ -219,7 +223,7 @@ impl ConnTable {
             let evicted = self.conns.insert(
                 key,
                 Conn {
-                    info,
+                    info: Arc::new(info),
                     decoder: None,
                     pending: Vec::new(),
                     pending_len: 0,
@@ -242,22 +246,35 @@ impl ConnTable {
         }
         let conn = self.conns.get_mut(&key).expect("inserted above");
         let i = side_index(side);
-        conn.info.ends[i] = Some(Endpoint {
-            pid: chunk.tgid,
-            tid: chunk.tid,
-            comm: chunk.process_comm.clone(),
+        let info = &conn.info;
+        let same_end = info.ends[i].as_ref().is_some_and(|e| {
+            e.pid == chunk.tgid && e.tid == chunk.tid && e.comm == chunk.process_comm
         });
-        conn.info.peer_pids[i] = chunk.peer_tgid;
-        conn.sent[i] = conn.sent[i].max(chunk.stream_pos + chunk.span_len as u64);
-        conn.info.inodes[i] = chunk.sock_ino;
-        if chunk.peer_ino != 0 {
-            conn.info.inodes[1 - i] = chunk.peer_ino;
+        let changed = !same_end
+            || info.peer_pids[i] != chunk.peer_tgid
+            || info.inodes[i] != chunk.sock_ino
+            || (chunk.peer_ino != 0 && info.inodes[1 - i] != chunk.peer_ino);
+        if changed {
+            let info = Arc::make_mut(&mut conn.info);
+            if !same_end {
+                info.ends[i] = Some(Endpoint {
+                    pid: chunk.tgid,
+                    tid: chunk.tid,
+                    comm: chunk.process_comm.clone(),
+                });
+            }
+            info.peer_pids[i] = chunk.peer_tgid;
+            info.inodes[i] = chunk.sock_ino;
+            if chunk.peer_ino != 0 {
+                info.inodes[1 - i] = chunk.peer_ino;
+            }
         }
+        conn.sent[i] = conn.sent[i].max(chunk.stream_pos + chunk.span_len as u64);
         (conn, side)
     }
 
     /// Feeds in-order payload bytes of `chunk`; events go to `out` with the connection info.
-    pub fn data(&mut self, chunk: &Chunk, bytes: &[u8], out: &mut Vec<(ConnInfo, CallEvent)>) {
+    pub fn data(&mut self, chunk: &Chunk, bytes: &[u8], out: &mut Vec<(Arc<ConnInfo>, CallEvent)>) {
         let (conn, side) = self.conn_for(chunk, out);
         let mut events = Vec::new();
         conn.feed(side, chunk.ts_ns, bytes, &mut events);
@@ -265,17 +282,17 @@ impl ConnTable {
     }
 
     /// `chunk` is the first record of its socket and starts mid-stream.
-    pub fn joined(&mut self, chunk: &Chunk, out: &mut Vec<(ConnInfo, CallEvent)>) {
+    pub fn joined(&mut self, chunk: &Chunk, out: &mut Vec<(Arc<ConnInfo>, CallEvent)>) {
         let (conn, side) = self.conn_for(chunk, out);
         conn.joined[side_index(side)] = Some(chunk.stream_pos);
-        conn.info.sync = SyncState::LateJoin;
+        Arc::make_mut(&mut conn.info).sync = SyncState::LateJoin;
         if let Some(d) = conn.decoder.as_mut() {
             d.joined(side, chunk.stream_pos);
         }
     }
 
     /// `missing` bytes of `chunk`'s direction were lost or not captured.
-    pub fn gap(&mut self, chunk: &Chunk, missing: u64, out: &mut Vec<(ConnInfo, CallEvent)>) {
+    pub fn gap(&mut self, chunk: &Chunk, missing: u64, out: &mut Vec<(Arc<ConnInfo>, CallEvent)>) {
         self.stats.gaps += 1;
         self.stats.lost_bytes += missing;
         let (conn, side) = self.conn_for(chunk, out);
@@ -286,7 +303,7 @@ impl ConnTable {
                 // Undetected: what was pending can no longer be trusted to start the stream.
                 conn.pending.clear();
                 conn.pending_len = 0;
-                conn.info.sync = SyncState::LateJoin;
+                Arc::make_mut(&mut conn.info).sync = SyncState::LateJoin;
             }
         }
         // Through push_events like every other event, so that `decoding` is the decoder's
@@ -302,11 +319,11 @@ impl ConnTable {
     /// What is known of `chunk`'s connection (None once it has been closed or evicted).
     pub fn info_of(&self, chunk: &Chunk) -> Option<&ConnInfo> {
         let (key, _) = Self::key(chunk);
-        self.conns.peek(&key).map(|c| &c.info)
+        self.conns.peek(&key).map(|c| &*c.info)
     }
 
     /// Ends the connection of these two socket identities (offline captures see FIN/RST).
-    pub fn close(&mut self, ts_ns: u64, a: u64, b: u64, out: &mut Vec<(ConnInfo, CallEvent)>) {
+    pub fn close(&mut self, ts_ns: u64, a: u64, b: u64, out: &mut Vec<(Arc<ConnInfo>, CallEvent)>) {
         let key = if a <= b || b == 0 { (a, b) } else { (b, a) };
         if let Some(conn) = self.conns.remove(&key) {
             self.ended.push(conn.info.id);
@@ -315,7 +332,12 @@ impl ConnTable {
     }
 
     /// Ends every connection, oldest first (the tracer stops, or a capture file ends).
-    pub fn close_all(&mut self, ts_ns: u64, end: ConnEnd, out: &mut Vec<(ConnInfo, CallEvent)>) {
+    pub fn close_all(
+        &mut self,
+        ts_ns: u64,
+        end: ConnEnd,
+        out: &mut Vec<(Arc<ConnInfo>, CallEvent)>,
+    ) {
         for (_, conn) in self.conns.drain_oldest_first() {
             self.ended.push(conn.info.id);
             conn.end(ts_ns, end, out);
@@ -354,7 +376,7 @@ impl ConnTable {
 impl Conn {
     /// The one way a connection leaves the table: bytes still undecided are shown, and every
     /// open call ends with `end`'s reason.
-    fn end(mut self, ts_ns: u64, end: ConnEnd, out: &mut Vec<(ConnInfo, CallEvent)>) {
+    fn end(mut self, ts_ns: u64, end: ConnEnd, out: &mut Vec<(Arc<ConnInfo>, CallEvent)>) {
         let mut events = Vec::new();
         self.settle(&mut events);
         if let Some(d) = self.decoder.as_mut() {
@@ -365,12 +387,15 @@ impl Conn {
 
     /// Pairs events with a snapshot of the connection info, including the decoder's sync state
     /// for the side that sent each event.
-    fn push_events(&mut self, events: Vec<CallEvent>, out: &mut Vec<(ConnInfo, CallEvent)>) {
+    fn push_events(&mut self, events: Vec<CallEvent>, out: &mut Vec<(Arc<ConnInfo>, CallEvent)>) {
         for e in events {
             if let Some(d) = self.decoder.as_ref() {
-                self.info.decoding = Some(d.sync_state(e.side));
+                let decoding = Some(d.sync_state(e.side));
+                if self.info.decoding != decoding {
+                    Arc::make_mut(&mut self.info).decoding = decoding;
+                }
             }
-            out.push((self.info.clone(), e));
+            out.push((Arc::clone(&self.info), e));
         }
     }
 
@@ -414,7 +439,7 @@ impl Conn {
 
     /// Installs the decoder for the detected protocol and replays the pending bytes into it.
     fn start_decoder(&mut self, decoder: Box<dyn ConnDecoder>, out: &mut Vec<CallEvent>) {
-        self.info.protocol = Some(decoder.protocol());
+        Arc::make_mut(&mut self.info).protocol = Some(decoder.protocol());
         self.decoder = Some(decoder);
         if let Some(d) = self.decoder.as_mut() {
             for side in [Side::A, Side::B] {
