@@ -28,6 +28,9 @@ mod text;
 mod wire_text;
 
 #[cfg(test)]
+mod wire_testkit;
+
+#[cfg(test)]
 mod tests;
 
 use std::{
