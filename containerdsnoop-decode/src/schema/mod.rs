@@ -25,6 +25,7 @@ mod json;
 mod raw;
 pub mod redact;
 mod text;
+mod wire_json;
 mod wire_text;
 
 #[cfg(test)]
@@ -44,6 +45,7 @@ pub use decode::{Decoded, Fallback, FitScore, decode, fits};
 pub use json::{JsonMessage, json_message, json_to_string, to_json, write_json};
 pub use raw::{RawField, RawValue, parse_raw};
 pub use text::to_text;
+pub use wire_json::{WireJson, wire_json, wire_json_ok};
 pub use wire_text::wire_text;
 
 /// The `FileDescriptorSet` compiled from `protos/` (the `containerdsnoop-protos` crate).
