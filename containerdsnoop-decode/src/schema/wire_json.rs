@@ -41,9 +41,7 @@ use super::{
     RenderOptions, any,
     json::{WKT_SPECIAL, float},
     redact::{self, REDACTED},
-    wire_text::{
-        DEPTH_GUARD, Scalar, default_of, is_default, next_key_if, read_len, read_value,
-    },
+    wire_text::{DEPTH_GUARD, Scalar, default_of, is_default, next_key_if, read_len, read_value},
 };
 
 #[cfg(test)]
@@ -276,7 +274,9 @@ impl<'a> MapEntries<'a> {
         while !entry.is_empty() {
             let (number, entry_wire) = decode_key(&mut entry).ok()?;
             match number {
-                1 if key.is_none() => key = Some(read_value(&self.key_kind, entry_wire, &mut entry)?),
+                1 if key.is_none() => {
+                    key = Some(read_value(&self.key_kind, entry_wire, &mut entry)?)
+                }
                 2 if value.is_none() => {
                     value = Some(read_value(&self.value_kind, entry_wire, &mut entry)?);
                 }
@@ -321,7 +321,12 @@ fn key_string<'a>(key: Scalar<'a>) -> Option<Cow<'a, str>> {
 }
 
 /// A map's entries in the slow path's order: by key string, the last of equal keys kept.
-fn sorted_entries<'a>(kind: &Kind, number: u32, wire: WireType, run: &'a [u8]) -> Option<Vec<(Cow<'a, str>, Scalar<'a>)>> {
+fn sorted_entries<'a>(
+    kind: &Kind,
+    number: u32,
+    wire: WireType,
+    run: &'a [u8],
+) -> Option<Vec<(Cow<'a, str>, Scalar<'a>)>> {
     let mut entries = MapEntries::new(kind, number, wire, run)?;
     let mut out = Vec::new();
     for (key, value) in entries.by_ref() {
@@ -386,10 +391,16 @@ fn well_known(full_name: &str, bytes: &[u8]) -> Option<WellKnown> {
     match full_name {
         "google.protobuf.Timestamp" => (MIN_TIMESTAMP_SECONDS..=MAX_TIMESTAMP_SECONDS)
             .contains(&seconds)
-            .then_some(WellKnown::Timestamp(prost_types::Timestamp { seconds, nanos })),
+            .then_some(WellKnown::Timestamp(prost_types::Timestamp {
+                seconds,
+                nanos,
+            })),
         "google.protobuf.Duration" => (seconds.unsigned_abs() <= MAX_DURATION_SECONDS
             && nanos.unsigned_abs() <= MAX_DURATION_NANOS)
-            .then_some(WellKnown::Duration(prost_types::Duration { seconds, nanos })),
+            .then_some(WellKnown::Duration(prost_types::Duration {
+                seconds,
+                nanos,
+            })),
         _ => None,
     }
 }
@@ -538,8 +549,7 @@ fn any_type(
     {
         return None;
     }
-    desc.parent_pool()
-        .get_message_by_name(any::type_name(url))
+    desc.parent_pool().get_message_by_name(any::type_name(url))
 }
 
 fn check_any(

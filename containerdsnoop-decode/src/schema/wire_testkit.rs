@@ -112,6 +112,19 @@ pub(super) fn rec_chunks(path: &str, client: (&str, u32), server: (&str, u32)) -
 
 /// Every protobuf body of the recorded gRPC and ttrpc traffic, replayed through the pipeline.
 pub(super) fn recorded_bodies() -> Vec<TypedBody> {
+    let found = Rc::new(RefCell::new(Vec::new()));
+    replay_recordings(|| {
+        Box::new(Bodies {
+            schema: schema(),
+            found: found.clone(),
+        })
+    });
+    found.take()
+}
+
+/// Replays the recorded gRPC and ttrpc traffic through the pipeline, each recording into a
+/// sink from `sink`.
+pub(super) fn replay_recordings(mut sink: impl FnMut() -> Box<dyn Sink>) {
     let ctr =
         std::fs::read_to_string(fixtures().join("containerd/ctr-basic.jsonl")).expect("fixture");
     let captures = [
@@ -127,16 +140,11 @@ pub(super) fn recorded_bodies() -> Vec<TypedBody> {
             ("containerd", 3437),
         ),
     ];
-    let found = Rc::new(RefCell::new(Vec::new()));
     for chunks in &captures {
-        let sink = Bodies {
-            schema: schema(),
-            found: found.clone(),
-        };
         let mut p = Pipeline::new(
             Renderer::new(schema(), RenderOptions::default()),
             Plan::default(),
-            vec![Box::new(sink)],
+            vec![sink()],
         );
         for c in chunks {
             p.push(c).expect("push");
@@ -144,12 +152,8 @@ pub(super) fn recorded_bodies() -> Vec<TypedBody> {
         let last = chunks.last().map_or(0, |c| c.ts_ns);
         p.finish(last, ConnEnd::CaptureEnded).expect("finish");
     }
-    found.take()
 }
 
-/// The recorded messages take the fast path and agree with the slow path. Reasons the fast
-/// path declines, in general: decode errors, fields out of number order or repeated when not
-/// repeated, unknown fields, groups, two members of a oneof, an `Any` holding JSON or an
 // ---- generated messages ----
 
 /// xorshift64*: deterministic inputs without a dependency.

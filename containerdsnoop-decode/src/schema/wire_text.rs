@@ -534,7 +534,11 @@ fn read_fixed<const N: usize>(
 }
 
 /// One value of `kind`, converted exactly as prost's `merge` for that type does.
-pub(super) fn read_value<'a>(kind: &Kind, wire: WireType, buf: &mut &'a [u8]) -> Option<Scalar<'a>> {
+pub(super) fn read_value<'a>(
+    kind: &Kind,
+    wire: WireType,
+    buf: &mut &'a [u8],
+) -> Option<Scalar<'a>> {
     let varint = |buf: &mut &'a [u8]| -> Option<u64> {
         if wire != WireType::Varint {
             return None;

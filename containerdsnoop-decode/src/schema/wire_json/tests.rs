@@ -4,11 +4,22 @@
 //! `wire_text`: the recorded traffic, generated messages of every type in the pool (reordered,
 //! duplicated, cut, corrupted), hand-written wire bytes, and edge cases.
 
+use std::{cell::RefCell, io, rc::Rc};
+
 use prost::Message as _;
 use prost_reflect::MessageDescriptor;
 
 use super::*;
-use crate::schema::{decode, json_message, json_to_string, to_json, wire_testkit::*, write_json};
+use crate::{
+    output::{
+        rows::{BodyJson, Row, body_descriptor, render_body},
+        sink::{Headers, Renderer, Sink},
+    },
+    protocol::call::{Body, CallEventKind},
+    schema::{
+        Schema, decode, json_message, json_to_string, to_json, to_text, wire_testkit::*, write_json,
+    },
+};
 
 fn written<T: Serialize>(value: &T) -> Result<String, String> {
     let mut out = Vec::new();
@@ -44,8 +55,12 @@ fn same_or_declined(desc: &MessageDescriptor, bytes: &[u8], opts: &RenderOptions
         "fast path taken for bytes the schema decode rejects: {} {bytes:02x?}",
         desc.full_name()
     );
-    let fast = written(&wire_json(desc, bytes, opts))
-        .unwrap_or_else(|e| panic!("accepted, then failed: {e}: {} {bytes:02x?}", desc.full_name()));
+    let fast = written(&wire_json(desc, bytes, opts)).unwrap_or_else(|e| {
+        panic!(
+            "accepted, then failed: {e}: {} {bytes:02x?}",
+            desc.full_name()
+        )
+    });
     let slow = written(&json_message(&decoded, opts)).expect("slow path writes");
     assert_eq!(
         fast,
@@ -124,6 +139,70 @@ fn recorded_traffic_cut_and_corrupted_byte_by_byte() {
         }
     }
     assert!(took > 0 && took < variants, "{took} of {variants}");
+}
+
+/// Renders each protobuf row as the JSON sink does (`render_body` wanting JSON) and checks it
+/// against the slow path's rendering of the same row; counts rows and fast-path rows.
+struct RowCheck {
+    schema: Schema,
+    opts: RenderOptions,
+    counts: Rc<RefCell<(usize, usize)>>,
+}
+
+impl Sink for RowCheck {
+    fn row(&mut self, row: &Row, _: Option<&Headers>, _: &Renderer) -> io::Result<()> {
+        let CallEventKind::Message {
+            role,
+            body: Body::Protobuf(bytes),
+            ..
+        } = &row.event
+        else {
+            return Ok(());
+        };
+        let rendered = render_body(row, &self.schema, &self.opts, true);
+        let decoded = decode(body_descriptor(row, *role, &self.schema).as_ref(), bytes);
+        assert_eq!(rendered.text, to_text(&decoded, &self.opts));
+        assert_eq!(
+            rendered.message_type,
+            decoded.descriptor().map(|d| d.full_name().to_owned())
+        );
+        let slow = BodyJson::Message(decoded, self.opts.clone());
+        assert_eq!(written(&rendered.json), written(&slow));
+        let mut counts = self.counts.borrow_mut();
+        counts.0 += 1;
+        counts.1 += usize::from(matches!(rendered.json, BodyJson::Wire(..)));
+        Ok(())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    fn finish(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The rows of the recordings, replayed through the pipeline: with JSON wanted, the body's
+/// text, type and JSON are the slow path's, and most take the fast path.
+#[test]
+fn recorded_rows_with_json_wanted_render_as_the_slow_path() {
+    for opts in json_option_sets() {
+        let counts = Rc::new(RefCell::new((0, 0)));
+        replay_recordings(|| {
+            Box::new(RowCheck {
+                schema: schema(),
+                opts: opts.clone(),
+                counts: counts.clone(),
+            })
+        });
+        let (rows, fast) = *counts.borrow();
+        assert!(rows >= 40, "{rows} protobuf rows");
+        if opts.max_depth >= 8 {
+            assert!(
+                fast * 10 >= rows * 9,
+                "{fast} of {rows} rows on the fast path"
+            );
+        }
+    }
 }
 
 // ---- generated messages ----
@@ -235,7 +314,11 @@ fn maps_sorted_as_strings_last_key_wins_and_secret_keys_redacted() {
     assert!(check(name, &cat(&[entry(b"token", b"s3cret")])));
     let out = written(&wire_json(
         &message(name),
-        &cat(&[entry(b"token", b"s3cret"), entry(b"a", b"1"), entry(b"a", b"2")]),
+        &cat(&[
+            entry(b"token", b"s3cret"),
+            entry(b"a", b"1"),
+            entry(b"a", b"2"),
+        ]),
         &RenderOptions::default(),
     ))
     .expect("writes");
@@ -247,12 +330,18 @@ fn timestamps_durations_and_empty_in_prost_reflects_form_other_well_known_types_
     // containerd.events.TaskExit.exited_at is a Timestamp.
     let exit = |seconds: u64, nanos: u64| ld(5, &cat(&[vi(1, seconds), vi(2, nanos)]));
     assert!(check("containerd.events.TaskExit", &exit(1_700_000_000, 5)));
-    assert!(check("containerd.events.TaskExit", &exit(1_700_000_000, 5_000_000)));
+    assert!(check(
+        "containerd.events.TaskExit",
+        &exit(1_700_000_000, 5_000_000)
+    ));
     assert!(check("containerd.events.TaskExit", &exit(0, 0)));
     assert!(check("containerd.events.TaskExit", &ld(5, &[])));
     // Negative nanos (normalized by the formatter) and seconds before 1970.
     assert!(check("containerd.events.TaskExit", &exit(0, u64::MAX)));
-    assert!(check("containerd.events.TaskExit", &exit(u64::MAX - 86_400, 1)));
+    assert!(check(
+        "containerd.events.TaskExit",
+        &exit(u64::MAX - 86_400, 1)
+    ));
     // Past year 9999: prost-reflect refuses it and the slow path shows the fields.
     assert!(!check("containerd.events.TaskExit", &exit(1 << 40, 0)));
     // The fields out of order, or another field.
@@ -268,7 +357,10 @@ fn timestamps_durations_and_empty_in_prost_reflects_form_other_well_known_types_
     ))
     .expect("writes");
     assert_eq!(out, r#"{"exitedAt":"2023-11-14T22:13:20.005Z"}"#);
-    assert!(check("google.protobuf.Duration", &cat(&[vi(1, 90), vi(2, 1_000)])));
+    assert!(check(
+        "google.protobuf.Duration",
+        &cat(&[vi(1, 90), vi(2, 1_000)])
+    ));
     assert!(check("google.protobuf.Duration", &vi(1, u64::MAX)));
     assert!(!check("google.protobuf.Duration", &vi(1, 1 << 40)));
     assert!(check("google.protobuf.Empty", &[]));
@@ -276,7 +368,10 @@ fn timestamps_durations_and_empty_in_prost_reflects_form_other_well_known_types_
     assert!(!check("google.protobuf.Struct", &[]));
     assert!(!check("google.protobuf.StringValue", &ld(1, b"x")));
     // A Timestamp as the value of an Any goes under "value" in the slow path: declined.
-    let any = ld(4, &cat(&[ld(1, b"google.protobuf.Timestamp"), ld(2, &vi(1, 5))]));
+    let any = ld(
+        4,
+        &cat(&[ld(1, b"google.protobuf.Timestamp"), ld(2, &vi(1, 5))]),
+    );
     assert!(!check("containerd.types.Envelope", &any));
 }
 
@@ -324,7 +419,10 @@ fn any_values_known_json_unknown_nested_and_any_in_any() {
 fn nesting_at_max_depth_declines() {
     // containerd.types.Envelope { event: Any { TaskExit } }: three levels.
     let exit = cat(&[ld(1, b"c1")]);
-    let bytes = ld(4, &cat(&[ld(1, b"containerd.events.TaskExit"), ld(2, &exit)]));
+    let bytes = ld(
+        4,
+        &cat(&[ld(1, b"containerd.events.TaskExit"), ld(2, &exit)]),
+    );
     let desc = message("containerd.types.Envelope");
     for (max_depth, took) in [(0, false), (1, false), (2, false), (3, true), (64, true)] {
         let opts = RenderOptions {
@@ -341,13 +439,16 @@ fn scalars_64_bit_floats_bytes_enums_and_secrets() {
     let auth = cat(&[ld(1, b"user"), ld(2, b"pw"), ld(3, b"a"), ld(4, b"host")]);
     assert!(check("runtime.v1.AuthConfig", &auth));
     // containerd.events.TaskExit.exit_status (uint32) and pid; ContainerStats with uint64s.
-    assert!(check("containerd.events.TaskExit", &vi(4, u64::from(u32::MAX))));
-    let mem = cat(&[
-        vi(1, 1 << 40),
-        vi(2, u64::MAX),
-        ld(3, &[0xc3, 0x28]),
-    ]);
-    same_or_declined(&message("runtime.v1.UInt64Value"), &mem, &RenderOptions::default());
+    assert!(check(
+        "containerd.events.TaskExit",
+        &vi(4, u64::from(u32::MAX))
+    ));
+    let mem = cat(&[vi(1, 1 << 40), vi(2, u64::MAX), ld(3, &[0xc3, 0x28])]);
+    same_or_declined(
+        &message("runtime.v1.UInt64Value"),
+        &mem,
+        &RenderOptions::default(),
+    );
     assert!(check("runtime.v1.UInt64Value", &vi(1, u64::MAX)));
     // Bytes (base64) and an enum known and unknown: containerd.types.Descriptor? Use CRI's
     // ContainerStatus.state (enum, field 3).
