@@ -205,6 +205,24 @@ fn recorded_rows_with_json_wanted_render_as_the_slow_path() {
     }
 }
 
+/// A row's `BodyJson::Wire` is written with the options it holds (redaction off here).
+#[test]
+fn body_json_wire_writes_with_its_own_options() {
+    let desc = message("runtime.v1.AuthConfig");
+    let bytes = cat(&[ld(1, b"user"), ld(2, b"pw")]);
+    for redact in [true, false] {
+        let opts = RenderOptions {
+            redact,
+            ..RenderOptions::default()
+        };
+        assert!(wire_json_ok(&desc, &bytes, &opts));
+        let fast = BodyJson::Wire(desc.clone(), bytes.clone(), opts.clone());
+        let slow = BodyJson::Message(decode(Some(&desc), &bytes), opts);
+        assert_eq!(written(&fast), written(&slow));
+        assert_eq!(written(&fast).expect("writes").contains("pw"), !redact);
+    }
+}
+
 // ---- generated messages ----
 
 #[test]
