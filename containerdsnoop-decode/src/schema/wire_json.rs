@@ -347,8 +347,20 @@ fn sorted_entries<'a>(
     Some(out)
 }
 
-fn is_secret(opts: &RenderOptions, message: &str, fd: &FieldDescriptor) -> bool {
-    opts.redact && redact::is_secret_field(message, fd.name())
+/// Whether string or bytes values of `fd` (its map values, for a map) are redacted. Other kinds
+/// never are, so their names are not looked at (this runs for every field written).
+fn is_secret(opts: &RenderOptions, message: &str, fd: &FieldDescriptor, kind: &Kind) -> bool {
+    let value_kind;
+    let kind = match kind {
+        Kind::Message(entry) if entry.is_map_entry() => {
+            value_kind = entry.map_entry_value_field().kind();
+            &value_kind
+        }
+        kind => kind,
+    };
+    opts.redact
+        && matches!(kind, Kind::String | Kind::Bytes)
+        && redact::is_secret_field(message, fd.name())
 }
 
 /// The well-known types written here, in the form prost-reflect's serializer gives them
@@ -471,8 +483,15 @@ fn check_message(
                     return None;
                 };
                 let value_kind = entry.map_entry_value_field().kind();
-                for (_, value) in sorted_entries(&field.kind, field.fd.number(), wire, run)? {
+                // Order does not matter here; every entry (even one a later key replaces) must
+                // decode for the slow path's decode to succeed.
+                let mut entries = MapEntries::new(&field.kind, field.fd.number(), wire, run)?;
+                for (key, value) in entries.by_ref() {
+                    key_string(key)?;
                     check_value(&value_kind, value, depth, any_depth, opts)?;
+                }
+                if entries.bad || !entries.buf.is_empty() {
+                    return None;
                 }
             }
         }
@@ -630,7 +649,7 @@ impl MessageFields<'_, '_> {
         let mut fields = fields(self.desc, self.bytes).ok_or_else(gave_up::<S::Error>)?;
         fields.sort_by(|a, b| a.fd.json_name().cmp(b.fd.json_name()));
         for field in &fields {
-            let secret = is_secret(self.opts, full_name, &field.fd);
+            let secret = is_secret(self.opts, full_name, &field.fd, &field.kind);
             let name = field.fd.json_name();
             let value = |value| ValueJson {
                 kind: &field.kind,
@@ -767,8 +786,9 @@ impl Serialize for MapJson<'_, '_> {
         };
         let value_kind = entry.map_entry_value_field().kind();
         let mut map = s.serialize_map(None)?;
+        let texts = matches!(value_kind, Kind::String | Kind::Bytes);
         for (key, value) in &entries {
-            let secret = self.secret || (self.opts.redact && redact::is_secret_name(key));
+            let secret = self.secret || (texts && self.opts.redact && redact::is_secret_name(key));
             map.serialize_entry(
                 &**key,
                 &ValueJson {
