@@ -13,7 +13,9 @@
 //! ```
 //!
 //! The table renders through [`wire_text`] first: the same text written straight from the bytes,
-//! declining (to the path above) whenever it cannot be sure of producing exactly that.
+//! declining (to the path above) whenever it cannot be sure of producing exactly that. JSON
+//! output likewise: [`wire_json_ok`] says whether [`wire_json`] writes exactly what
+//! [`json_message`] of the decoded message writes.
 //!
 //! Anything that can come from a traced process goes through [`crate::escape`] before it is written,
 //! so no control character or escape sequence reaches a terminal raw; JSON output must be
