@@ -16,8 +16,9 @@
 //! `Any` holding JSON or a type not in the pool, map entries with other fields or a key or value
 //! twice) and, JSON being another mapping, on:
 //!
-//! - the well-known types with a special JSON form (Struct, Value, wrappers, FieldMask, ...)
-//!   except Timestamp, Duration and Empty, which are written as prost-reflect writes them, and
+//! - the well-known types with a special JSON form (Struct, Value, ListValue, wrappers) other
+//!   than Timestamp, Duration, FieldMask and Empty, which are written as prost-reflect writes
+//!   them (and those too where prost-reflect's serializer would fail), and
 //!   any of them as the value of an `Any` (the slow path puts it under `"value"`);
 //! - an `Any` holding an `Any` (the slow path merges the inner `@type` over the outer one), or a
 //!   message with a field whose JSON name sorts before `@type`;
@@ -368,6 +369,8 @@ fn is_secret(opts: &RenderOptions, message: &str, fd: &FieldDescriptor, kind: &K
 enum WellKnown {
     Timestamp(prost_types::Timestamp),
     Duration(prost_types::Duration),
+    /// The paths, lowerCamelCase, joined by commas.
+    FieldMask(String),
     Empty,
 }
 
@@ -378,11 +381,14 @@ const MAX_TIMESTAMP_SECONDS: i64 = 253_402_300_799;
 const MAX_DURATION_SECONDS: u64 = 315_576_000_000;
 const MAX_DURATION_NANOS: u32 = 999_999_999;
 
-/// A Timestamp, Duration or Empty read from its bytes (None for the other special types, for
-/// anything but its own fields in order, and for values out of range: give up).
+/// A Timestamp, Duration, FieldMask or Empty read from its bytes (None for the other special
+/// types, for anything but its own fields in order, and for values out of range: give up).
 fn well_known(full_name: &str, bytes: &[u8]) -> Option<WellKnown> {
     if full_name == "google.protobuf.Empty" {
         return bytes.is_empty().then_some(WellKnown::Empty);
+    }
+    if full_name == "google.protobuf.FieldMask" {
+        return field_mask(bytes).map(WellKnown::FieldMask);
     }
     let (mut seconds, mut nanos) = (0i64, 0i32);
     let mut buf = bytes;
@@ -417,11 +423,63 @@ fn well_known(full_name: &str, bytes: &[u8]) -> Option<WellKnown> {
     }
 }
 
+/// A FieldMask's JSON string, as prost-reflect's `serialize_field_mask` builds it (None where
+/// it fails, on a path that does not survive lowerCamelCase, or on anything but its paths).
+fn field_mask(bytes: &[u8]) -> Option<String> {
+    let mut joined = String::with_capacity(bytes.len());
+    let mut buf = bytes;
+    while !buf.is_empty() {
+        let (number, wire) = decode_key(&mut buf).ok()?;
+        let Scalar::Str(path) = read_value(&Kind::String, wire, &mut buf)? else {
+            return None;
+        };
+        if number != 1 {
+            return None;
+        }
+        // As prost-reflect: a comma once something was written (not after empty paths).
+        if !joined.is_empty() {
+            joined.push(',');
+        }
+        for (i, part) in path.split('.').enumerate() {
+            if i > 0 {
+                joined.push('.');
+            }
+            snake_to_camel(&mut joined, part)?;
+        }
+    }
+    Some(joined)
+}
+
+/// prost-reflect's `snake_case_to_camel_case`: None for an uppercase letter, or a `_` not
+/// followed by a lowercase one.
+fn snake_to_camel(out: &mut String, part: &str) -> Option<()> {
+    let mut upper_next = false;
+    for c in part.chars() {
+        if c.is_ascii_uppercase() {
+            return None;
+        }
+        if upper_next {
+            let upper = c.to_ascii_uppercase();
+            if upper == c {
+                return None;
+            }
+            out.push(upper);
+            upper_next = false;
+        } else if c == '_' {
+            upper_next = true;
+        } else {
+            out.push(c);
+        }
+    }
+    Some(())
+}
+
 impl Serialize for WellKnown {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             WellKnown::Timestamp(t) => s.collect_str(t),
             WellKnown::Duration(d) => s.collect_str(d),
+            WellKnown::FieldMask(paths) => s.serialize_str(paths),
             WellKnown::Empty => s.serialize_map(Some(0))?.end(),
         }
     }
