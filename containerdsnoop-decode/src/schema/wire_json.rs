@@ -364,6 +364,11 @@ fn is_secret(opts: &RenderOptions, message: &str, fd: &FieldDescriptor, kind: &K
         && redact::is_secret_field(message, fd.name())
 }
 
+/// One of [`WKT_SPECIAL`]; the prefix first, as this runs for every message written.
+fn is_special(full_name: &str) -> bool {
+    full_name.starts_with("google.protobuf.") && WKT_SPECIAL.contains(&full_name)
+}
+
 /// The well-known types written here, in the form prost-reflect's serializer gives them
 /// (json.rs hands every type of [`WKT_SPECIAL`] to it).
 enum WellKnown {
@@ -505,7 +510,7 @@ fn check_message(
             check_any(desc, bytes, depth, any_depth, opts)
         };
     }
-    if WKT_SPECIAL.contains(&full_name) {
+    if is_special(full_name) {
         // Inside an `Any` a special form goes under "value": left to the slow path.
         return if in_any {
             None
@@ -659,7 +664,7 @@ struct MessageJson<'r, 'a> {
 impl Serialize for MessageJson<'_, '_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let (desc, opts) = (self.desc, self.opts);
-        if WKT_SPECIAL.contains(&desc.full_name()) {
+        if is_special(desc.full_name()) {
             return well_known(desc.full_name(), self.bytes)
                 .ok_or_else(gave_up::<S::Error>)?
                 .serialize(s);
