@@ -16,12 +16,13 @@
 //! `Any` holding JSON or a type not in the pool, map entries with other fields or a key or value
 //! twice) and, JSON being another mapping, on:
 //!
-//! - the well-known types with a special JSON form (Struct, Value, ListValue, wrappers) other
-//!   than Timestamp, Duration, FieldMask and Empty, which are written as prost-reflect writes
-//!   them (and those too where prost-reflect's serializer would fail), and
-//!   any of them as the value of an `Any` (the slow path puts it under `"value"`);
-//! - an `Any` holding an `Any` (the slow path merges the inner `@type` over the outer one), or a
-//!   message with a field whose JSON name sorts before `@type`;
+//! - the well-known types with a special JSON form (Struct, Value, ListValue, wrappers);
+//!   Timestamp, Duration, FieldMask and Empty are written as prost-reflect writes them, except
+//!   where its serializer fails (out of range, a mask path that does not survive
+//!   lowerCamelCase, fields other than their own), and any of them as the value of an `Any`
+//!   (the slow path puts it under `"value"`);
+//! - an `Any` holding an `Any` (the slow path merges the inner `@type` over the outer one), or
+//!   holding a message with a field whose JSON name sorts before `@type`;
 //! - two fields of one message with the same JSON name (the slow path keeps one).
 //!
 //! [`write_json`]: super::write_json
