@@ -1,6 +1,8 @@
 //! Times the table's message text on a capture's protobuf bodies: the schema decode into a
 //! `DynamicMessage` plus `to_text` (the slow path) against `wire_text` (the fast path), then the
-//! whole table replay (which takes the fast path). By hand, not in tests:
+//! whole table replay (which takes the fast path); then the same for JSON output: decode,
+//! `to_text` and `json_message` written against `wire_json_ok`, `wire_text` and `wire_json`
+//! written, and the whole `-o json` replay. By hand, not in tests:
 //! `cargo run --release -p containerdsnoop-decode --example text_speed -- [FILE] [ROUNDS]`: a
 //! `--raw -o json` capture (`.jsonl`) or a client/server `.rec` recording (default: the recorded
 //! `ctr` session in `tests/fixtures/containerd/`).
@@ -8,6 +10,7 @@ use std::{cell::RefCell, io, rc::Rc, time::Instant};
 
 use containerdsnoop_decode::{
     output::{
+        json::JsonPrinter,
         rows::Row,
         sink::{Headers, Renderer, Sink},
         table::TablePrinter,
@@ -19,7 +22,10 @@ use containerdsnoop_decode::{
         call::{Body, CallEventKind, ConnEnd, Role},
     },
     record::{Chunk, chunks_from_raw_jsonl},
-    schema::{RenderOptions, Schema, decode, to_text, wire_text},
+    schema::{
+        RenderOptions, Schema, decode, json_message, to_text, wire_json, wire_json_ok, wire_text,
+        write_json,
+    },
 };
 use prost_reflect::MessageDescriptor;
 
@@ -217,6 +223,109 @@ fn main() -> anyhow::Result<()> {
         "whole table replay (fast path on): {:.1} us per replay of {} records",
         t.elapsed().as_nanos() as f64 / table_rounds as f64 / 1e3,
         chunks.len()
+    );
+
+    json_speed(&bodies, &opts, rounds)?;
+    let t = Instant::now();
+    for _ in 0..table_rounds {
+        replay(
+            &schema,
+            &chunks,
+            Box::new(JsonPrinter::new(Box::new(io::sink()), Clock::identity())),
+        )?;
+    }
+    println!(
+        "whole -o json replay: {:.1} us per replay of {} records",
+        t.elapsed().as_nanos() as f64 / table_rounds as f64 / 1e3,
+        chunks.len()
+    );
+    Ok(())
+}
+
+/// A message body's text and JSON as `render_message` wanting JSON produced them before the
+/// JSON fast path (decode, `to_text`, `json_message` written by the JSON sink) and with it.
+fn json_speed(
+    bodies: &[(MessageDescriptor, Vec<u8>)],
+    opts: &RenderOptions,
+    rounds: usize,
+) -> anyhow::Result<()> {
+    let slow = |desc: &MessageDescriptor, b: &[u8], line: &mut Vec<u8>| -> anyhow::Result<usize> {
+        let decoded = decode(Some(desc), b);
+        let text = to_text(&decoded, opts);
+        line.clear();
+        write_json(&mut *line, &json_message(&decoded, opts))?;
+        Ok(text.len() + line.len())
+    };
+    let fast = |desc: &MessageDescriptor,
+                b: &[u8],
+                text: &mut String,
+                line: &mut Vec<u8>|
+     -> anyhow::Result<usize> {
+        if wire_json_ok(desc, b, opts) && wire_text(desc, b, opts, text) {
+            line.clear();
+            write_json(&mut *line, &wire_json(desc, b, opts))?;
+            return Ok(text.len() + line.len());
+        }
+        slow(desc, b, line)
+    };
+    let (mut text, mut line, mut fast_line) = (String::new(), Vec::new(), Vec::new());
+    let mut taken = 0;
+    for (desc, b) in bodies {
+        if wire_json_ok(desc, b, opts) {
+            taken += 1;
+        }
+        slow(desc, b, &mut line)?;
+        fast(desc, b, &mut text, &mut fast_line)?;
+        anyhow::ensure!(line == fast_line, "JSON differs for {}", desc.full_name());
+    }
+    println!("JSON fast path for {taken} of {} bodies", bodies.len());
+    let (mut slow_ns, mut fast_ns, mut sink) = (0u128, 0u128, 0usize);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        for (desc, b) in bodies {
+            sink += slow(desc, b, &mut line)?;
+        }
+        slow_ns += t.elapsed().as_nanos();
+        let t = Instant::now();
+        for (desc, b) in bodies {
+            sink += fast(desc, b, &mut text, &mut line)?;
+        }
+        fast_ns += t.elapsed().as_nanos();
+    }
+    let per = |ns: u128| ns as f64 / (rounds * bodies.len().max(1)) as f64;
+    // The fast path's three parts on their own: where its time goes.
+    let (mut check_ns, mut text_ns, mut write_ns) = (0u128, 0u128, 0u128);
+    for _ in 0..rounds {
+        let t = Instant::now();
+        for (desc, b) in bodies {
+            sink += usize::from(wire_json_ok(desc, b, opts));
+        }
+        check_ns += t.elapsed().as_nanos();
+        let t = Instant::now();
+        for (desc, b) in bodies {
+            sink += usize::from(wire_text(desc, b, opts, &mut text));
+        }
+        text_ns += t.elapsed().as_nanos();
+        let t = Instant::now();
+        for (desc, b) in bodies {
+            line.clear();
+            // Bodies the check refuses fail here too, which is fine for timing.
+            let _ = write_json(&mut line, &wire_json(desc, b, opts));
+            sink += line.len();
+        }
+        write_ns += t.elapsed().as_nanos();
+    }
+    println!(
+        "fast path parts per message: wire_json_ok {:.0} ns, wire_text {:.0} ns, wire_json written {:.0} ns",
+        per(check_ns),
+        per(text_ns),
+        per(write_ns)
+    );
+    println!(
+        "per message, text and JSON: decode+to_text+json_message {:.0} ns, wire_json_ok+wire_text+wire_json (with fallback) {:.0} ns, {:.1}x ({sink} bytes)",
+        per(slow_ns),
+        per(fast_ns),
+        slow_ns as f64 / fast_ns.max(1) as f64
     );
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Protobuf rendering with the embedded schema: `schema::decode` with a message type, then
 //! `to_text` and `to_json`. Output is terminal-safe, JSON parses, text respects its cap, and
-//! wherever the table's fast path (`wire_text`) renders, its text is the slow path's exactly.
+//! wherever the table's fast path (`wire_text`) renders, its text is the slow path's exactly,
+//! and wherever the JSON fast path (`wire_json`) accepts, its JSON is the slow path's exactly.
 //!
 //! Input: a first line naming the type (`/pkg.Service/Method req|resp`, or a full message
 //! name, or anything else: then the type is picked by hashing the line), then message bytes.
@@ -9,7 +10,8 @@
 use std::sync::OnceLock;
 
 use containerdsnoop_decode::schema::{
-    RenderOptions, decode, fits, json_to_string, to_json, to_text, wire_text,
+    Decoded, RenderOptions, decode, fits, json_message, json_to_string, to_json, to_text,
+    wire_json, wire_json_ok, wire_text, write_json,
 };
 use containerdsnoop_fuzz::{safe::assert_terminal_safe, schema};
 use libfuzzer_sys::fuzz_target;
@@ -79,7 +81,49 @@ fuzz_target!(|data: &[u8]| {
     if let Err(e) = serde_json::from_str::<serde_json::Value>(&json) {
         panic!("to_json wrote invalid JSON ({e}): {json}");
     }
+    same_json_as_slow_path(&desc, body, &decoded, &json, &opts);
+    same_json_as_slow_path(
+        &desc,
+        body,
+        &decoded,
+        &json_to_string(&to_json(&decoded, &tight)),
+        &tight,
+    );
 });
+
+/// Where `wire_json_ok` accepts, the schema decode succeeded and `wire_json` writes the slow
+/// path's JSON (`json_message`, and the `to_json` tree `slow`) byte for byte.
+fn same_json_as_slow_path(
+    desc: &MessageDescriptor,
+    body: &[u8],
+    decoded: &Decoded,
+    slow: &str,
+    opts: &RenderOptions,
+) {
+    if !wire_json_ok(desc, body, opts) {
+        return;
+    }
+    assert!(
+        !decoded.is_schema_less(),
+        "JSON fast path taken for bytes the schema rejects"
+    );
+    let (mut fast, mut direct) = (Vec::new(), Vec::new());
+    write_json(&mut fast, &wire_json(desc, body, opts)).expect("writes to a Vec");
+    write_json(&mut direct, &json_message(decoded, opts)).expect("writes to a Vec");
+    let fast = String::from_utf8(fast).expect("UTF-8");
+    assert_eq!(
+        fast,
+        String::from_utf8_lossy(&direct),
+        "fast and slow JSON differ for {}",
+        desc.full_name()
+    );
+    assert_eq!(
+        fast,
+        slow,
+        "fast JSON and to_json differ for {}",
+        desc.full_name()
+    );
+}
 
 /// Where `wire_text` takes the fast path, the schema decode succeeded and the text is the same.
 fn same_as_slow_path(
@@ -95,7 +139,12 @@ fn same_as_slow_path(
             !decoded.is_schema_less(),
             "fast path taken for bytes the schema rejects"
         );
-        assert_eq!(fast, slow, "fast and slow text differ for {}", desc.full_name());
+        assert_eq!(
+            fast,
+            slow,
+            "fast and slow text differ for {}",
+            desc.full_name()
+        );
     } else {
         assert!(fast.is_empty(), "declined but left {fast:?}");
     }

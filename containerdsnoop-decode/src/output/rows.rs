@@ -202,6 +202,9 @@ pub struct Rendered {
 pub enum BodyJson {
     Value(Value),
     Message(schema::Decoded, RenderOptions),
+    /// A message the JSON fast path accepted ([`schema::wire_json_ok`]): its bytes, serialized
+    /// by [`schema::wire_json`] without decoding them into a `DynamicMessage`.
+    Wire(MessageDescriptor, Vec<u8>, RenderOptions),
 }
 
 impl BodyJson {
@@ -213,6 +216,7 @@ impl serde::Serialize for BodyJson {
         match self {
             BodyJson::Value(v) => v.serialize(s),
             BodyJson::Message(decoded, opts) => schema::json_message(decoded, opts).serialize(s),
+            BodyJson::Wire(desc, bytes, opts) => schema::wire_json(desc, bytes, opts).serialize(s),
         }
     }
 }
@@ -257,17 +261,22 @@ fn render_message(
     match body {
         Body::Protobuf(bytes) => {
             let desc = body_descriptor(row, role, schema);
-            // The table's fast path: text straight from the bytes (true only when the schema
-            // decode would succeed, so the type is the descriptor's).
+            // The fast paths: text (and JSON, when wanted) straight from the bytes, taken only
+            // when the schema decode would succeed, so the type is the descriptor's.
             let mut text = String::new();
-            if !want_json
-                && let Some(desc) = &desc
+            if let Some(desc) = &desc
+                && (!want_json || schema::wire_json_ok(desc, bytes, opts))
                 && schema::wire_text(desc, bytes, opts, &mut text)
             {
+                let json = if want_json {
+                    BodyJson::Wire(desc.clone(), bytes.clone(), opts.clone())
+                } else {
+                    BodyJson::NULL
+                };
                 return Rendered {
                     message_type: Some(desc.full_name().to_string()),
                     text,
-                    json: BodyJson::NULL,
+                    json,
                 };
             }
             let decoded = schema::decode(desc.as_ref(), bytes);

@@ -45,7 +45,7 @@ pub fn to_json(decoded: &Decoded, opts: &RenderOptions) -> Json {
 }
 
 /// Well-known types whose proto3 JSON form is not an object of their fields.
-const WKT_SPECIAL: &[&str] = &[
+pub(super) const WKT_SPECIAL: &[&str] = &[
     "google.protobuf.Timestamp",
     "google.protobuf.Duration",
     "google.protobuf.FieldMask",
@@ -232,7 +232,7 @@ impl Render<'_> {
     }
 }
 
-fn float(f: f64) -> Json {
+pub(super) fn float(f: f64) -> Json {
     if f.is_nan() {
         Json::String("NaN".into())
     } else if f.is_infinite() {

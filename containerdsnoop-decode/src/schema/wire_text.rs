@@ -100,7 +100,7 @@ fn cap(out: &mut String, max: usize) {
 
 /// One value as read from the wire, borrowing the input for strings, bytes and messages.
 #[derive(Clone, Copy, Debug)]
-enum Scalar<'a> {
+pub(super) enum Scalar<'a> {
     Bool(bool),
     I32(i32),
     I64(i64),
@@ -495,7 +495,7 @@ impl<'a> Writer<'_, 'a> {
 }
 
 /// The key after `buf` when it is field `number` again (consumed), else None (not consumed).
-fn next_key_if(buf: &mut &[u8], number: u32) -> Option<WireType> {
+pub(super) fn next_key_if(buf: &mut &[u8], number: u32) -> Option<WireType> {
     let mut peek = *buf;
     match decode_key(&mut peek) {
         Ok((n, wire)) if n == number => {
@@ -507,7 +507,7 @@ fn next_key_if(buf: &mut &[u8], number: u32) -> Option<WireType> {
 }
 
 /// A length-delimited value, as prost reads one (no other wire type accepted).
-fn read_len<'a>(wire: WireType, buf: &mut &'a [u8]) -> Option<&'a [u8]> {
+pub(super) fn read_len<'a>(wire: WireType, buf: &mut &'a [u8]) -> Option<&'a [u8]> {
     if wire != WireType::LengthDelimited {
         return None;
     }
@@ -534,7 +534,11 @@ fn read_fixed<const N: usize>(
 }
 
 /// One value of `kind`, converted exactly as prost's `merge` for that type does.
-fn read_value<'a>(kind: &Kind, wire: WireType, buf: &mut &'a [u8]) -> Option<Scalar<'a>> {
+pub(super) fn read_value<'a>(
+    kind: &Kind,
+    wire: WireType,
+    buf: &mut &'a [u8],
+) -> Option<Scalar<'a>> {
     let varint = |buf: &mut &'a [u8]| -> Option<u64> {
         if wire != WireType::Varint {
             return None;
@@ -571,7 +575,7 @@ fn read_value<'a>(kind: &Kind, wire: WireType, buf: &mut &'a [u8]) -> Option<Sca
 }
 
 /// The value an absent map key or value takes (prost-reflect's default for the kind).
-fn default_of(kind: &Kind) -> Option<Scalar<'static>> {
+pub(super) fn default_of(kind: &Kind) -> Option<Scalar<'static>> {
     Some(match kind {
         Kind::Bool => Scalar::Bool(false),
         Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => Scalar::I32(0),
@@ -589,7 +593,7 @@ fn default_of(kind: &Kind) -> Option<Scalar<'static>> {
 
 /// Whether a field without presence holds its default, so `DynamicMessage::fields` skips it
 /// (compared as prost-reflect compares `Value`s). None: a value the field cannot hold.
-fn is_default(fd: &FieldDescriptor, value: Scalar<'_>) -> Option<bool> {
+pub(super) fn is_default(fd: &FieldDescriptor, value: Scalar<'_>) -> Option<bool> {
     Some(match (value, fd.default_value()) {
         (Scalar::Bool(a), Value::Bool(b)) => a == b,
         (Scalar::I32(a), Value::I32(b)) => a == b,
