@@ -122,9 +122,19 @@ pub struct Schema {
 
 impl Schema {
     /// The pool compiled into the binary (containerd, shim, CRI APIs and their dependencies).
+    ///
+    /// Decoded once per process (the method catalog and the CLI each ask): a `DescriptorPool`
+    /// is shared by reference count and copied on write, so adding user protos to one schema
+    /// leaves the others as they were.
     pub fn embedded() -> Result<Self, SchemaError> {
+        static POOL: std::sync::OnceLock<DescriptorPool> = std::sync::OnceLock::new();
+        if let Some(pool) = POOL.get() {
+            return Ok(Schema { pool: pool.clone() });
+        }
         let pool = DescriptorPool::decode(EMBEDDED_DESCRIPTORS).map_err(SchemaError::Embedded)?;
-        Ok(Schema { pool })
+        Ok(Schema {
+            pool: POOL.get_or_init(|| pool).clone(),
+        })
     }
 
     pub fn pool(&self) -> &DescriptorPool {

@@ -828,6 +828,9 @@ fn add_proto_paths_directory_and_file() {
     assert_eq!(text(&d), r#"name:"w" api_token:<redacted>"#);
     // The embedded methods are still there.
     assert!(s.method("/runtime.v1.RuntimeService/Version").is_some());
+    // The embedded pool is decoded once and shared: another schema made from it does not
+    // see what this one added.
+    assert!(schema().method("/acme.v1.Widgets/Make").is_none());
 
     // A single file works too, named relative to its directory.
     let file_dir = temp_dir("file");
