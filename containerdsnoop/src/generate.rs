@@ -11,13 +11,13 @@ use containerdsnoop::cli::{self, Generate};
 /// The man page's OVERHEAD section (as bcc's man pages state theirs): the figures of
 /// `cargo xtask bench`, kept with the date in docs/benchmarks.md and the README.
 const OVERHEAD_SECTION: &str = r#".SH OVERHEAD
-Measured by cargo xtask bench on 2026\-12\-03 (two shared AMD EPYC cores, load 2\-9, three runs),
+Measured by cargo xtask bench on 2026\-12\-03 (two shared AMD EPYC cores, load 1.4\-4),
 tracepoint backend, one gRPC unary call at a time over a unix socket, table output:
-calls per second traced/untraced 0.76 at load 2.5 (0.955 and 1.22 at load 7\-9, where the
-untraced runs varied by 30%; a socat \-v relay: 0.25\-0.27);
-12\-16 us of tracer CPU per decoded call;
-2.0\-2.7 us of BPF program time per traced send;
-55\-57 MB RSS with 1,000 open connections, 32 MB of it the 16 MiB ring buffer (mapped twice);
+calls per second traced/untraced 0.78\-0.83 (a socat \-v relay: 0.21\-0.22);
+12\-15 us of tracer CPU per decoded call;
+1.3\-1.5 us of BPF program time per traced send, none for other processes' writes below
+Linux 7.0 (from 7.0 the syscall entry and exit programs cost every write about 0.6\-0.8 us);
+52\-57 MB RSS with 1,000 open connections, 32 MB of it the 16 MiB ring buffer (mapped twice);
 no loss up to about 500 MB/s of undecodable bulk writes with the default ring.
 Lost records are counted in the exit summary, never dropped silently.
 "#;
