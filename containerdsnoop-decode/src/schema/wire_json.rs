@@ -43,7 +43,9 @@ use super::{
     RenderOptions, any,
     json::{WKT_SPECIAL, float},
     redact::{self, REDACTED},
-    wire_text::{DEPTH_GUARD, Scalar, default_of, is_default, next_key_if, read_len, read_value},
+    wire_text::{
+        DEPTH_GUARD, FieldKeys, Scalar, default_of, is_default, next_key_if, read_len, read_value,
+    },
 };
 
 #[cfg(test)]
@@ -115,32 +117,13 @@ struct Field<'a> {
 /// None: give up.
 fn fields<'a>(desc: &MessageDescriptor, bytes: &'a [u8]) -> Option<Vec<Field<'a>>> {
     let mut out = Vec::new();
-    let mut buf = bytes;
-    let mut last = 0u32;
-    // Oneof members seen so far (by number); a second member of the same oneof gives up.
-    let mut oneof_members = [0u32; 8];
-    let mut oneof_count = 0;
-    while !buf.is_empty() {
-        let (number, wire) = decode_key(&mut buf).ok()?;
-        if number <= last {
-            return None;
-        }
-        last = number;
-        let fd = desc.get_field(number)?;
-        if fd.is_group() {
-            return None;
-        }
-        if let Some(oneof) = fd.containing_oneof() {
-            let seen = &oneof_members[..oneof_count];
-            if oneof.fields().any(|f| seen.contains(&f.number())) {
-                return None;
-            }
-            *oneof_members.get_mut(oneof_count)? = number;
-            oneof_count += 1;
-        }
+    let mut keys = FieldKeys::new(bytes);
+    while let Some((fd, wire)) = keys.next(desc)? {
+        let number = fd.number();
+        let buf = &mut keys.rest;
         let kind = fd.kind();
         let slot = if fd.cardinality() == Cardinality::Repeated {
-            let start = buf;
+            let start = *buf;
             let is_map = matches!(&kind, Kind::Message(entry) if entry.is_map_entry());
             let count = if is_map {
                 let mut entries = MapEntries::new(&kind, number, wire, buf)?;
@@ -148,7 +131,7 @@ fn fields<'a>(desc: &MessageDescriptor, bytes: &'a [u8]) -> Option<Vec<Field<'a>
                 if entries.bad {
                     return None;
                 }
-                buf = entries.buf;
+                *buf = entries.buf;
                 count
             } else {
                 let mut items = ListItems::new(&kind, number, wire, buf);
@@ -156,7 +139,7 @@ fn fields<'a>(desc: &MessageDescriptor, bytes: &'a [u8]) -> Option<Vec<Field<'a>
                 if items.bad {
                     return None;
                 }
-                buf = items.buf;
+                *buf = items.buf;
                 count
             };
             if count == 0 {
@@ -169,7 +152,7 @@ fn fields<'a>(desc: &MessageDescriptor, bytes: &'a [u8]) -> Option<Vec<Field<'a>
                 Slot::List(wire, run)
             }
         } else {
-            let value = read_value(&kind, wire, &mut buf)?;
+            let value = read_value(&kind, wire, buf)?;
             if !fd.supports_presence() && is_default(&fd, value)? {
                 continue;
             }

@@ -188,42 +188,22 @@ impl<'a> Writer<'_, 'a> {
         }
         let full_name = desc.full_name();
         let mut first = true;
-        let mut buf = bytes;
-        let mut last = 0u32;
-        // Oneof members seen so far (by number); a second member of the same oneof gives up.
-        let mut oneof_members = [0u32; 8];
-        let mut oneof_count = 0;
-        while !buf.is_empty() {
-            let (number, wire) = decode_key(&mut buf).ok()?;
-            if number <= last {
-                return None;
-            }
-            last = number;
-            let fd = desc.get_field(number)?;
-            if fd.is_group() {
-                return None;
-            }
-            if let Some(oneof) = fd.containing_oneof() {
-                let seen = &oneof_members[..oneof_count];
-                if oneof.fields().any(|f| seen.contains(&f.number())) {
-                    return None;
-                }
-                *oneof_members.get_mut(oneof_count)? = number;
-                oneof_count += 1;
-            }
+        let mut keys = FieldKeys::new(bytes);
+        while let Some((fd, wire)) = keys.next(desc)? {
+            let buf = &mut keys.rest;
             // `kind()` builds a value each call; `is_map`/`is_list` would build it twice more.
             let kind = fd.kind();
             let repeated = fd.cardinality() == Cardinality::Repeated;
             if repeated && matches!(&kind, Kind::Message(entry) if entry.is_map_entry()) {
                 self.map_field(
-                    full_name, &fd, &kind, wire, &mut buf, &mut first, depth, any_depth,
+                    full_name, &fd, &kind, wire, buf, &mut first, depth, any_depth,
                 )?;
             } else if repeated {
                 self.list_field(
-                    full_name, &fd, &kind, wire, &mut buf, &mut first, depth, any_depth,
+                    full_name, &fd, &kind, wire, buf, &mut first, depth, any_depth,
                 )?;
             } else {
-                let value = read_value(&kind, wire, &mut buf)?;
+                let value = read_value(&kind, wire, buf)?;
                 if !fd.supports_presence() && is_default(&fd, value)? {
                     continue;
                 }
@@ -491,6 +471,56 @@ impl<'a> Writer<'_, 'a> {
         self.message_body(&inner, value, depth + 1, any_depth + 1)?;
         self.push("}");
         Some(())
+    }
+}
+
+/// The keys of one message's fields in the order both fast paths require: rising field
+/// numbers (so the slow path's by-number order is the wire order and no non-repeated field comes
+/// twice), no group, at most one member of each oneof. The caller reads each value from `rest`.
+pub(super) struct FieldKeys<'a> {
+    pub(super) rest: &'a [u8],
+    last: u32,
+    /// Oneof members seen so far (by number); a second member of the same oneof gives up.
+    oneof_members: [u32; 8],
+    oneof_count: usize,
+}
+
+impl<'a> FieldKeys<'a> {
+    pub(super) fn new(bytes: &'a [u8]) -> Self {
+        FieldKeys {
+            rest: bytes,
+            last: 0,
+            oneof_members: [0; 8],
+            oneof_count: 0,
+        }
+    }
+
+    /// The next field of `desc` and its wire type; `Some(None)` at the end, None to give up.
+    pub(super) fn next(
+        &mut self,
+        desc: &MessageDescriptor,
+    ) -> Option<Option<(FieldDescriptor, WireType)>> {
+        if self.rest.is_empty() {
+            return Some(None);
+        }
+        let (number, wire) = decode_key(&mut self.rest).ok()?;
+        if number <= self.last {
+            return None;
+        }
+        self.last = number;
+        let fd = desc.get_field(number)?;
+        if fd.is_group() {
+            return None;
+        }
+        if let Some(oneof) = fd.containing_oneof() {
+            let seen = &self.oneof_members[..self.oneof_count];
+            if oneof.fields().any(|f| seen.contains(&f.number())) {
+                return None;
+            }
+            *self.oneof_members.get_mut(self.oneof_count)? = number;
+            self.oneof_count += 1;
+        }
+        Some(Some((fd, wire)))
     }
 }
 
