@@ -526,3 +526,36 @@ pub(super) fn sink_schema(tag: &str) -> Schema {
     let _ = std::fs::remove_dir_all(dir);
     s
 }
+
+/// The recorded messages (at least 40 typed bodies) go through `same_or_declined` (which
+/// asserts fast == slow whenever the fast path accepts) under the default options and each of
+/// `option_sets`; at least 90% of them must take the fast path with the defaults.
+pub(super) fn assert_recorded_take_the_fast_path(
+    what: &str,
+    same_or_declined: fn(&MessageDescriptor, &[u8], &RenderOptions) -> bool,
+    option_sets: &[RenderOptions],
+) {
+    let bodies = recorded_bodies();
+    let typed: Vec<_> = bodies
+        .iter()
+        .filter_map(|(d, b)| d.as_ref().map(|d| (d, b)))
+        .collect();
+    assert!(typed.len() >= 40, "only {} typed bodies", typed.len());
+    let mut took = 0;
+    let mut declined = Vec::new();
+    for (desc, bytes) in &typed {
+        if same_or_declined(desc, bytes, &RenderOptions::default()) {
+            took += 1;
+        } else {
+            declined.push(desc.full_name().to_owned());
+        }
+        for opts in option_sets {
+            same_or_declined(desc, bytes, opts);
+        }
+    }
+    assert!(
+        took * 10 >= typed.len() * 9,
+        "{what} fast path for {took} of {} recorded messages; declined: {declined:?}",
+        typed.len()
+    );
+}

@@ -40,29 +40,7 @@ fn same_or_declined(desc: &MessageDescriptor, bytes: &[u8], opts: &RenderOptions
 /// unknown type, nesting at the depth limits, a map to sort once the text is cut.
 #[test]
 fn recorded_traffic_takes_the_fast_path_with_the_same_text() {
-    let bodies = recorded_bodies();
-    let typed: Vec<_> = bodies
-        .iter()
-        .filter_map(|(d, b)| d.as_ref().map(|d| (d, b)))
-        .collect();
-    assert!(typed.len() >= 40, "only {} typed bodies", typed.len());
-    let mut took = 0;
-    let mut declined = Vec::new();
-    for (desc, bytes) in &typed {
-        if same_or_declined(desc, bytes, &RenderOptions::default()) {
-            took += 1;
-        } else {
-            declined.push(desc.full_name().to_owned());
-        }
-        for opts in option_sets() {
-            same_or_declined(desc, bytes, &opts);
-        }
-    }
-    assert!(
-        took * 10 >= typed.len() * 9,
-        "fast path for {took} of {} recorded messages; declined: {declined:?}",
-        typed.len()
-    );
+    assert_recorded_take_the_fast_path("text", same_or_declined, &option_sets());
 }
 
 /// Every cut and many one-byte corruptions of the recorded messages: declined or the same text.
