@@ -15,7 +15,7 @@ use containerdsnoop_decode::{
     protocol::call::{Body, CallEventKind, ConnEnd, Role, Side},
     protocol::grpc,
     protocol::http2::{
-        self, PREFACE,
+        PREFACE,
         frame::{self, Frame, HEADER_LEN, Head},
     },
     pcap::PcapReader,
