@@ -11,11 +11,11 @@ use std::{cell::RefCell, io::Write, rc::Rc};
 
 use containerdsnoop_decode::{
     output::failed::{MAX_HELD_BYTES, MAX_HELD_CALLS},
-    stream::conn::MAX_CONNECTIONS,
     output::sink::{Renderer, Sink},
-    pipeline::{Pipeline, Plan},
     output::{json::JsonPrinter, table::TablePrinter, time::Clock},
+    pipeline::{Pipeline, Plan},
     schema::RenderOptions,
+    stream::conn::MAX_CONNECTIONS,
 };
 use containerdsnoop_fuzz::{chunks, safe::assert_terminal_safe_bytes, schema};
 use libfuzzer_sys::fuzz_target;
@@ -58,7 +58,10 @@ fn run(chunks: &[containerdsnoop_decode::record::Chunk], json: bool, failed_only
         }
         assert!(p.connections() <= MAX_CONNECTIONS);
         if let Some((calls, bytes)) = p.failed_held() {
-            assert!(calls <= MAX_HELD_CALLS && bytes <= MAX_HELD_BYTES, "-x holds {calls} calls, {bytes} bytes");
+            assert!(
+                calls <= MAX_HELD_CALLS && bytes <= MAX_HELD_BYTES,
+                "-x holds {calls} calls, {bytes} bytes"
+            );
         }
     }
     if let Err(e) = p.finish(

@@ -4,7 +4,9 @@
 //! Input: `depth:u8` (depth limit for parse_raw and rendering), message bytes.
 #![no_main]
 
-use containerdsnoop_decode::schema::{RenderOptions, decode, json_to_string, parse_raw, to_json, to_text};
+use containerdsnoop_decode::schema::{
+    RenderOptions, decode, json_to_string, parse_raw, to_json, to_text,
+};
 use containerdsnoop_fuzz::{input::Input, safe::assert_terminal_safe};
 use libfuzzer_sys::fuzz_target;
 

@@ -9,8 +9,8 @@
 //!         the span not captured) | 3 Restart (the socket pair is reused: new inodes, position 0)
 //! ```
 
-use containerdsnoop_decode::record::Chunk;
 use containerdsnoop_common::flags;
+use containerdsnoop_decode::record::Chunk;
 
 use crate::input::Input;
 

@@ -11,17 +11,17 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use containerdsnoop_common::{CHUNK_HEADER_LEN, ChunkHeader};
 use containerdsnoop_decode::{
+    pcap::PcapReader,
     protocol::call::{Body, CallEventKind, ConnEnd, Role, Side},
     protocol::grpc,
     protocol::http2::{
         PREFACE,
         frame::{self, Frame, HEADER_LEN, Head},
     },
-    pcap::PcapReader,
     record::{Chunk, chunks_from_raw_jsonl},
 };
-use containerdsnoop_common::{CHUNK_HEADER_LEN, ChunkHeader};
 
 use crate::{chunks, conn_ops};
 
