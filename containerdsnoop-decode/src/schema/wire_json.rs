@@ -44,7 +44,8 @@ use super::{
     json::{WKT_SPECIAL, float},
     redact::{self, REDACTED},
     wire_text::{
-        DEPTH_GUARD, FieldKeys, Scalar, default_of, is_default, next_key_if, read_len, read_value,
+        DEPTH_GUARD, FieldKeys, Scalar, any_parts, default_of, is_default, next_key_if, read_len,
+        read_value,
     },
 };
 
@@ -576,26 +577,6 @@ fn check_nested(
         return None;
     }
     check_message(desc, bytes, depth + 1, any_depth, false, opts)
-}
-
-/// A `google.protobuf.Any`'s type URL and value, both fields at most once and in order.
-fn any_parts(bytes: &[u8]) -> Option<(&str, &[u8])> {
-    let (mut url, mut value) = ("", &[][..]);
-    let mut buf = bytes;
-    let mut last = 0u32;
-    while !buf.is_empty() {
-        let (number, wire) = decode_key(&mut buf).ok()?;
-        if number <= last {
-            return None;
-        }
-        last = number;
-        match number {
-            1 => url = std::str::from_utf8(read_len(wire, &mut buf)?).ok()?,
-            2 => value = read_len(wire, &mut buf)?,
-            _ => return None,
-        }
-    }
-    Some((url, value))
 }
 
 /// The type an `Any` holds, when the fast path renders it: known to the pool, not JSON, and

@@ -430,21 +430,7 @@ impl<'a> Writer<'_, 'a> {
         depth: usize,
         any_depth: usize,
     ) -> Option<()> {
-        let (mut url, mut value) = ("", &[][..]);
-        let mut buf = bytes;
-        let mut last = 0u32;
-        while !buf.is_empty() {
-            let (number, wire) = decode_key(&mut buf).ok()?;
-            if number <= last {
-                return None;
-            }
-            last = number;
-            match number {
-                1 => url = std::str::from_utf8(read_len(wire, &mut buf)?).ok()?,
-                2 => value = read_len(wire, &mut buf)?,
-                _ => return None,
-            }
-        }
+        let (url, value) = any_parts(bytes)?;
         if any_depth >= self.opts.max_any_depth
             || depth + 1 >= self.opts.max_depth
             || depth + 1 >= DEPTH_GUARD
@@ -522,6 +508,26 @@ impl<'a> FieldKeys<'a> {
         }
         Some(Some((fd, wire)))
     }
+}
+
+/// A `google.protobuf.Any`'s type URL and value, both fields at most once and in order.
+pub(super) fn any_parts(bytes: &[u8]) -> Option<(&str, &[u8])> {
+    let (mut url, mut value) = ("", &[][..]);
+    let mut buf = bytes;
+    let mut last = 0u32;
+    while !buf.is_empty() {
+        let (number, wire) = decode_key(&mut buf).ok()?;
+        if number <= last {
+            return None;
+        }
+        last = number;
+        match number {
+            1 => url = std::str::from_utf8(read_len(wire, &mut buf)?).ok()?,
+            2 => value = read_len(wire, &mut buf)?,
+            _ => return None,
+        }
+    }
+    Some((url, value))
 }
 
 /// The key after `buf` when it is field `number` again (consumed), else None (not consumed).
