@@ -381,15 +381,9 @@ fn well_known(full_name: &str, bytes: &[u8]) -> Option<WellKnown> {
         return field_mask(bytes).map(WellKnown::FieldMask);
     }
     let (mut seconds, mut nanos) = (0i64, 0i32);
-    let mut buf = bytes;
-    let mut last = 0u32;
-    while !buf.is_empty() {
-        let (number, wire) = decode_key(&mut buf).ok()?;
-        if number <= last {
-            return None;
-        }
-        last = number;
-        match (number, read_value(&Kind::Int64, wire, &mut buf)?) {
+    let mut keys = FieldKeys::new(bytes);
+    while let Some((number, wire)) = keys.next_key()? {
+        match (number, read_value(&Kind::Int64, wire, &mut keys.rest)?) {
             (1, Scalar::I64(n)) => seconds = n,
             // An int32 field: prost keeps the low 32 bits.
             (2, Scalar::I64(n)) => nanos = n as i32,

@@ -195,13 +195,19 @@ impl<'a> Writer<'_, 'a> {
             let kind = fd.kind();
             let repeated = fd.cardinality() == Cardinality::Repeated;
             if repeated && matches!(&kind, Kind::Message(entry) if entry.is_map_entry()) {
-                self.map_field(
-                    full_name, &fd, &kind, wire, buf, &mut first, depth, any_depth,
-                )?;
+                let field = FieldAt {
+                    message: full_name,
+                    fd: &fd,
+                    kind: &kind,
+                };
+                self.map_field(field, wire, buf, &mut first, depth, any_depth)?;
             } else if repeated {
-                self.list_field(
-                    full_name, &fd, &kind, wire, buf, &mut first, depth, any_depth,
-                )?;
+                let field = FieldAt {
+                    message: full_name,
+                    fd: &fd,
+                    kind: &kind,
+                };
+                self.list_field(field, wire, buf, &mut first, depth, any_depth)?;
             } else {
                 let value = read_value(&kind, wire, buf)?;
                 if !fd.supports_presence() && is_default(&fd, value)? {
@@ -223,18 +229,16 @@ impl<'a> Writer<'_, 'a> {
     }
 
     /// Every run-adjacent occurrence of a repeated field, packed or not: one item each.
-    #[allow(clippy::too_many_arguments)]
     fn list_field(
         &mut self,
-        message: &str,
-        fd: &FieldDescriptor,
-        kind: &Kind,
+        field: FieldAt<'_>,
         mut wire: WireType,
         buf: &mut &'a [u8],
         first: &mut bool,
         depth: usize,
         any_depth: usize,
     ) -> Option<()> {
+        let FieldAt { message, fd, kind } = field;
         let secret = self.is_secret(message, fd, kind);
         let name = fd.name();
         let packable = !matches!(kind, Kind::String | Kind::Bytes | Kind::Message(_));
@@ -260,18 +264,16 @@ impl<'a> Writer<'_, 'a> {
 
     /// Every run-adjacent entry of a map field, written `name {key:K value:V}` in key order,
     /// the last of equal keys kept.
-    #[allow(clippy::too_many_arguments)]
     fn map_field(
         &mut self,
-        message: &str,
-        fd: &FieldDescriptor,
-        kind: &Kind,
+        field: FieldAt<'_>,
         mut wire: WireType,
         buf: &mut &'a [u8],
         first: &mut bool,
         depth: usize,
         any_depth: usize,
     ) -> Option<()> {
+        let FieldAt { message, fd, kind } = field;
         let Kind::Message(entry) = kind else {
             return None;
         };
@@ -460,6 +462,15 @@ impl<'a> Writer<'_, 'a> {
     }
 }
 
+/// A repeated field being written: its message's full name (for redaction), its descriptor
+/// and its kind.
+#[derive(Clone, Copy)]
+struct FieldAt<'f> {
+    message: &'f str,
+    fd: &'f FieldDescriptor,
+    kind: &'f Kind,
+}
+
 /// The keys of one message's fields in the order both fast paths require: rising field
 /// numbers (so the slow path's by-number order is the wire order and no non-repeated field comes
 /// twice), no group, at most one member of each oneof. The caller reads each value from `rest`.
@@ -481,11 +492,9 @@ impl<'a> FieldKeys<'a> {
         }
     }
 
-    /// The next field of `desc` and its wire type; `Some(None)` at the end, None to give up.
-    pub(super) fn next(
-        &mut self,
-        desc: &MessageDescriptor,
-    ) -> Option<Option<(FieldDescriptor, WireType)>> {
+    /// The next field number and wire type, above the one before; `Some(None)` at the end,
+    /// None to give up (a bad key, or numbers not rising).
+    pub(super) fn next_key(&mut self) -> Option<Option<(u32, WireType)>> {
         if self.rest.is_empty() {
             return Some(None);
         }
@@ -494,6 +503,17 @@ impl<'a> FieldKeys<'a> {
             return None;
         }
         self.last = number;
+        Some(Some((number, wire)))
+    }
+
+    /// The next field of `desc` and its wire type; `Some(None)` at the end, None to give up.
+    pub(super) fn next(
+        &mut self,
+        desc: &MessageDescriptor,
+    ) -> Option<Option<(FieldDescriptor, WireType)>> {
+        let Some((number, wire)) = self.next_key()? else {
+            return Some(None);
+        };
         let fd = desc.get_field(number)?;
         if fd.is_group() {
             return None;
@@ -513,17 +533,11 @@ impl<'a> FieldKeys<'a> {
 /// A `google.protobuf.Any`'s type URL and value, both fields at most once and in order.
 pub(super) fn any_parts(bytes: &[u8]) -> Option<(&str, &[u8])> {
     let (mut url, mut value) = ("", &[][..]);
-    let mut buf = bytes;
-    let mut last = 0u32;
-    while !buf.is_empty() {
-        let (number, wire) = decode_key(&mut buf).ok()?;
-        if number <= last {
-            return None;
-        }
-        last = number;
+    let mut keys = FieldKeys::new(bytes);
+    while let Some((number, wire)) = keys.next_key()? {
         match number {
-            1 => url = std::str::from_utf8(read_len(wire, &mut buf)?).ok()?,
-            2 => value = read_len(wire, &mut buf)?,
+            1 => url = std::str::from_utf8(read_len(wire, &mut keys.rest)?).ok()?,
+            2 => value = read_len(wire, &mut keys.rest)?,
             _ => return None,
         }
     }
