@@ -68,8 +68,10 @@ const fn arg(i: usize) -> usize {
     16 + 8 * i
 }
 
-fn stash(fd: u64, ptr: u64, kind: u32, nr_segs: u32) {
-    let stash = Stash {
+/// Where a send syscall's bytes are, as its arguments say (not yet seen by `sock_send_length`).
+#[inline(always)]
+fn user_stash(fd: u64, ptr: u64, kind: u32, nr_segs: u32) -> Stash {
+    Stash {
         sk: 0,
         ptr,
         skip: 0,
@@ -77,8 +79,15 @@ fn stash(fd: u64, ptr: u64, kind: u32, nr_segs: u32) {
         nr_segs,
         fd: fd as u32,
         _pad: 0,
-    };
-    let _ = STASH.insert(bpf_get_current_pid_tgid(), stash, 0);
+    }
+}
+
+fn stash(fd: u64, ptr: u64, kind: u32, nr_segs: u32) {
+    let _ = STASH.insert(
+        bpf_get_current_pid_tgid(),
+        user_stash(fd, ptr, kind, nr_segs),
+        0,
+    );
 }
 
 /// `write(fd, buf, count)` and `sendto(fd, buff, len, ...)`: one user buffer at args[1].
@@ -222,15 +231,7 @@ fn stash_from_registers() -> Option<Stash> {
     } else {
         return None;
     };
-    Some(Stash {
-        sk: 0,
-        ptr,
-        skip: 0,
-        kind,
-        nr_segs,
-        fd: fd as u32,
-        _pad: 0,
-    })
+    Some(user_stash(fd, ptr, kind, nr_segs))
 }
 
 #[raw_tracepoint(tracepoint = "sock_send_length")]
