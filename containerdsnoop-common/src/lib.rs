@@ -137,18 +137,60 @@ pub const PATTERN_BASENAME: u32 = 1;
 /// [`PathPattern::kind`]: compared with abstract socket names.
 pub const PATTERN_ABSTRACT: u32 = 2;
 
-/// The identity of a file as the kernel sees it: `inode->i_sb->s_dev` (kernel `dev_t`,
-/// `MKDEV(major, minor)` = `major << 20 | minor`, not the `st_dev` encoding of stat(2)) and
-/// `inode->i_ino`. Key of `SELECTED_FILES` (value: pattern index) and `SELECTED_DIRS` (value: a
-/// bit mask of the [`PATTERN_BASENAME`] patterns that apply to the directory's entries).
+/// The identity of a file as the kernel sees it, exact for as long as the tracer runs:
+/// `inode->i_sb->s_dev` (kernel `dev_t`, `MKDEV(major, minor)` = `major << 20 | minor`, not the
+/// `st_dev` encoding of stat(2)), `inode->i_ino` and `inode->i_generation`. An inode number is
+/// handed out again as soon as its file is gone (ext4 and xfs do so at once); the generation is
+/// what tells the new file from the old one (NFS file handles rely on it), and ext4, xfs, btrfs
+/// and tmpfs set it anew for every inode they allocate.
+///
+/// Where user space cannot learn a file's generation (a file system whose file handles it does
+/// not know), the key has `generation_known == 0` and `generation == 0`, and the kernel
+/// compares such keys by device and inode alone (see `containerdsnoop-ebpf/src/socket.rs`).
+///
+/// Key of `SELECTED_FILES` (value: pattern index) and `SELECTED_DIRS` (value: a bit mask of the
+/// [`PATTERN_BASENAME`] patterns that apply to the directory's entries).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FileKey {
     pub dev: u32,
-    pub _pad: u32,
+    pub generation: u32,
     pub ino: u64,
+    /// 1: `generation` is the file's generation; 0: unknown (`generation` is 0, matches any).
+    pub generation_known: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<FileKey>() == 16);
+
+impl FileKey {
+    /// The key of a file whose generation is known.
+    pub const fn exact(dev: u32, ino: u64, generation: u32) -> FileKey {
+        FileKey {
+            dev,
+            generation,
+            ino,
+            generation_known: 1,
+            _pad: 0,
+        }
+    }
+
+    /// The key of a file whose generation is unknown: it matches any generation.
+    pub const fn any_generation(dev: u32, ino: u64) -> FileKey {
+        FileKey {
+            dev,
+            generation: 0,
+            ino,
+            generation_known: 0,
+            _pad: 0,
+        }
+    }
+
+    /// This key with its generation forgotten (how the kernel looks up the keys of file
+    /// systems whose generation user space cannot read).
+    pub const fn without_generation(self) -> FileKey {
+        FileKey::any_generation(self.dev, self.ino)
+    }
+}
+const _: () = assert!(core::mem::size_of::<FileKey>() == 24);
 
 /// Byte offsets of kernel structure members and enum values, read from BTF in user space and
 /// passed to the programs as one read-only global. `u32::MAX` marks "absent in this kernel".
@@ -191,6 +233,8 @@ pub struct KernelLayout {
     pub dentry_d_name_len: u32,
     pub dentry_d_name_name: u32,
     pub inode_i_sb: u32,
+    /// `inode.i_generation` (`__u32`): with `i_ino`, a file's identity (see [`FileKey`]).
+    pub inode_i_generation: u32,
     pub super_block_s_dev: u32,
     // struct pid / upid
     pub pid_numbers: u32,

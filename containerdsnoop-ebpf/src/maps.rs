@@ -52,8 +52,9 @@ pub static STASH: LruHashMap<u64, Stash> = LruHashMap::with_max_entries(65536, 0
 #[map]
 pub static PATTERNS: Array<PathPattern> = Array::with_max_entries(MAX_PATTERNS, 0);
 
-/// Socket files selected by identity (`s_dev`, `i_ino`) -> index of the pattern that selected
-/// them. User space keeps it current as sockets are created, replaced and removed.
+/// Socket files selected by identity (`s_dev`, `i_ino`, `i_generation`: see `FileKey`) -> index
+/// of the pattern that selected them. User space keeps it current as sockets are created,
+/// replaced and removed: an identity whose file is gone is deleted at the next rescan.
 #[map]
 pub static SELECTED_FILES: HashMap<FileKey, u32> = HashMap::with_max_entries(MAX_SELECTED_FILES, 0);
 
@@ -61,6 +62,12 @@ pub static SELECTED_FILES: HashMap<FileKey, u32> = HashMap::with_max_entries(MAX
 /// entries' names are compared with (an exact path's last component, or a prefix).
 #[map]
 pub static SELECTED_DIRS: HashMap<FileKey, u32> = HashMap::with_max_entries(MAX_SELECTED_DIRS, 0);
+
+/// `[0]`: how many keys of `SELECTED_FILES` and `SELECTED_DIRS` have no generation (file systems
+/// whose generation user space cannot read); only while it is non-zero are keys looked up a
+/// second time without the generation. Written by user space.
+#[map]
+pub static GENERATIONLESS: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Drop and activity counters, per CPU.
 #[map]

@@ -5,9 +5,14 @@
 //! of their own and are selected through their peer, the accepted socket, which shares the
 //! listener's `path` (`unix_stream_connect()`: `newu->path = otheru->path`).
 //!
-//! Per send and side: the bound file's `(s_dev, i_ino)` is looked up in `SELECTED_FILES`; on a
-//! miss, its directory's in `SELECTED_DIRS`, and only for an entry of a selected directory is its
-//! name (`d_name`) compared, with the few patterns of that directory. A directory plus a name is
+//! Per send and side: the bound file's `(s_dev, i_ino, i_generation)` is looked up in
+//! `SELECTED_FILES`; on a miss, its directory's in `SELECTED_DIRS`, and only for an entry of a
+//! selected directory is its name (`d_name`) compared, with the few patterns of that directory.
+//! The generation is what makes the identity exact: a removed socket's (or directory's) inode
+//! number is handed out again at once on ext4 and xfs, and without it a stranger's socket bound
+//! beside the selected one would be traced. Keys of file systems whose generation user space
+//! cannot read are looked up a second time without it, only while such keys exist
+//! (`GENERATIONLESS`), and user space removes every identity it sees replaced or gone. A directory plus a name is
 //! how a socket re-created by a restarting daemon (a new inode) is selected from its first byte,
 //! before user space has seen the new file; and how `dir/*` selects shims as they come. Sockets
 //! without a file (abstract names) are compared by name, only when an abstract pattern exists.
@@ -19,7 +24,8 @@
 //!   struct sock *peer; ... }`, `struct path { struct vfsmount *mnt; struct dentry *dentry; }`
 //! - `struct dentry { ... struct dentry *d_parent; struct qstr d_name; struct inode *d_inode; ... }`,
 //!   `struct qstr { union { struct { u32 hash; u32 len; }; u64 hash_len; }; const unsigned char *name; }`
-//! - `struct inode { ... struct super_block *i_sb; ... unsigned long i_ino; ... }`,
+//! - `struct inode { ... struct super_block *i_sb; ... unsigned long i_ino; ...
+//!   __u32 i_generation; ... }`,
 //!   `struct super_block { ... dev_t s_dev; ... }`
 //! - `struct unix_address { refcount_t refcnt; int len; [unsigned int hash;] struct sockaddr_un name[]; }`
 //! - `struct socket { socket_state state; short type; ... struct sock *sk; ... }` inside
@@ -34,7 +40,7 @@ use containerdsnoop_common::{
 
 use crate::{
     kernel::{HAS_ABSTRACT, PATTERN_COUNT, layout, read_u16, read_u32, read_u64},
-    maps::{PATTERNS, SELECTED_DIRS, SELECTED_FILES, SELECTION},
+    maps::{GENERATIONLESS, PATTERNS, SELECTED_DIRS, SELECTED_FILES, SELECTION},
 };
 
 const AF_UNIX: u16 = 1;
@@ -115,7 +121,7 @@ fn select_side(s: u64, hdr: &mut ChunkHeader) -> Option<u8> {
     match_patterns(hdr, len, u32::MAX, PATTERN_ABSTRACT)
 }
 
-/// `(inode->i_sb->s_dev, inode->i_ino)` of `dentry->d_inode`.
+/// `(inode->i_sb->s_dev, inode->i_ino, inode->i_generation)` of `dentry->d_inode`.
 #[inline(always)]
 fn file_key(dentry: u64) -> Option<FileKey> {
     let inode = read_u64(dentry + layout!(dentry_d_inode) as u64)?;
@@ -123,11 +129,26 @@ fn file_key(dentry: u64) -> Option<FileKey> {
         return None;
     }
     let sb = read_u64(inode + layout!(inode_i_sb) as u64)?;
-    Some(FileKey {
-        dev: read_u32(sb + layout!(super_block_s_dev) as u64)?,
-        _pad: 0,
-        ino: read_u64(inode + layout!(inode_i_ino) as u64)?,
-    })
+    Some(FileKey::exact(
+        read_u32(sb + layout!(super_block_s_dev) as u64)?,
+        read_u64(inode + layout!(inode_i_ino) as u64)?,
+        read_u32(inode + layout!(inode_i_generation) as u64)?,
+    ))
+}
+
+/// The value `map` holds for `key`, or for `key` without its generation while user space has
+/// entered keys of file systems whose generation it cannot read.
+#[inline(always)]
+fn lookup(map: &aya_ebpf::maps::HashMap<FileKey, u32>, key: FileKey) -> Option<u32> {
+    // SAFETY: the value is copied out of the map at once.
+    if let Some(v) = unsafe { map.get(key) } {
+        return Some(*v);
+    }
+    if GENERATIONLESS.get(0).copied().unwrap_or(0) == 0 {
+        return None;
+    }
+    // SAFETY: as above.
+    unsafe { map.get(key.without_generation()) }.copied()
 }
 
 /// The socket file `dentry`: selected itself, or as an entry of a selected directory whose
@@ -135,14 +156,12 @@ fn file_key(dentry: u64) -> Option<FileKey> {
 #[inline(always)]
 fn select_file(dentry: u64, hdr: &mut ChunkHeader) -> Option<u8> {
     let key = file_key(dentry)?;
-    // SAFETY: the value is copied out of the map at once.
-    if let Some(p) = unsafe { SELECTED_FILES.get(key) } {
-        return Some(*p as u8);
+    if let Some(p) = lookup(&SELECTED_FILES, key) {
+        return Some(p as u8);
     }
     let parent = read_u64(dentry + layout!(dentry_d_parent) as u64)?;
     let dir = file_key(parent)?;
-    // SAFETY: as above.
-    let mask = *unsafe { SELECTED_DIRS.get(dir) }?;
+    let mask = lookup(&SELECTED_DIRS, dir)?;
     let len = read_u32(dentry + layout!(dentry_d_name_len) as u64)?;
     let name = read_u64(dentry + layout!(dentry_d_name_name) as u64)?;
     let mut n = len;

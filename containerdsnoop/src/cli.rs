@@ -29,7 +29,7 @@ use containerdsnoop_decode::{
 };
 
 use crate::capture::BackendChoice;
-use crate::paths::{DEFAULT_SOCKETS, Selector, parse_selector};
+use crate::selection::{DEFAULT_SOCKETS, Selector, parse_selector};
 
 /// Stdout: line-buffered on a terminal, block-buffered into a pipe or file.
 fn stdout() -> Box<dyn Write> {

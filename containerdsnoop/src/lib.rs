@@ -9,4 +9,4 @@ pub mod capture;
 pub mod cli;
 pub mod closes;
 pub mod containers;
-pub mod paths;
+pub mod selection;

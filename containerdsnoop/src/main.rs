@@ -9,10 +9,10 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use containerdsnoop::{
     btf,
-    capture::{CaptureConfig, discover::OpenConnection, live::LiveSource, selection::Selection},
+    capture::{CaptureConfig, live::LiveSource},
     cli::{Args, Config, Input},
     containers,
-    paths::identity::Update,
+    selection::{Selection, discover::OpenConnection, tracker::Update},
 };
 use containerdsnoop_decode::{
     escape::escape_str,
@@ -116,7 +116,7 @@ fn trace(config: &Config) -> anyhow::Result<()> {
     let mut pipeline = config.pipeline(Clock::now())?;
     // Before attaching: a connection opened after this point is seen from its first byte (or
     // recognised by the decoder if it races the attach), never mislabelled as pre-existing.
-    let open = containerdsnoop::capture::discover::open_connections(
+    let open = containerdsnoop::selection::discover::open_connections(
         &selection.current_files(),
         &selection.abstract_patterns(),
     );

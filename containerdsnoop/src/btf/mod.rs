@@ -265,6 +265,7 @@ fn layout_of(btf: &impl Lookup) -> Result<KernelLayout, LayoutError> {
         dentry_d_name_len: required("dentry", "d_name.len")?,
         dentry_d_name_name: required("dentry", "d_name.name")?,
         inode_i_sb: required("inode", "i_sb")?,
+        inode_i_generation: required("inode", "i_generation")?,
         super_block_s_dev: required("super_block", "s_dev")?,
         pid_numbers: required("pid", "numbers")?,
         upid_nr: required("upid", "nr")?,

@@ -18,10 +18,8 @@ use tokio::{
     time::{Instant, Interval, MissedTickBehavior},
 };
 
-use super::{
-    Capture, CaptureConfig,
-    selection::{RESCAN_INTERVAL, Selection},
-};
+use super::{Capture, CaptureConfig};
+use crate::selection::{RESCAN_INTERVAL, Selection};
 
 /// Output is flushed at least this often when nothing else flushes it (stdout into a pipe).
 const FLUSH_EVERY: Duration = Duration::from_millis(500);

@@ -2,9 +2,7 @@
 //! tracepoint), and drains the ring buffer. The only module besides `main` that touches aya,
 //! tokio or the kernel; everything it produces is plain record bytes for `wire::parse`.
 
-pub mod discover;
 pub mod live;
-pub mod selection;
 
 use std::{
     fmt,
@@ -15,12 +13,12 @@ use std::{
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{MapData, PerCpuArray, RingBuf},
     programs::{KProbe, ProgramError, RawTracePoint, TracePoint},
 };
-use containerdsnoop_common::{DropCounters, FileKey, KernelLayout, PATTERN_ABSTRACT, PathPattern};
+use containerdsnoop_common::{DropCounters, KernelLayout, PATTERN_ABSTRACT, PathPattern};
 
-use crate::paths::identity::Update;
+use crate::selection::{kernel::SelectionMaps, tracker::Update};
 use tokio::io::unix::AsyncFd;
 
 /// The eBPF object built by build.rs.
@@ -88,9 +86,7 @@ pub struct Capture {
     logger: Option<AsyncFd<aya_log::EbpfLogger<&'static dyn log::Log>>>,
     ring: AsyncFd<RingBuf<MapData>>,
     drops: PerCpuArray<MapData, DropCounters>,
-    selected_files: SelectionMap,
-    selected_dirs: SelectionMap,
-    patterns: Array<MapData, PathPattern>,
+    selection: SelectionMaps,
     pub backend: Backend,
     /// Why `auto` did not pick the kprobe backend.
     pub fallback_reason: Option<String>,
@@ -102,7 +98,7 @@ pub struct Capture {
 impl Capture {
     /// Loads the programs and attaches the chosen backend. Must run inside a tokio runtime.
     pub fn start(config: &CaptureConfig) -> anyhow::Result<Capture> {
-        let mut ebpf = load_object(config)?;
+        let (mut ebpf, selection) = load_object(config)?;
         let (backend, fallback_reason) = match config.backend {
             BackendChoice::Kprobe => {
                 attach_kprobes(&mut ebpf)?;
@@ -143,16 +139,12 @@ impl Capture {
         let ring = unsafe { AsyncFd::register(ring) }
             .map_err(|e| anyhow!("registering the ring buffer with tokio: {e}"))?;
         let drops = PerCpuArray::try_from(ebpf.take_map("DROPS").context("map DROPS missing")?)?;
-        let (selected_files, selected_dirs) = selection_maps(&mut ebpf)?;
-        let patterns = Array::try_from(ebpf.take_map("PATTERNS").context("map PATTERNS missing")?)?;
         Ok(Capture {
             ebpf,
             logger,
             ring,
             drops,
-            selected_files,
-            selected_dirs,
-            patterns,
+            selection,
             backend,
             fallback_reason,
             close_unavailable,
@@ -204,16 +196,7 @@ impl Capture {
     /// Applies selection changes to the kernel maps; returns one message per change that
     /// failed (a full map), so that a socket that cannot be selected is never silently missed.
     pub fn apply_selection(&mut self, updates: &[Update]) -> Vec<String> {
-        let mut errors = Vec::new();
-        // Names first: a directory's new mask bit must not meet a stale name.
-        apply_patterns(&mut self.patterns, updates, &mut errors);
-        apply_updates(
-            &mut self.selected_files,
-            Some(&mut self.selected_dirs),
-            updates,
-            &mut errors,
-        );
-        errors
+        self.selection.apply(updates)
     }
 
     /// Runs of the attached programs the kernel skipped (`recursion_misses` in each program's
@@ -335,7 +318,7 @@ fn is_close_program(name: &str) -> bool {
     CLOSE_TRACEPOINTS.iter().any(|(_, p)| *p == name) || name == "sched_process_exit"
 }
 
-fn load_object(config: &CaptureConfig) -> anyhow::Result<Ebpf> {
+fn load_object(config: &CaptureConfig) -> anyhow::Result<(Ebpf, SelectionMaps)> {
     let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow!("{what}: {e}"))? as u32;
     let tracer_tgid = std::process::id();
     // Every slot is compared (under each directory's mask): the slots after the selectors'
@@ -355,109 +338,13 @@ fn load_object(config: &CaptureConfig) -> anyhow::Result<Ebpf> {
         .map_max_entries("EVENTS", config.ring_bytes)
         .load(EBPF_OBJECT)
         .map_err(explain_load_error)?;
-    let mut patterns: Array<_, PathPattern> =
-        Array::try_from(ebpf.map_mut("PATTERNS").context("map PATTERNS missing")?)?;
-    for (i, p) in config.patterns.iter().enumerate() {
-        patterns
-            .set(i as u32, p, 0)
-            .context("writing socket patterns")?;
-    }
-    let mut initial_errors = Vec::new();
-    apply_patterns(&mut patterns, &config.initial, &mut initial_errors);
-    // Borrowed, not taken: the programs are loaded later and need the maps' fds open.
-    let mut files: HashMap<_, FileKey, u32> = HashMap::try_from(
-        ebpf.map_mut("SELECTED_FILES")
-            .context("map SELECTED_FILES missing")?,
-    )?;
-    apply_updates(
-        &mut files,
-        None::<&mut HashMap<MapData, FileKey, u32>>,
-        &config.initial,
-        &mut initial_errors,
-    );
-    let mut dirs: HashMap<_, FileKey, u32> = HashMap::try_from(
-        ebpf.map_mut("SELECTED_DIRS")
-            .context("map SELECTED_DIRS missing")?,
-    )?;
-    apply_updates_dirs(&mut dirs, &config.initial, &mut initial_errors);
-    if let Some(e) = initial_errors.first() {
+    // Taken at once: the programs, loaded later, refer to the maps by the fds these keep open.
+    let mut selection = SelectionMaps::take(&mut ebpf)?;
+    selection.set_patterns(&config.patterns)?;
+    if let Some(e) = selection.apply(&config.initial).first() {
         bail!("{e}");
     }
-    Ok(ebpf)
-}
-
-/// `SELECTED_FILES` or `SELECTED_DIRS`, owned.
-type SelectionMap = HashMap<MapData, FileKey, u32>;
-
-/// The two selection maps, taken out of the object once the programs that use them are loaded.
-fn selection_maps(ebpf: &mut Ebpf) -> anyhow::Result<(SelectionMap, SelectionMap)> {
-    let files = ebpf
-        .take_map("SELECTED_FILES")
-        .context("map SELECTED_FILES missing")?;
-    let dirs = ebpf
-        .take_map("SELECTED_DIRS")
-        .context("map SELECTED_DIRS missing")?;
-    Ok((HashMap::try_from(files)?, HashMap::try_from(dirs)?))
-}
-
-/// Writes the `Update::File`s of `updates` to `files` (and the `Update::Dir`s to `dirs` when
-/// given); failures are described in `errors`.
-fn apply_updates<T: std::borrow::BorrowMut<MapData>, U: std::borrow::BorrowMut<MapData>>(
-    files: &mut HashMap<T, FileKey, u32>,
-    dirs: Option<&mut HashMap<U, FileKey, u32>>,
-    updates: &[Update],
-    errors: &mut Vec<String>,
-) {
-    for u in updates {
-        if let Update::File(k, v) = u
-            && let Err(e) = files.insert(k, v, 0)
-        {
-            errors.push(selection_error("socket file", k, &e));
-        }
-    }
-    if let Some(dirs) = dirs {
-        apply_updates_dirs(dirs, updates, errors);
-    }
-}
-
-fn apply_updates_dirs<T: std::borrow::BorrowMut<MapData>>(
-    dirs: &mut HashMap<T, FileKey, u32>,
-    updates: &[Update],
-    errors: &mut Vec<String>,
-) {
-    for u in updates {
-        if let Update::Dir(k, mask) = u
-            && let Err(e) = dirs.insert(k, mask, 0)
-        {
-            errors.push(selection_error("directory", k, &e));
-        }
-    }
-}
-
-fn apply_patterns<T: std::borrow::BorrowMut<MapData>>(
-    patterns: &mut Array<T, PathPattern>,
-    updates: &[Update],
-    errors: &mut Vec<String>,
-) {
-    for u in updates {
-        if let Update::Pattern(slot, p) = u
-            && let Err(e) = patterns.set(*slot, **p, 0)
-        {
-            errors.push(format!(
-                "cannot write name pattern {slot} in the kernel: {e}; a socket re-created at a \
-                 symlink's target is traced only from the next check on"
-            ));
-        }
-    }
-}
-
-fn selection_error(what: &str, k: &FileKey, e: &dyn std::fmt::Display) -> String {
-    format!(
-        "cannot select {what} (device {}, inode {}) in the kernel: {e}; its sockets are NOT \
-         traced",
-        crate::paths::identity::dev_text(k.dev),
-        k.ino
-    )
+    Ok((ebpf, selection))
 }
 
 fn explain_load_error(e: aya::EbpfError) -> anyhow::Error {
@@ -484,7 +371,7 @@ pub struct Verified {
 /// used by tests to prove the kprobe programs pass the verifier on kernels where they cannot
 /// attach.
 pub fn verify_all(config: &CaptureConfig) -> anyhow::Result<Verified> {
-    let mut ebpf = load_object(config)?;
+    let (mut ebpf, _selection) = load_object(config)?;
     let mut loaded = Vec::new();
     let bpf_loop = has_bpf_loop();
     for name in ["unix_sendmsg_entry", kprobe_return_program(bpf_loop)] {

@@ -26,11 +26,11 @@ use containerdsnoop_decode::{
 pub use lookup::runtime_sockets;
 
 /// The socket files traced by exact path (prefixes and abstract names select no runtime).
-pub fn traced_files(selectors: &[crate::paths::Selector]) -> Vec<PathBuf> {
+pub fn traced_files(selectors: &[crate::selection::Selector]) -> Vec<PathBuf> {
     selectors
         .iter()
         .filter_map(|s| match s {
-            crate::paths::Selector::Exact { path, .. } => Some(path.clone()),
+            crate::selection::Selector::Exact { path, .. } => Some(path.clone()),
             _ => None,
         })
         .collect()

@@ -6,8 +6,9 @@
 use containerdsnoop_common::FileKey;
 
 use super::{
-    Selector,
-    identity::{Resolution, Target, dev_text},
+    identity::dev_text,
+    pattern::Selector,
+    resolve::{Resolution, Target},
 };
 
 /// A socket bound to a selected file (from sock_diag): a listener, or a bound datagram socket.
@@ -47,6 +48,33 @@ fn who(text: &str, listeners: &[Listener]) -> String {
 
 /// The report lines for selector `sel` resolved as `res`. Warnings start with `warning: `.
 pub fn lines(sel: &Selector, res: &Resolution, listeners: Listeners<'_>) -> Vec<String> {
+    let mut out = resolution_lines(sel, res, listeners);
+    out.extend(generationless_warning(sel, res));
+    out
+}
+
+/// A warning when an identity of `sel` matches any generation (see `identity`): there, a
+/// removed file's inode number given to a new socket selects it until the next rescan.
+fn generationless_warning(sel: &Selector, res: &Resolution) -> Option<String> {
+    let target = match &res.target {
+        Some(Target::Socket(k)) => Some(k),
+        _ => None,
+    };
+    let keys = target.into_iter().chain(res.dir.as_ref());
+    let what = keys
+        .filter(|k| k.generation_known == 0)
+        .map(|k| format!("inode {} on device {}", k.ino, dev_text(k.dev)))
+        .collect::<Vec<_>>();
+    (!what.is_empty()).then(|| {
+        format!(
+            "warning: {}: the file system of {} does not tell this tracer which file an inode number belongs to (no file handle generation); if it is removed, a socket given the same inode number can be traced until the next check (250 ms)",
+            sel.text(),
+            what.join(" and ")
+        )
+    })
+}
+
+fn resolution_lines(sel: &Selector, res: &Resolution, listeners: Listeners<'_>) -> Vec<String> {
     let text = sel.text();
     match sel {
         Selector::Exact { dir, .. } => match &res.target {
@@ -121,28 +149,20 @@ pub fn lines(sel: &Selector, res: &Resolution, listeners: Listeners<'_>) -> Vec<
                 named.join(", ")
             )]
         }
-        Selector::Abstract { .. } => {
-            vec![format!("{text}: abstract socket name, selected by name")]
-        }
+        Selector::Abstract { .. } => vec![format!(
+            "warning: {text}: abstract socket name: selected by name, not by a file's identity; whichever process in a network namespace binds this name is traced"
+        )],
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::paths::parse_selector;
+    use crate::selection::pattern::parse_selector;
     use std::path::PathBuf;
 
-    const SOCK: FileKey = FileKey {
-        dev: 34,
-        _pad: 0,
-        ino: 5521,
-    };
-    const DIR: FileKey = FileKey {
-        dev: 34,
-        _pad: 0,
-        ino: 1,
-    };
+    const SOCK: FileKey = FileKey::exact(34, 5521, 9);
+    const DIR: FileKey = FileKey::exact(34, 1, 9);
 
     fn sock(target: Target) -> Resolution {
         Resolution {
@@ -238,11 +258,7 @@ mod tests {
             .map(|i| {
                 (
                     PathBuf::from(format!("/run/containerd/s/{i:02}")),
-                    FileKey {
-                        dev: 34,
-                        _pad: 0,
-                        ino: 100 + i,
-                    },
+                    FileKey::exact(34, 100 + i, 1),
                 )
             })
             .collect();

@@ -1,18 +1,40 @@
-//! Keeps the kernel's selection in step with the file system while tracing: resolves the
-//! selectors at start (and reports what they resolved to, with who listens, from sock_diag),
-//! then rescans every [`RESCAN_INTERVAL`] so that a socket re-created by a restarting daemon,
-//! or a directory that appears later, is selected by its new identity and the user is told.
+//! Socket selection, one concept from the user's words to the kernel's maps:
+//! - [`pattern`]: what a `SOCKET` argument is ([`Selector`]);
+//! - [`identity`]: the kernel's identity of a file (device, inode, generation);
+//! - [`resolve`]: what each selector names on the file system now;
+//! - [`tracker`]: how that changes over time, as map additions and removals;
+//! - [`notice`] and [`report`]: what the user is told, at start and on each change;
+//! - [`discover`]: who listens, and the connections already open (sock_diag);
+//! - [`kernel`]: how the updates reach the kernel maps.
+//!
+//! [`Selection`] ties them together while tracing: it resolves the selectors at start (and
+//! reports what they resolved to), then rescans every [`RESCAN_INTERVAL`] so that a socket
+//! re-created by a restarting daemon, or a directory that appears later, is selected by its new
+//! identity, one that is gone stops selecting anything, and the user is told.
+//!
+//! What can reach the output, and why nothing unselected does (see docs/selection.md for the
+//! whole audit): a data record is emitted only for a socket that `socket::select` (eBPF) finds
+//! selected, by an exact identity or a selected directory plus a name, or, for abstract
+//! sockets, by name; connection-end records only for sockets that have sent a selected record.
+
+pub mod discover;
+pub mod identity;
+pub mod kernel;
+pub mod notice;
+pub mod pattern;
+pub mod report;
+pub mod resolve;
+pub mod tracker;
 
 use std::time::Duration;
 
 use containerdsnoop_common::{FileKey, PATTERN_ABSTRACT, PathPattern};
 
-use super::{Capture, discover};
-use crate::paths::{
-    Selector,
-    identity::{Target, Tracker, Update, resolve, resolve_quick},
-    report,
-};
+pub use pattern::{DEFAULT_SOCKETS, Selector, parse_selector};
+use resolve::{Target, resolve, resolve_quick};
+use tracker::{Tracker, Update};
+
+use crate::capture::Capture;
 
 /// How often the selected paths are checked again. Sockets re-created at a selected path, and
 /// new entries of a selected directory, are traced from their first byte regardless (the kernel

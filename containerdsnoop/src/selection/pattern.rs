@@ -1,12 +1,12 @@
-//! Socket selection as the user writes it (`SOCKET...` arguments, or the default runtime
-//! sockets): parsed into [`Selector`]s, which select socket *files* by identity, not by how a
-//! server spelled the name it bound. [`identity`] resolves them on the file system and follows
-//! their life; [`report`] says what they resolved to.
+//! What a pattern is: the `SOCKET...` arguments (or the default runtime sockets) parsed into
+//! [`Selector`]s, which select socket *files* by identity, not by how a server spelled the name
+//! it bound, and the name patterns the kernel compares entries of selected directories (and
+//! abstract names) with.
 //!
-//! Pure: std and the file system only, no aya, no tokio, no root.
-
-pub mod identity;
-pub mod report;
+//! Abstract names (`@name`) have no file, so they are selected by name by nature: any process
+//! in the network namespace may bind a name, and whoever binds a selected name is traced.
+//!
+//! Pure: std only, no aya, no tokio, no root.
 
 use std::path::{Path, PathBuf};
 

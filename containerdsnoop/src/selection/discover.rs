@@ -14,7 +14,7 @@ use std::{
 
 use containerdsnoop_common::{FileKey, PathPattern};
 
-use crate::paths::{self, report::Listener};
+use super::{pattern, report::Listener};
 
 /// One established connection to a selected socket.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -248,7 +248,9 @@ pub fn open_connections(
         }
         let selected = match s.vfs {
             Some(vfs) => wanted_files.contains(&(vfs.1, vfs.0)),
-            None => abstract_patterns.iter().any(|p| paths::matches(p, &s.name)),
+            None => abstract_patterns
+                .iter()
+                .any(|p| pattern::matches(p, &s.name)),
         };
         if !selected {
             continue;
@@ -324,7 +326,7 @@ pub fn listeners_of(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::paths::identity;
+    use crate::selection::identity;
     use std::os::unix::net::{UnixListener, UnixStream};
 
     fn temp(tag: &str) -> std::path::PathBuf {
@@ -371,7 +373,10 @@ mod tests {
         let dir = temp("listen");
         let spelled = format!("{}//l.sock", dir.display());
         let listener = UnixListener::bind(&spelled).expect("bind");
-        let key = identity::key_of(&std::fs::metadata(dir.join("l.sock")).expect("stat"));
+        let key = identity::key_at(
+            &dir.join("l.sock"),
+            &std::fs::metadata(dir.join("l.sock")).expect("stat"),
+        );
         let table = match listeners(&[key]) {
             Ok(t) => t,
             Err(e) => {

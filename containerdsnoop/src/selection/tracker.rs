@@ -1,0 +1,400 @@
+//! Follows the selectors over time: each scan resolves them again, compares the identities they
+//! name now with those the kernel holds, and turns the difference into map updates (additions
+//! *and* removals) and one-line notices. An identity is in the kernel only while a selector
+//! names it: a socket file or directory that is removed or replaced stops selecting anything at
+//! the next scan, so a stale identity can matter for one rescan interval at the most, and only
+//! on a file system whose generations cannot be read (elsewhere the generation already keeps a
+//! reused inode number from matching). Connections opened on a removed socket stay traced: the
+//! kernel keeps their decision per socket (`SELECTION`, checked by socket inode and peer).
+
+use std::collections::BTreeMap;
+
+use containerdsnoop_common::{FileKey, MAX_PATTERNS, PATTERN_BASENAME, PathPattern};
+
+use super::{
+    notice::{changes, removed},
+    pattern::{Selector, name_pattern},
+    resolve::{Resolution, Target},
+};
+
+/// A change to the kernel's selection maps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Update {
+    /// `SELECTED_FILES[key] = pattern`.
+    File(FileKey, u32),
+    /// Delete `SELECTED_FILES[key]`: no selector names that file any more.
+    RemoveFile(FileKey),
+    /// `SELECTED_DIRS[key] = mask` (the whole new mask).
+    Dir(FileKey, u32),
+    /// Delete `SELECTED_DIRS[key]`.
+    RemoveDir(FileKey),
+    /// `PATTERNS[slot] = pattern`: a spare slot given to a symlink target's name.
+    Pattern(u32, Box<PathPattern>),
+    /// `GENERATIONLESS[0] = count`: how many keys of both maps match any generation.
+    Generationless(u32),
+}
+
+pub struct Tracker {
+    selectors: Vec<Selector>,
+    last: Vec<Option<Resolution>>,
+    /// What the kernel holds now.
+    files: BTreeMap<FileKey, u32>,
+    dirs: BTreeMap<FileKey, u32>,
+    generationless: u32,
+    /// Per selector: the spare pattern slot holding its symlink target's name, and that name.
+    aliases: Vec<Option<(u32, Vec<u8>)>>,
+    /// Spare pattern slots (after the selectors') not given out yet.
+    spare: Vec<u32>,
+}
+
+/// The identities one scan wants in the kernel.
+#[derive(Default)]
+struct Wanted {
+    files: BTreeMap<FileKey, u32>,
+    dirs: BTreeMap<FileKey, u32>,
+}
+
+impl Tracker {
+    pub fn new(selectors: Vec<Selector>) -> Tracker {
+        let last = vec![None; selectors.len()];
+        let aliases = vec![None; selectors.len()];
+        let spare = (selectors.len() as u32..MAX_PATTERNS).rev().collect();
+        Tracker {
+            selectors,
+            last,
+            files: BTreeMap::new(),
+            dirs: BTreeMap::new(),
+            generationless: 0,
+            aliases,
+            spare,
+        }
+    }
+
+    /// Gives selector `i`'s symlink target name a spare pattern slot (the same one as before
+    /// when the name is unchanged) and wants the target's directory selected with it.
+    fn select_link_target(
+        &mut self,
+        i: usize,
+        (dir, name): (FileKey, Vec<u8>),
+        wanted: &mut Wanted,
+        updates: &mut Vec<Update>,
+        notices: &mut Vec<String>,
+    ) {
+        let slot = match &self.aliases[i] {
+            Some((slot, _)) => *slot,
+            None => match self.spare.pop() {
+                Some(slot) => slot,
+                None => {
+                    notices.push(format!(
+                        "{}: a symlink; no pattern slot is left for its target's name (at most \
+                         {MAX_PATTERNS} in all), so a socket re-created there is traced from the \
+                         next check on",
+                        self.selectors[i].text()
+                    ));
+                    self.aliases[i] = Some((u32::MAX, name));
+                    return;
+                }
+            },
+        };
+        if slot == u32::MAX {
+            return;
+        }
+        if self.aliases[i].as_ref().is_none_or(|(_, n)| *n != name) {
+            updates.push(Update::Pattern(
+                slot,
+                Box::new(name_pattern(&name, true, PATTERN_BASENAME)),
+            ));
+            self.aliases[i] = Some((slot, name));
+        }
+        *wanted.dirs.entry(dir).or_insert(0) |= 1 << slot;
+    }
+
+    pub fn selectors(&self) -> &[Selector] {
+        &self.selectors
+    }
+
+    /// The latest resolution of selector `i` (after the first [`Tracker::scan`]).
+    pub fn resolution(&self, i: usize) -> Option<&Resolution> {
+        self.last.get(i).and_then(Option::as_ref)
+    }
+
+    /// Every socket file the selectors name now, with the index of the selector.
+    pub fn current_sockets(&self) -> Vec<(FileKey, usize)> {
+        let mut out = Vec::new();
+        for (i, r) in self.last.iter().enumerate() {
+            let Some(r) = r else { continue };
+            if let Some(Target::Socket(k)) = &r.target {
+                out.push((*k, i));
+            }
+            out.extend(r.sockets.iter().map(|(_, k)| (*k, i)));
+        }
+        out
+    }
+
+    /// The text of the first selector whose bit is set in `mask` (a spare slot's: its owner's).
+    fn owner_text(&self, mask: u32) -> &str {
+        let slot = mask.trailing_zeros();
+        let owner = (self.aliases.iter())
+            .position(|a| a.as_ref().is_some_and(|(s, _)| *s == slot))
+            .unwrap_or(slot as usize);
+        self.selectors.get(owner).map_or("?", Selector::text)
+    }
+
+    /// Resolves every selector with `resolve` and returns the map updates that make the kernel
+    /// hold exactly the identities they name now, and the notices for what changed since the
+    /// previous scan (none on the first scan: that is the start-up report's job).
+    pub fn scan(
+        &mut self,
+        resolve: impl Fn(&Selector) -> Resolution,
+    ) -> (Vec<Update>, Vec<String>) {
+        let mut updates = Vec::new();
+        let mut notices = Vec::new();
+        let mut wanted = Wanted::default();
+        for i in 0..self.selectors.len() {
+            let now = resolve(&self.selectors[i]);
+            if let Some(dir) = now.dir
+                && self.selectors[i].kernel_pattern().kind == PATTERN_BASENAME
+            {
+                *wanted.dirs.entry(dir).or_insert(0) |= 1 << i;
+            }
+            if let Some(target) = now.link_target.clone() {
+                self.select_link_target(i, target, &mut wanted, &mut updates, &mut notices);
+            }
+            if let Some(Target::Socket(key)) = &now.target {
+                wanted.files.entry(*key).or_insert(i as u32);
+            }
+            if let Some(before) = &self.last[i] {
+                notices.extend(changes(&self.selectors[i], before, &now));
+            }
+            self.last[i] = Some(now);
+        }
+        let generationless = (wanted.files.keys().chain(wanted.dirs.keys()))
+            .filter(|k| k.generation_known == 0)
+            .count() as u32;
+        // A larger count first, so that a new generationless key is never looked up without
+        // it; a smaller one last, after the keys it counted are gone.
+        if generationless > self.generationless {
+            updates.push(Update::Generationless(generationless));
+        }
+        for (k, p) in &wanted.files {
+            if self.files.get(k) != Some(p) {
+                updates.push(Update::File(*k, *p));
+            }
+        }
+        for (k, mask) in &wanted.dirs {
+            if self.dirs.get(k) != Some(mask) {
+                updates.push(Update::Dir(*k, *mask));
+            }
+        }
+        for (k, p) in &self.files {
+            if !wanted.files.contains_key(k) {
+                updates.push(Update::RemoveFile(*k));
+                notices.push(removed(
+                    self.selectors[*p as usize].text(),
+                    "socket file",
+                    k,
+                ));
+            }
+        }
+        for (k, mask) in &self.dirs {
+            if !wanted.dirs.contains_key(k) {
+                updates.push(Update::RemoveDir(*k));
+                notices.push(removed(self.owner_text(*mask), "directory", k));
+            }
+        }
+        if generationless < self.generationless {
+            updates.push(Update::Generationless(generationless));
+        }
+        self.files = wanted.files;
+        self.dirs = wanted.dirs;
+        self.generationless = generationless;
+        (updates, notices)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::selection::pattern::parse_selector;
+
+    fn key(dev: u32, ino: u64) -> FileKey {
+        FileKey::exact(dev, ino, 1)
+    }
+
+    /// Scans with scripted resolutions: an identity is added once, and removed as soon as the
+    /// path no longer names it; a reused inode number with another generation is another
+    /// identity.
+    #[test]
+    fn tracker_follows_a_restarting_server() {
+        let sel = parse_selector("/run/x.sock").expect("selector");
+        let mut t = Tracker::new(vec![sel]);
+        let r = |target| Resolution {
+            dir: Some(key(7, 1)),
+            target: Some(target),
+            ..Resolution::default()
+        };
+        let (u, n) = t.scan(|_| r(Target::Socket(key(7, 10))));
+        assert_eq!(
+            u,
+            vec![Update::File(key(7, 10), 0), Update::Dir(key(7, 1), 1)]
+        );
+        assert!(n.is_empty(), "{n:?}");
+        let (u, n) = t.scan(|_| r(Target::Socket(key(7, 10))));
+        assert!(u.is_empty() && n.is_empty());
+        let (u, n) = t.scan(|_| r(Target::Missing));
+        assert_eq!(u, vec![Update::RemoveFile(key(7, 10))]);
+        assert_eq!(n.len(), 2, "{n:?}");
+        assert!(
+            n[0].starts_with("/run/x.sock disappeared (socket inode 10 removed)"),
+            "{n:?}"
+        );
+        assert!(
+            n[1].starts_with("/run/x.sock: no longer selects socket file inode 10 on device 0:7"),
+            "{n:?}"
+        );
+        let (u, n) = t.scan(|_| r(Target::Socket(key(7, 11))));
+        assert_eq!(u, vec![Update::File(key(7, 11), 0)]);
+        assert_eq!(
+            n,
+            vec!["/run/x.sock exists now: socket inode 11".to_string()]
+        );
+        // The same inode number, another generation: the old identity goes, the new comes.
+        let reused = FileKey::exact(7, 11, 2);
+        let (u, n) = t.scan(|_| r(Target::Socket(reused)));
+        assert_eq!(
+            u,
+            vec![Update::File(reused, 0), Update::RemoveFile(key(7, 11))]
+        );
+        assert!(n[0].starts_with("/run/x.sock was replaced"), "{n:?}");
+        assert_eq!(t.current_sockets(), vec![(reused, 0)]);
+    }
+
+    /// Keys whose generation is unknown are counted for the kernel: the count rises before
+    /// such a key is added and falls after it is removed.
+    #[test]
+    fn generationless_keys_are_counted_around_their_updates() {
+        let sel = parse_selector("/ovl/x.sock").expect("selector");
+        let mut t = Tracker::new(vec![sel]);
+        let loose = FileKey::any_generation(9, 5);
+        let dir = FileKey::any_generation(9, 2);
+        let r = |target| Resolution {
+            dir: Some(dir),
+            target: Some(target),
+            ..Resolution::default()
+        };
+        let (u, _) = t.scan(|_| r(Target::Socket(loose)));
+        assert_eq!(
+            u,
+            vec![
+                Update::Generationless(2),
+                Update::File(loose, 0),
+                Update::Dir(dir, 1)
+            ]
+        );
+        let (u, _) = t.scan(|_| r(Target::Missing));
+        assert_eq!(
+            u,
+            vec![Update::RemoveFile(loose), Update::Generationless(1)]
+        );
+    }
+
+    /// A path whose last component is a symlink: its target's directory is selected with the
+    /// target's name in a spare slot, kept while the name stays, rewritten when it changes.
+    #[test]
+    fn tracker_selects_a_symlink_targets_entry() {
+        let sels = ["/run/docker.sock", "/run/other.sock"]
+            .map(|s| parse_selector(s).expect(s))
+            .to_vec();
+        let mut t = Tracker::new(sels);
+        let res = |name: &[u8]| Resolution {
+            dir: Some(key(1, 2)),
+            target: Some(Target::NotSocket("a dangling symlink")),
+            sockets: vec![],
+            link_target: Some((key(1, 9), name.to_vec())),
+        };
+        let link = |s: &Selector, name: &'static [u8]| match s.text() {
+            "/run/docker.sock" => res(name),
+            _ => Resolution::default(),
+        };
+        let (u, n) = t.scan(|s| link(s, b"desktop.sock"));
+        // The first spare slot after the two selectors'.
+        let slot = 2;
+        let pattern = |name: &[u8]| {
+            Update::Pattern(slot, Box::new(name_pattern(name, true, PATTERN_BASENAME)))
+        };
+        assert_eq!(
+            u,
+            vec![
+                pattern(b"desktop.sock"),
+                Update::Dir(key(1, 2), 0b1),
+                Update::Dir(key(1, 9), 1 << slot),
+            ]
+        );
+        assert!(n.is_empty());
+        assert_eq!(t.scan(|s| link(s, b"desktop.sock")), (vec![], vec![]));
+        let (u, _) = t.scan(|s| link(s, b"renamed.sock"));
+        assert_eq!(u, vec![pattern(b"renamed.sock")]);
+        // The link is removed: the target's directory is no longer selected.
+        let (u, n) = t.scan(|s| match s.text() {
+            "/run/docker.sock" => Resolution {
+                dir: Some(key(1, 2)),
+                target: Some(Target::Missing),
+                ..Resolution::default()
+            },
+            _ => Resolution::default(),
+        });
+        assert_eq!(u, vec![Update::RemoveDir(key(1, 9))]);
+        assert!(
+            n.iter()
+                .any(|l| l.starts_with("/run/docker.sock: no longer selects directory")),
+            "{n:?}"
+        );
+    }
+
+    #[test]
+    fn tracker_merges_patterns_of_one_directory() {
+        let sels = ["/run/a.sock", "/run/b*", "@abs"]
+            .map(|s| parse_selector(s).expect(s))
+            .to_vec();
+        let mut t = Tracker::new(sels);
+        let (u, _) = t.scan(|s| match s {
+            Selector::Abstract { .. } => Resolution::default(),
+            _ => Resolution {
+                dir: Some(key(1, 2)),
+                ..Resolution::default()
+            },
+        });
+        assert_eq!(u, vec![Update::Dir(key(1, 2), 0b11)]);
+        // A prefix directory that appears later, then is replaced: the old one stops selecting.
+        let sels = vec![parse_selector("/run/s/*").expect("selector")];
+        let mut t = Tracker::new(sels);
+        let at = |dir| {
+            move |_: &Selector| Resolution {
+                dir,
+                ..Resolution::default()
+            }
+        };
+        assert_eq!(t.scan(at(None)), (vec![], vec![]));
+        let (u, n) = t.scan(at(Some(key(1, 5))));
+        assert_eq!(u, vec![Update::Dir(key(1, 5), 1)]);
+        assert_eq!(
+            n,
+            vec!["/run/s/*: directory /run/s exists now; its sockets are traced"]
+        );
+        let (u, n) = t.scan(at(Some(key(1, 6))));
+        assert_eq!(
+            u,
+            vec![Update::Dir(key(1, 6), 1), Update::RemoveDir(key(1, 5))]
+        );
+        assert_eq!(
+            n[0],
+            "/run/s/*: directory /run/s was replaced (inode 5 -> 6)"
+        );
+        assert!(
+            n[1].starts_with("/run/s/*: no longer selects directory inode 5"),
+            "{n:?}"
+        );
+        let (u, _) = t.scan(at(None));
+        assert_eq!(u, vec![Update::RemoveDir(key(1, 6))]);
+    }
+}
