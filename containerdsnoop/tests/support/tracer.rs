@@ -64,6 +64,11 @@ impl Tracer {
         fs::read_to_string(&self.stdout).unwrap_or_default()
     }
 
+    /// What the tracer has written to stderr so far (its selection notices, as they come).
+    pub fn stderr_so_far(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }

@@ -3,6 +3,7 @@
 //! the tracer saw with what was really sent.
 
 mod bench;
+mod churn;
 mod cri;
 mod dgram;
 mod exchange;
@@ -22,6 +23,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// Selected sockets and directories re-created among thousands of unselected ones.
+    Churn(churn::Args),
     /// A unix stream connection whose ends send pseudo-random bytes with a chosen syscall shape.
     Exchange(exchange::Args),
     /// A connected pair of unix datagram sockets.
@@ -39,6 +42,7 @@ enum Cmd {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
+        Cmd::Churn(a) => churn::run(a),
         Cmd::Exchange(a) => exchange::run(a),
         Cmd::Dgram(a) => dgram::run(a),
         Cmd::Cri(a) => cri::run(a),
