@@ -60,7 +60,7 @@ use aya_ebpf::helpers::generated::bpf_loop;
 
 use crate::{
     kernel::{is_tracer, layout, read_u16, read_u32, read_u64},
-    maps::{EVENTS, SOCK_STATE, count_drop},
+    maps::{EVENTS, SELECTION, SOCK_STATE, count_drop},
 };
 
 const AF_UNIX: u16 = 1;
@@ -84,6 +84,12 @@ fn report(sock: u64, ino: u64, kind: u32, how: u32, backend: u32) {
         || (peer_ino != 0 && unsafe { SOCK_STATE.get(peer_ino) }.is_some());
     if !traced {
         return;
+    }
+    // The socket's cached selection goes with it, so that a `struct sock` freed and given to
+    // a new socket is decided afresh (it would be anyway: the cache is checked by socket inode
+    // and peer; this keeps the cache to live sockets). A half-close keeps the connection.
+    if kind != CLOSE_SHUTDOWN {
+        let _ = SELECTION.remove(&sk);
     }
     let pid_tgid = bpf_get_current_pid_tgid();
     let record = CloseRecord {

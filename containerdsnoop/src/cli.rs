@@ -55,8 +55,10 @@ pub const DEFAULT_RING_MIB: u32 = 16;
 #[command(name = "containerdsnoop", version = VERSION, long_version = LONG_VERSION, about, long_about = None)]
 pub struct Args {
     /// Socket paths to trace: exact (`/run/x.sock`), prefix (`/run/containerd/s/*`) or abstract
-    /// (`@name`, `@prefix*`). A path selects the socket file it resolves to, however its server
-    /// spelled the name it bound; `/proc/PID/root/...` reaches other mount namespaces.
+    /// (`@name`, `@prefix*`). A path selects the socket file it resolves to (device, inode and
+    /// generation, so never another file later given its inode number), however its server
+    /// spelled the name it bound; `/proc/PID/root/...` reaches other mount namespaces. Abstract
+    /// names have no file: they are selected by name, whoever binds them.
     #[arg(value_name = "SOCKET")]
     pub sockets: Vec<String>,
 

@@ -27,7 +27,15 @@ pub type Listeners<'a> = &'a dyn Fn(&FileKey) -> Option<Vec<Listener>>;
 const MAX_NAMED: usize = 5;
 
 fn identity(k: &FileKey) -> String {
-    format!("device {}, inode {}", dev_text(k.dev), k.ino)
+    match k.generation_known {
+        0 => format!("device {}, inode {}", dev_text(k.dev), k.ino),
+        _ => format!(
+            "device {}, inode {}, generation {}",
+            dev_text(k.dev),
+            k.ino,
+            k.generation
+        ),
+    }
 }
 
 fn who(text: &str, listeners: &[Listener]) -> String {
