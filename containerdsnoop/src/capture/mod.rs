@@ -3,12 +3,12 @@
 //! the live source (`live`) as plain record bytes for `record::parse_into`. The only module
 //! besides `main` that touches aya, tokio or the kernel.
 
-pub mod backend;
+mod backend;
 pub mod discover;
 pub mod live;
 mod load;
-pub mod programs;
-pub mod ring;
+mod programs;
+mod ring;
 pub mod selection;
 mod selection_maps;
 mod skips;

@@ -90,6 +90,7 @@ const fn row(name: &'static str, kind: Kind, backend: Backend, part: Part) -> Pr
 }
 
 use Backend::{Kprobe as K, Tracepoint as T};
+use Build::{Bounded, BpfLoop};
 use Kind::{Kprobe, Kretprobe, RawTracepoint, Tracepoint};
 use Part::{Close, EntryStash, Send};
 
@@ -99,111 +100,30 @@ use Part::{Close, EntryStash, Send};
 /// send functions (seqpacket tail-calls dgram: not probed); the tracepoint backend reads the
 /// length from `sock_send_length` and, with the entry stash, the buffer from each syscall's
 /// entry, which its exit drops.
+#[rustfmt::skip]
 pub const PROGRAMS: [Program; 20] = [
-    row("unix_sendmsg_entry", Kprobe("unix_stream_sendmsg"), K, Send),
-    row(
-        "unix_sendmsg_return",
-        Kretprobe("unix_stream_sendmsg"),
-        K,
-        Send,
-    )
-    .only(Build::BpfLoop),
-    row(
-        "unix_sendmsg_return_bounded",
-        Kretprobe("unix_stream_sendmsg"),
-        K,
-        Send,
-    )
-    .only(Build::Bounded),
-    row("unix_sendmsg_entry", Kprobe("unix_dgram_sendmsg"), K, Send),
-    row(
-        "unix_sendmsg_return",
-        Kretprobe("unix_dgram_sendmsg"),
-        K,
-        Send,
-    )
-    .only(Build::BpfLoop),
-    row(
-        "unix_sendmsg_return_bounded",
-        Kretprobe("unix_dgram_sendmsg"),
-        K,
-        Send,
-    )
-    .only(Build::Bounded),
-    row("unix_release_entry", Kprobe("unix_release"), K, Close),
-    row("unix_shutdown_entry", Kprobe("unix_shutdown"), K, Close),
-    row(
-        "sys_enter_buf",
-        Tracepoint("syscalls", "sys_enter_write"),
-        T,
-        EntryStash,
-    ),
-    row(
-        "sys_enter_buf",
-        Tracepoint("syscalls", "sys_enter_sendto"),
-        T,
-        EntryStash,
-    ),
-    row(
-        "sys_enter_writev",
-        Tracepoint("syscalls", "sys_enter_writev"),
-        T,
-        EntryStash,
-    ),
-    row(
-        "sys_enter_sendmsg",
-        Tracepoint("syscalls", "sys_enter_sendmsg"),
-        T,
-        EntryStash,
-    ),
-    row(
-        "sys_exit_send",
-        Tracepoint("syscalls", "sys_exit_write"),
-        T,
-        EntryStash,
-    ),
-    row(
-        "sys_exit_send",
-        Tracepoint("syscalls", "sys_exit_sendto"),
-        T,
-        EntryStash,
-    ),
-    row(
-        "sys_exit_send",
-        Tracepoint("syscalls", "sys_exit_writev"),
-        T,
-        EntryStash,
-    ),
-    row(
-        "sys_exit_send",
-        Tracepoint("syscalls", "sys_exit_sendmsg"),
-        T,
-        EntryStash,
-    ),
-    row(
-        "sock_send_length",
-        RawTracepoint("sock_send_length"),
-        T,
-        Send,
-    ),
-    row(
-        "sys_enter_close",
-        Tracepoint("syscalls", "sys_enter_close"),
-        T,
-        Close,
-    ),
-    row(
-        "sys_enter_shutdown",
-        Tracepoint("syscalls", "sys_enter_shutdown"),
-        T,
-        Close,
-    ),
-    row(
-        "sched_process_exit",
-        RawTracepoint("sched_process_exit"),
-        T,
-        Close,
-    ),
+    // The kprobe backend: row(name, kind, backend, part), and the build if not any.
+    row("unix_sendmsg_entry",          Kprobe("unix_stream_sendmsg"),    K, Send),
+    row("unix_sendmsg_return",         Kretprobe("unix_stream_sendmsg"), K, Send).only(BpfLoop),
+    row("unix_sendmsg_return_bounded", Kretprobe("unix_stream_sendmsg"), K, Send).only(Bounded),
+    row("unix_sendmsg_entry",          Kprobe("unix_dgram_sendmsg"),     K, Send),
+    row("unix_sendmsg_return",         Kretprobe("unix_dgram_sendmsg"),  K, Send).only(BpfLoop),
+    row("unix_sendmsg_return_bounded", Kretprobe("unix_dgram_sendmsg"),  K, Send).only(Bounded),
+    row("unix_release_entry",          Kprobe("unix_release"),           K, Close),
+    row("unix_shutdown_entry",         Kprobe("unix_shutdown"),          K, Close),
+    // The tracepoint backend.
+    row("sys_enter_buf",      Tracepoint("syscalls", "sys_enter_write"),    T, EntryStash),
+    row("sys_enter_buf",      Tracepoint("syscalls", "sys_enter_sendto"),   T, EntryStash),
+    row("sys_enter_writev",   Tracepoint("syscalls", "sys_enter_writev"),   T, EntryStash),
+    row("sys_enter_sendmsg",  Tracepoint("syscalls", "sys_enter_sendmsg"),  T, EntryStash),
+    row("sys_exit_send",      Tracepoint("syscalls", "sys_exit_write"),     T, EntryStash),
+    row("sys_exit_send",      Tracepoint("syscalls", "sys_exit_sendto"),    T, EntryStash),
+    row("sys_exit_send",      Tracepoint("syscalls", "sys_exit_writev"),    T, EntryStash),
+    row("sys_exit_send",      Tracepoint("syscalls", "sys_exit_sendmsg"),   T, EntryStash),
+    row("sock_send_length",   RawTracepoint("sock_send_length"),            T, Send),
+    row("sys_enter_close",    Tracepoint("syscalls", "sys_enter_close"),    T, Close),
+    row("sys_enter_shutdown", Tracepoint("syscalls", "sys_enter_shutdown"), T, Close),
+    row("sched_process_exit", RawTracepoint("sched_process_exit"),          T, Close),
 ];
 
 /// The rows of `backend`'s `part` whose build fits this kernel, in table order.
