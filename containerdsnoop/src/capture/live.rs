@@ -199,13 +199,13 @@ impl Source for LiveSource {
                 }
             };
             tokio::select! {
-                r = capture.read(|raw| records.parse(raw, out)) => r.map(|()| Wake::Records),
+                r = capture.ring.read(|raw| records.parse(raw, out)) => r.map(|()| Wake::Records),
                 _ = sigint.recv() => Ok(Wake::Stop),
                 _ = sigterm.recv() => Ok(Wake::Stop),
                 _ = deadline => Ok(Wake::Stop),
                 _ = flush_tick.tick() => Ok(Wake::Flush),
                 _ = drain_tick.tick() => {
-                    capture.read_now(|raw| records.parse(raw, out));
+                    capture.ring.read_now(|raw| records.parse(raw, out));
                     Ok(Wake::Records)
                 }
                 _ = rescan_tick.tick() => Ok(Wake::Rescan),
@@ -219,7 +219,7 @@ impl Source for LiveSource {
         if matches!(wake, Wake::Stop) {
             // What the kernel wrote before the signal still counts.
             let records = &mut self.records;
-            self.capture.read_now(|raw| records.parse(raw, out));
+            self.capture.ring.read_now(|raw| records.parse(raw, out));
             self.ended = true;
         }
         Ok(match wake {
