@@ -38,6 +38,11 @@ pub fn changes(selector: &Selector, before: &Resolution, now: &Resolution) -> Ve
                     ""
                 }
             )),
+            (Some(Target::Socket(a)), Some(Target::Error(e))) => out.push(format!(
+                "{text} cannot be checked now ({e}); socket inode {} stays selected until it \
+                 can be checked again",
+                a.ino
+            )),
             (Some(Target::Socket(a)), Some(t)) if !matches!(t, Target::Socket(_)) => {
                 out.push(format!(
                     "{text} disappeared (socket inode {} {}); its open connections are still \
@@ -46,8 +51,7 @@ pub fn changes(selector: &Selector, before: &Resolution, now: &Resolution) -> Ve
                     match t {
                         Target::Missing => "removed".to_string(),
                         Target::NotSocket(k) => format!("replaced by {k}"),
-                        Target::Error(e) => format!("cannot be checked: {e}"),
-                        Target::Socket(_) => String::new(),
+                        Target::Error(_) | Target::Socket(_) => String::new(),
                     }
                 ))
             }

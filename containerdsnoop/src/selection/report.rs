@@ -196,7 +196,7 @@ mod tests {
         assert_eq!(
             l,
             vec![
-                "/tmp/demo.sock: socket file (device 0:34, inode 5521); listening: python3 \
+                "/tmp/demo.sock: socket file (device 0:34, inode 5521, generation 9); listening: python3 \
                  (pid 812), bound as '///tmp/demo.sock'"
             ]
         );
@@ -207,9 +207,34 @@ mod tests {
         assert_eq!(
             l,
             vec![
-                "/tmp/demo.sock: socket file (device 0:34, inode 5521); listening: python3 (pid 812)"
+                "/tmp/demo.sock: socket file (device 0:34, inode 5521, generation 9); listening: python3 (pid 812)"
             ]
         );
+    }
+
+    /// Abstract names and identities without a generation say what they cannot promise.
+    #[test]
+    fn abstract_and_generationless_selections_warn() {
+        let abs = parse_selector("@abs").expect("selector");
+        let l = lines(&abs, &Resolution::default(), &|_| None);
+        assert!(l[0].starts_with("warning: @abs: abstract socket name: selected by name"), "{l:?}");
+        let sel = parse_selector("/ovl/demo.sock").expect("selector");
+        let loose = Resolution {
+            dir: Some(DIR),
+            target: Some(Target::Socket(FileKey::any_generation(34, 5521))),
+            ..Resolution::default()
+        };
+        let l = lines(&sel, &loose, &|_| None);
+        assert_eq!(l[0], "/ovl/demo.sock: socket file (device 0:34, inode 5521)");
+        assert!(
+            l[1].starts_with(
+                "warning: /ovl/demo.sock: the file system of inode 5521 on device 0:34 does not"
+            ),
+            "{l:?}"
+        );
+        assert_eq!(l.len(), 2, "the directory has its generation: {l:?}");
+        // With generations, no warning.
+        assert_eq!(lines(&sel, &sock(Target::Socket(SOCK)), &|_| None).len(), 1);
     }
 
     #[test]
@@ -218,7 +243,7 @@ mod tests {
         let nobody = lines(&sel, &sock(Target::Socket(SOCK)), &|_| Some(vec![]));
         assert!(
             nobody[0].starts_with(
-                "warning: /tmp/demo.sock: socket file (device 0:34, inode 5521), but nobody listens"
+                "warning: /tmp/demo.sock: socket file (device 0:34, inode 5521, generation 9), but nobody listens"
             ),
             "{nobody:?}"
         );
@@ -255,7 +280,7 @@ mod tests {
         let unknown = lines(&sel, &sock(Target::Socket(SOCK)), &|_| None);
         assert_eq!(
             unknown,
-            vec!["/tmp/demo.sock: socket file (device 0:34, inode 5521)"]
+            vec!["/tmp/demo.sock: socket file (device 0:34, inode 5521, generation 9)"]
         );
     }
 

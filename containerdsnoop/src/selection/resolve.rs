@@ -44,6 +44,10 @@ pub struct Resolution {
     /// ends at (the socket's own directory entry), so that a socket re-created there is
     /// selected from its first byte too.
     pub link_target: Option<(FileKey, Vec<u8>)>,
+    /// The path or its directory could not be checked (permission denied, as through another
+    /// process's `/proc/PID/root` once the tracer has dropped its capabilities): what it named
+    /// before stays selected, since it is not known to be gone.
+    pub unchecked: bool,
 }
 
 fn kind_name(t: fs::FileType) -> &'static str {
@@ -75,11 +79,20 @@ pub fn target_of(path: &Path) -> Target {
     }
 }
 
-fn dir_key(dir: &Path) -> Option<FileKey> {
-    fs::metadata(dir)
-        .ok()
-        .filter(|m| m.is_dir())
-        .map(|m| key_at(dir, &m))
+/// The identity of directory `dir`, and whether its absence is certain (`false`: stat failed
+/// otherwise than "no such file" or "not a directory").
+fn dir_key(dir: &Path) -> (Option<FileKey>, bool) {
+    match fs::metadata(dir) {
+        Ok(m) if m.is_dir() => (Some(key_at(dir, &m)), true),
+        Ok(_) => (None, true),
+        Err(e) => (
+            None,
+            matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ),
+        ),
+    }
 }
 
 /// Most symlinks followed from a selected path (the kernel's own limit is 40).
@@ -110,7 +123,7 @@ pub fn link_target(path: &Path) -> Option<(FileKey, Vec<u8>)> {
     }
     let name = current.file_name()?.as_encoded_bytes().to_vec();
     let dir = current.parent()?;
-    Some((dir_key(dir)?, name))
+    Some((dir_key(dir).0?, name))
 }
 
 /// Resolves one selector against the file system, listing the sockets of prefix directories.
@@ -126,16 +139,21 @@ pub fn resolve_quick(selector: &Selector) -> Resolution {
 
 fn resolve_with(selector: &Selector, list: bool) -> Resolution {
     match selector {
-        Selector::Exact { path, dir, .. } => Resolution {
-            dir: dir_key(dir),
-            target: Some(target_of(path)),
-            sockets: Vec::new(),
-            link_target: link_target(path),
-        },
+        Selector::Exact { path, dir, .. } => {
+            let (dir, dir_certain) = dir_key(dir);
+            let target = target_of(path);
+            Resolution {
+                dir,
+                unchecked: !dir_certain || matches!(target, Target::Error(_)),
+                target: Some(target),
+                sockets: Vec::new(),
+                link_target: link_target(path),
+            }
+        }
         Selector::Prefix { dir, .. } => {
             let pattern = selector.kernel_pattern();
             let mut sockets = Vec::new();
-            let dir_key = dir_key(dir);
+            let (dir_key, dir_certain) = dir_key(dir);
             if list
                 && let Some(dir_key) = dir_key
                 && let Ok(entries) = fs::read_dir(dir)
@@ -160,6 +178,7 @@ fn resolve_with(selector: &Selector, list: bool) -> Resolution {
                 target: None,
                 sockets,
                 link_target: None,
+                unchecked: !dir_certain,
             }
         }
         Selector::Abstract { .. } => Resolution::default(),

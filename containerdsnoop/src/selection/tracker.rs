@@ -37,6 +37,9 @@ pub enum Update {
 pub struct Tracker {
     selectors: Vec<Selector>,
     last: Vec<Option<Resolution>>,
+    /// Per selector: the latest resolution that could be checked, whose identities stay
+    /// selected while the path cannot be checked (see `Resolution::unchecked`).
+    checked: Vec<Option<Resolution>>,
     /// What the kernel holds now.
     files: BTreeMap<FileKey, u32>,
     dirs: BTreeMap<FileKey, u32>,
@@ -61,6 +64,7 @@ impl Tracker {
         let spare = (selectors.len() as u32..MAX_PATTERNS).rev().collect();
         Tracker {
             selectors,
+            checked: last.clone(),
             last,
             files: BTreeMap::new(),
             dirs: BTreeMap::new(),
@@ -121,7 +125,7 @@ impl Tracker {
     /// Every socket file the selectors name now, with the index of the selector.
     pub fn current_sockets(&self) -> Vec<(FileKey, usize)> {
         let mut out = Vec::new();
-        for (i, r) in self.last.iter().enumerate() {
+        for (i, r) in self.checked.iter().enumerate() {
             let Some(r) = r else { continue };
             if let Some(Target::Socket(k)) = &r.target {
                 out.push((*k, i));
@@ -152,6 +156,18 @@ impl Tracker {
         let mut wanted = Wanted::default();
         for i in 0..self.selectors.len() {
             let now = resolve(&self.selectors[i]);
+            if let Some(before) = &self.last[i] {
+                notices.extend(changes(&self.selectors[i], before, &now));
+            }
+            self.last[i] = Some(now.clone());
+            // What cannot be checked now is not known to be gone: it keeps what it named.
+            let now = match (now.unchecked, &self.checked[i]) {
+                (true, Some(checked)) => checked.clone(),
+                _ => {
+                    self.checked[i] = Some(now.clone());
+                    now
+                }
+            };
             if let Some(dir) = now.dir
                 && self.selectors[i].kernel_pattern().kind == PATTERN_BASENAME
             {
@@ -163,10 +179,6 @@ impl Tracker {
             if let Some(Target::Socket(key)) = &now.target {
                 wanted.files.entry(*key).or_insert(i as u32);
             }
-            if let Some(before) = &self.last[i] {
-                notices.extend(changes(&self.selectors[i], before, &now));
-            }
-            self.last[i] = Some(now);
         }
         let generationless = (wanted.files.keys().chain(wanted.dirs.keys()))
             .filter(|k| k.generation_known == 0)
@@ -269,6 +281,40 @@ mod tests {
         assert_eq!(t.current_sockets(), vec![(reused, 0)]);
     }
 
+    /// A path that cannot be checked (permission denied) keeps what it named; once it can be
+    /// checked again and is gone, its identities go.
+    #[test]
+    fn what_cannot_be_checked_stays_selected() {
+        let sel = parse_selector("/proc/1/root/x.sock").expect("selector");
+        let mut t = Tracker::new(vec![sel]);
+        let ok = Resolution {
+            dir: Some(key(7, 1)),
+            target: Some(Target::Socket(key(7, 10))),
+            ..Resolution::default()
+        };
+        let denied = Resolution {
+            target: Some(Target::Error("Permission denied".into())),
+            unchecked: true,
+            ..Resolution::default()
+        };
+        t.scan(|_| ok.clone());
+        let (u, n) = t.scan(|_| denied.clone());
+        assert!(u.is_empty(), "{u:?}");
+        assert_eq!(n.len(), 1, "{n:?}");
+        assert!(n[0].contains("cannot be checked"), "{n:?}");
+        assert_eq!(t.scan(|_| denied.clone()), (vec![], vec![]));
+        assert_eq!(t.current_sockets(), vec![(key(7, 10), 0)]);
+        let gone = Resolution {
+            target: Some(Target::Missing),
+            ..Resolution::default()
+        };
+        let (u, _) = t.scan(|_| gone.clone());
+        assert_eq!(
+            u,
+            vec![Update::RemoveFile(key(7, 10)), Update::RemoveDir(key(7, 1))]
+        );
+    }
+
     /// Keys whose generation is unknown are counted for the kernel: the count rises before
     /// such a key is added and falls after it is removed.
     #[test]
@@ -311,6 +357,7 @@ mod tests {
             target: Some(Target::NotSocket("a dangling symlink")),
             sockets: vec![],
             link_target: Some((key(1, 9), name.to_vec())),
+            unchecked: false,
         };
         let link = |s: &Selector, name: &'static [u8]| match s.text() {
             "/run/docker.sock" => res(name),
