@@ -19,6 +19,7 @@ use crate::protocol::ttrpc::envelope::{Request as TtrpcRequest, Response as Ttrp
 use crate::protocol::ttrpc::frame::{
     HEADER_LEN as TTRPC_HEADER_LEN, Header as TtrpcHeader, TYPE_REQUEST, TYPE_RESPONSE,
 };
+use crate::stream::recognise::Recognise;
 
 /// Bytes per side after which an unrecognised connection is declared `Raw`.
 pub const MAX_DETECT_BYTES: usize = 64 * 1024;
@@ -67,6 +68,25 @@ pub fn detect(first_a: &[u8], first_b: &[u8]) -> Detection {
         Detection::Raw
     } else {
         Detection::NeedMore
+    }
+}
+
+/// The connection table's way to a decoder: [`detect`], then [`decoder_for`]; while
+/// undecided it waits, unless it must decide (`last`), and then the bytes are raw.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Detector;
+
+impl Recognise for Detector {
+    fn decoder(
+        &self,
+        [a, b]: [&[u8]; 2],
+        server: Option<Side>,
+        last: bool,
+    ) -> Option<Box<dyn ConnDecoder>> {
+        match detect(a, b) {
+            Detection::NeedMore if !last => None,
+            d => Some(decoder_for(d, server)),
+        }
     }
 }
 

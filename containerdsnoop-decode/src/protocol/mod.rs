@@ -100,13 +100,13 @@ impl Decoding {
     }
 }
 
-impl From<http2::SyncState> for Decoding {
-    fn from(s: http2::SyncState) -> Decoding {
+impl From<http2::FrameSync> for Decoding {
+    fn from(s: http2::FrameSync) -> Decoding {
         match s {
-            http2::SyncState::Synced => Decoding::Synced,
-            http2::SyncState::LateJoin { .. } => Decoding::LateJoin,
-            http2::SyncState::Desynchronised => Decoding::Desynchronised,
-            http2::SyncState::Resynchronised { .. } => Decoding::Resynchronised,
+            http2::FrameSync::Synced => Decoding::Synced,
+            http2::FrameSync::LateJoin { .. } => Decoding::LateJoin,
+            http2::FrameSync::Desynchronised => Decoding::Desynchronised,
+            http2::FrameSync::Resynchronised { .. } => Decoding::Resynchronised,
         }
     }
 }

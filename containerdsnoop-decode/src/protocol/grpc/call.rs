@@ -8,13 +8,13 @@ use super::compress::Encoding;
 use super::framing::Deframer;
 use super::infer::{Evidence, Hints};
 use crate::protocol::call::{CallEvent, Method, Role};
+use crate::protocol::kit::{CallTag, MessageCount};
 
 /// One direction of a call.
 #[derive(Debug)]
 pub(super) struct Half {
     pub(super) deframer: Deframer,
     pub(super) encoding: Encoding,
-    pub(super) next_index: u64,
     pub(super) ended: bool,
     /// Non-gRPC body bytes, up to the message limit; `raw_len` counts them all.
     pub(super) raw: Vec<u8>,
@@ -31,7 +31,6 @@ impl Half {
         Half {
             deframer: Deframer::new(max_message),
             encoding: Encoding::Identity,
-            next_index: 0,
             ended: false,
             raw: Vec::new(),
             raw_len: 0,
@@ -88,6 +87,8 @@ pub(super) struct Call {
     pub(super) response_headers: bool,
     pub(super) request: Half,
     pub(super) response: Half,
+    /// Messages of each half so far, for their indexes.
+    pub(super) counts: MessageCount,
     /// Present while the method is unknown (or was inferred).
     pub(super) pending: Option<Box<Pending>>,
     /// Taken up mid-call (it started before decoding did): no Start row, no latency.
@@ -101,6 +102,11 @@ impl Call {
             + self.response.deframer.held()
             + self.request.raw.len()
             + self.response.raw.len()
+    }
+
+    /// The call as its events on `stream` name it (method as known now).
+    pub(super) fn tag(&self, stream: u32) -> CallTag {
+        CallTag::new(u64::from(stream), self.method.clone()).with_namespace(self.namespace.clone())
     }
 
     pub(super) fn half(&mut self, role: Role) -> &mut Half {

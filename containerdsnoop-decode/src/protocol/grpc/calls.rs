@@ -14,9 +14,10 @@ use super::infer::{Catalog, Evidence, Hints, Inference};
 use super::limits::CallLimits;
 use super::shared::{InferState, MAX_HOLD_NS, Shared};
 use super::stats::CallStats;
-use crate::protocol::call::{Body, CallEvent, CallEventKind, Role, Status};
+use crate::protocol::call::{Body, CallEvent, Role, Status};
 use crate::protocol::http2::Origin;
 use crate::protocol::http2::frame::error_code_name;
+use crate::protocol::kit::MessageCount;
 
 /// Stream ids of ended calls remembered so their late frames are not taken for calls that
 /// started before decoding did.
@@ -352,6 +353,7 @@ impl Calls {
                 response_headers: at.role == Role::Response,
                 request,
                 response,
+                counts: MessageCount::default(),
                 pending,
                 adopted: true,
             },
@@ -474,17 +476,8 @@ impl Calls {
                 self.shared.stats.uninferred_calls += 1;
             }
         }
-        out.push(CallEvent {
-            ts_ns: at.ts_ns,
-            side: at.side,
-            stream: u64::from(stream),
-            kind: CallEventKind::End {
-                method: call.method.clone(),
-                namespace: call.namespace.clone(),
-                status,
-                latency_ns: (!call.adopted).then(|| at.ts_ns.saturating_sub(call.start_ts)),
-            },
-        });
+        let started = (!call.adopted).then_some(call.start_ts);
+        out.push(at.at().end(&call.tag(stream), status, started));
         Some(call)
     }
 }

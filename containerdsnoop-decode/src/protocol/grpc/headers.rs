@@ -10,9 +10,10 @@ use super::compress::Encoding;
 use super::early::EarlyFrame;
 use super::infer::{Evidence, Hints};
 use super::status;
-use crate::protocol::call::{CallEvent, CallEventKind, Method, Role, Status};
+use crate::protocol::call::{CallEvent, Method, Role, Status};
 use crate::protocol::http2::Origin;
 use crate::protocol::http2::hpack::HeaderList;
+use crate::protocol::kit::MessageCount;
 
 /// Name shown for a header field whose name is unknown (late join). `<` and `>` cannot occur in
 /// a real header name, so it cannot be mistaken for one.
@@ -131,15 +132,11 @@ impl Calls {
             response_headers: false,
             request,
             response: Half::new(limits.max_message),
+            counts: MessageCount::default(),
             pending,
             adopted: false,
         };
-        let start = CallEvent {
-            ts_ns: at.ts_ns,
-            side: at.side,
-            stream: u64::from(stream),
-            kind: CallEventKind::Start { method, metadata },
-        };
+        let start = at.at().start(u64::from(stream), method, metadata);
         self.shared.emit(&mut call, start, 0, out);
         self.calls.insert(stream, call);
         self.highest_opened = self.highest_opened.max(stream);

@@ -4,9 +4,9 @@
 
 use super::call::Call;
 use super::compress;
-use super::framing::Piece;
+use super::framing::Deframed;
 use super::shared::Shared;
-use crate::protocol::call::{Body, CallEvent, CallEventKind, Role};
+use crate::protocol::call::{Body, CallEvent, Role};
 use crate::protocol::http2::Origin;
 
 impl Shared {
@@ -46,13 +46,13 @@ impl Shared {
     }
 
     /// The body of one piece the deframer cut from `role`'s half.
-    pub(super) fn body(&mut self, call: &mut Call, role: Role, piece: Piece) -> Body {
+    pub(super) fn body(&mut self, call: &mut Call, role: Role, piece: Deframed) -> Body {
         match piece {
-            Piece::Message {
+            Deframed::Message {
                 compressed: false,
                 data,
             } => Body::Protobuf(data),
-            Piece::Message {
+            Deframed::Message {
                 compressed: true,
                 data,
             } => {
@@ -68,14 +68,14 @@ impl Shared {
                     }
                 }
             }
-            Piece::Oversize { len, .. } => {
+            Deframed::Oversize { len, .. } => {
                 self.stats.oversize_messages += 1;
                 Body::Unavailable {
                     reason: format!("message exceeds the {}-byte limit", self.limits.max_message),
                     len,
                 }
             }
-            Piece::Invalid { flag } => Body::Unavailable {
+            Deframed::Invalid { flag } => Body::Unavailable {
                 reason: format!(
                     "invalid gRPC message prefix (flag 0x{flag:02x}); rest of stream skipped"
                 ),
@@ -93,9 +93,7 @@ impl Shared {
         body: Body,
         out: &mut Vec<CallEvent>,
     ) {
-        let half = call.half(at.role);
-        let index = half.next_index;
-        half.next_index += 1;
+        let index = call.counts.next(at.role);
         self.stats.messages += 1;
         let (mut settle, mut retry) = (false, false);
         if let (Some(p), Some(cat)) = (call.pending.as_deref_mut(), self.infer.inference.catalog())
@@ -116,18 +114,7 @@ impl Shared {
             Body::Text { text, .. } => text.len(),
             Body::Unavailable { .. } => 0,
         };
-        let ev = CallEvent {
-            ts_ns: at.ts_ns,
-            side: at.side,
-            stream: u64::from(stream),
-            kind: CallEventKind::Message {
-                role: at.role,
-                index,
-                method: call.method.clone(),
-                namespace: call.namespace.clone(),
-                body,
-            },
-        };
+        let ev = at.at().message(&call.tag(stream), at.role, index, body);
         self.emit(call, ev, bytes, out);
         self.settle(call, settle, out);
     }

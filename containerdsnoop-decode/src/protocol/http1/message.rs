@@ -9,7 +9,7 @@
 //! else marks a boundary.
 
 use super::body::{Collector, is_json};
-use super::chunked::{Dechunker, Piece};
+use super::chunked::{Dechunked, Dechunker};
 use super::conn::Connection;
 use super::direction::{Phase, Step};
 use super::exchange::Owner;
@@ -124,9 +124,9 @@ impl Connection {
                 };
                 *used += n;
                 match piece {
-                    Some(Piece::Data(b)) => body.collected.push(b, max),
+                    Some(Dechunked::Data(b)) => body.collected.push(b, max),
                     // A chunk is what the sender flushed: for streams it is the unit to show.
-                    Some(Piece::ChunkEnd) if !body.json || body.collected.ends_line() => {
+                    Some(Dechunked::ChunkEnd) if !body.json || body.collected.ends_line() => {
                         self.flush(at, &mut body, out);
                     }
                     _ => {}

@@ -5,6 +5,7 @@
 
 use super::hpack::HeaderList;
 use crate::protocol::call::{Role, Side};
+use crate::protocol::kit::At;
 
 /// When and from where an event arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,6 +14,13 @@ pub struct Origin {
     pub side: Side,
     /// `Request` when `side` is the client.
     pub role: Role,
+}
+
+impl Origin {
+    /// Where events built from this one come from, for the kit's event builders.
+    pub fn at(self) -> At {
+        At::new(self.side, self.ts_ns)
+    }
 }
 
 /// Receives one connection's stream events, in wire order.

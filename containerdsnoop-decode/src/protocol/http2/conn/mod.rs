@@ -21,7 +21,7 @@ use super::resync::Found;
 use super::sink::{Origin, StreamSink};
 use crate::protocol::call::{Role, Side};
 
-pub use desync::{Desync, SyncState};
+pub use desync::{Desync, FrameSync};
 use direction::{Direction, Phase, Start};
 use frames::Sink;
 
@@ -105,14 +105,14 @@ impl Connection {
     }
 
     /// How well `side`'s bytes are being decoded.
-    pub fn sync_state(&self, side: Side) -> SyncState {
+    pub fn sync_state(&self, side: Side) -> FrameSync {
         let dir = &self.dirs[side.index()];
         let hpack_complete = !dir.hpack.is_late();
         match (dir.phase, dir.start) {
-            (Phase::Search, _) => SyncState::Desynchronised,
-            (_, Start::Beginning) => SyncState::Synced,
-            (_, Start::LateJoin) => SyncState::LateJoin { hpack_complete },
-            (_, Start::AfterLoss) => SyncState::Resynchronised { hpack_complete },
+            (Phase::Search, _) => FrameSync::Desynchronised,
+            (_, Start::Beginning) => FrameSync::Synced,
+            (_, Start::LateJoin) => FrameSync::LateJoin { hpack_complete },
+            (_, Start::AfterLoss) => FrameSync::Resynchronised { hpack_complete },
         }
     }
 
