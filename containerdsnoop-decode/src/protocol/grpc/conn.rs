@@ -166,10 +166,9 @@ impl Connection {
 
     /// The connection is gone: every open call ends abnormally.
     pub fn close(&mut self, ts_ns: u64, end: ConnEnd, out: &mut Vec<CallEvent>) {
-        let side = self.transport.client().map_or(Side::B, Side::other);
         let at = Origin {
             ts_ns,
-            side,
+            side: self.transport.roles().end_side(),
             role: Role::Response,
         };
         self.calls.close(at, end.reason(), out);
