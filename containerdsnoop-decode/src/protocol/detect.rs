@@ -7,8 +7,9 @@
 //! anywhere in the buffer (a chain of frame headers, a request or status line after a newline).
 //! At most [`MAX_DETECT_BYTES`] per side are looked at; past that the connection is `Raw`.
 //!
-//! [`decoder_for`] builds the matching decoder. Each decoder copes with a start mid-stream on
-//! its own: ttrpc and HTTP/1.1 hunt for their next boundary, HTTP/2 reports the join and stops
+//! [`decoder_for`] builds the matching decoder, and [`Detector`] is both steps as the connection
+//! table asks for them (`stream::recognise::Recognise`). Each decoder copes with a start mid-stream
+//! on its own: ttrpc and HTTP/1.1 hunt for their next boundary, HTTP/2 reports the join and stops
 //! that direction.
 
 use crate::protocol::call::Side;
