@@ -68,7 +68,7 @@ impl Pipeline {
     pub fn new(render: Renderer, plan: Plan, sinks: Vec<Box<dyn Sink>>) -> Self {
         Pipeline {
             reassembler: Reassembler::default(),
-            conns: ConnTable::default(),
+            conns: ConnTable::new(&crate::protocol::detect::Detector),
             rows: RowBuilder::new(sinks.iter().any(|s| s.wants_headers())),
             render,
             sinks,

@@ -4,7 +4,7 @@
 //! Input: `max_message:u16le`, `split_seed:u8`, DATA bytes.
 #![no_main]
 
-use containerdsnoop_decode::protocol::grpc::framing::{Deframer, Piece};
+use containerdsnoop_decode::protocol::grpc::framing::{Deframed, Deframer};
 use containerdsnoop_fuzz::input::{Input, splits};
 use libfuzzer_sys::fuzz_target;
 
@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(whole, pieces, "messages depend on how DATA was cut");
     assert_eq!(whole_partial, d.partial());
     for p in &whole {
-        if let Piece::Message { data, .. } = p {
+        if let Deframed::Message { data, .. } = p {
             assert!(data.len() <= max);
         }
     }

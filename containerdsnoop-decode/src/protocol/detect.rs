@@ -7,8 +7,9 @@
 //! anywhere in the buffer (a chain of frame headers, a request or status line after a newline).
 //! At most [`MAX_DETECT_BYTES`] per side are looked at; past that the connection is `Raw`.
 //!
-//! [`decoder_for`] builds the matching decoder. Each decoder copes with a start mid-stream on
-//! its own: ttrpc and HTTP/1.1 hunt for their next boundary, HTTP/2 reports the join and stops
+//! [`decoder_for`] builds the matching decoder, and [`Detector`] is both steps as the connection
+//! table asks for them (`stream::recognise::Recognise`). Each decoder copes with a start mid-stream
+//! on its own: ttrpc and HTTP/1.1 hunt for their next boundary, HTTP/2 reports the join and stops
 //! that direction.
 
 use crate::protocol::call::Side;
@@ -19,6 +20,7 @@ use crate::protocol::ttrpc::envelope::{Request as TtrpcRequest, Response as Ttrp
 use crate::protocol::ttrpc::frame::{
     HEADER_LEN as TTRPC_HEADER_LEN, Header as TtrpcHeader, TYPE_REQUEST, TYPE_RESPONSE,
 };
+use crate::stream::recognise::Recognise;
 
 /// Bytes per side after which an unrecognised connection is declared `Raw`.
 pub const MAX_DETECT_BYTES: usize = 64 * 1024;
@@ -67,6 +69,25 @@ pub fn detect(first_a: &[u8], first_b: &[u8]) -> Detection {
         Detection::Raw
     } else {
         Detection::NeedMore
+    }
+}
+
+/// The connection table's way to a decoder: [`detect`], then [`decoder_for`]; while
+/// undecided it waits, unless it must decide (`last`), and then the bytes are raw.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Detector;
+
+impl Recognise for Detector {
+    fn decoder(
+        &self,
+        [a, b]: [&[u8]; 2],
+        server: Option<Side>,
+        last: bool,
+    ) -> Option<Box<dyn ConnDecoder>> {
+        match detect(a, b) {
+            Detection::NeedMore if !last => None,
+            d => Some(decoder_for(d, server)),
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! Protocols: the call model every decoder emits ([`call`]), the per-connection decoder
 //! interface ([`decoder`]), what the decoders share ([`kit`]: roles, event builders, traces),
-//! detection from the first bytes ([`detect`]), and the decoders themselves. Uses `schema`
-//! (method inference) and `escape`; knows nothing of sockets, reassembly or output.
+//! detection from the first bytes ([`detect`], which is how the connection table's
+//! `stream::recognise::Recognise` is answered), and the decoders themselves. Uses `schema`
+//! (method inference) and `escape`; knows nothing else of sockets, reassembly or output.
 //!
 //!
 //! [`Protocol`] and [`Decoding`] are the two facts about a connection that travel from the
@@ -100,13 +101,13 @@ impl Decoding {
     }
 }
 
-impl From<http2::SyncState> for Decoding {
-    fn from(s: http2::SyncState) -> Decoding {
+impl From<http2::FrameSync> for Decoding {
+    fn from(s: http2::FrameSync) -> Decoding {
         match s {
-            http2::SyncState::Synced => Decoding::Synced,
-            http2::SyncState::LateJoin { .. } => Decoding::LateJoin,
-            http2::SyncState::Desynchronised => Decoding::Desynchronised,
-            http2::SyncState::Resynchronised { .. } => Decoding::Resynchronised,
+            http2::FrameSync::Synced => Decoding::Synced,
+            http2::FrameSync::LateJoin { .. } => Decoding::LateJoin,
+            http2::FrameSync::Desynchronised => Decoding::Desynchronised,
+            http2::FrameSync::Resynchronised { .. } => Decoding::Resynchronised,
         }
     }
 }

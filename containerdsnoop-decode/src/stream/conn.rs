@@ -1,6 +1,7 @@
 //! The connection table: pairs both directions of a unix socket pair into one connection,
-//! detects its protocol from the first bytes, feeds its decoder, and bounds how many
-//! connections it holds (least recently active evicted, counted, and its calls ended).
+//! has its protocol recognised from the first bytes (by the [`Recognise`] it was given), feeds
+//! its decoder, and bounds how many connections it holds (least recently active evicted,
+//! counted, and its calls ended).
 
 use std::sync::Arc;
 
@@ -10,10 +11,9 @@ use crate::{
         Decoding, Protocol,
         call::{CallEvent, ConnEnd, Side},
         decoder::ConnDecoder,
-        detect::{self, Detection},
-        raw::RawDecoder,
     },
     record::Chunk,
+    stream::recognise::Recognise,
 };
 
 /// Most connections tracked at once.
@@ -128,6 +128,8 @@ pub struct ConnStats {
 
 pub struct ConnTable {
     conns: LruMap<(u64, u64), Conn>,
+    /// Chooses each connection's decoder.
+    recognise: &'static dyn Recognise,
     /// Socket inodes of connections that were open before the tracer started (sock_diag at
     /// start-up): the kernel-side stream positions start at 0 when the tracer first sees a
     /// socket, so only this tells a late join from a new connection.
@@ -139,12 +141,6 @@ pub struct ConnTable {
     pub ended: Vec<u64>,
 }
 
-impl Default for ConnTable {
-    fn default() -> Self {
-        ConnTable::with_capacity(MAX_CONNECTIONS)
-    }
-}
-
 /// A connection-level event for the row builder.
 pub struct ConnEvent<'a> {
     pub info: &'a ConnInfo,
@@ -152,10 +148,16 @@ pub struct ConnEvent<'a> {
 }
 
 impl ConnTable {
+    /// A table of at most [`MAX_CONNECTIONS`] connections whose decoders `recognise` chooses.
+    pub fn new(recognise: &'static dyn Recognise) -> Self {
+        ConnTable::with_capacity(MAX_CONNECTIONS, recognise)
+    }
+
     /// A table of at most `capacity` connections.
-    pub fn with_capacity(capacity: usize) -> Self {
+    pub fn with_capacity(capacity: usize, recognise: &'static dyn Recognise) -> Self {
         ConnTable {
             conns: LruMap::new(capacity),
+            recognise,
             preexisting: Default::default(),
             next_id: 0,
             stats: ConnStats::default(),
@@ -190,7 +192,7 @@ impl ConnTable {
             if reused && let Some(old) = self.conns.remove(&key) {
                 self.stats.reused += 1;
                 self.ended.push(old.info.id);
-                old.end(chunk.ts_ns, ConnEnd::Closed, out);
+                old.end(chunk.ts_ns, ConnEnd::Closed, self.recognise, out);
             }
         }
         if !self.conns.contains_key(&key) {
@@ -241,7 +243,7 @@ impl ConnTable {
             if let Some((_, old)) = evicted {
                 self.stats.evicted += 1;
                 self.ended.push(old.info.id);
-                old.end(chunk.ts_ns, ConnEnd::Evicted, out);
+                old.end(chunk.ts_ns, ConnEnd::Evicted, self.recognise, out);
             }
         }
         let conn = self.conns.get_mut(&key).expect("inserted above");
@@ -275,9 +277,10 @@ impl ConnTable {
 
     /// Feeds in-order payload bytes of `chunk`; events go to `out` with the connection info.
     pub fn data(&mut self, chunk: &Chunk, bytes: &[u8], out: &mut Vec<(Arc<ConnInfo>, CallEvent)>) {
+        let recognise = self.recognise;
         let (conn, side) = self.conn_for(chunk, out);
         let mut events = Vec::new();
-        conn.feed(side, chunk.ts_ns, bytes, &mut events);
+        conn.feed(side, chunk.ts_ns, bytes, recognise, &mut events);
         conn.push_events(events, out);
     }
 
@@ -327,7 +330,7 @@ impl ConnTable {
         let key = if a <= b || b == 0 { (a, b) } else { (b, a) };
         if let Some(conn) = self.conns.remove(&key) {
             self.ended.push(conn.info.id);
-            conn.end(ts_ns, ConnEnd::Closed, out);
+            conn.end(ts_ns, ConnEnd::Closed, self.recognise, out);
         }
     }
 
@@ -340,7 +343,7 @@ impl ConnTable {
     ) {
         for (_, conn) in self.conns.drain_oldest_first() {
             self.ended.push(conn.info.id);
-            conn.end(ts_ns, end, out);
+            conn.end(ts_ns, end, self.recognise, out);
         }
     }
 
@@ -376,9 +379,15 @@ impl ConnTable {
 impl Conn {
     /// The one way a connection leaves the table: bytes still undecided are shown, and every
     /// open call ends with `end`'s reason.
-    fn end(mut self, ts_ns: u64, end: ConnEnd, out: &mut Vec<(Arc<ConnInfo>, CallEvent)>) {
+    fn end(
+        mut self,
+        ts_ns: u64,
+        end: ConnEnd,
+        recognise: &dyn Recognise,
+        out: &mut Vec<(Arc<ConnInfo>, CallEvent)>,
+    ) {
         let mut events = Vec::new();
-        self.settle(&mut events);
+        self.settle(recognise, &mut events);
         if let Some(d) = self.decoder.as_mut() {
             d.close(ts_ns, end, &mut events);
         }
@@ -401,18 +410,24 @@ impl Conn {
 
     /// Before a connection ends: bytes still waiting for detection are decoded as whatever
     /// they look like by now (raw when undecided), so nothing captured goes unshown.
-    fn settle(&mut self, out: &mut Vec<CallEvent>) {
+    fn settle(&mut self, recognise: &dyn Recognise, out: &mut Vec<CallEvent>) {
         if self.decoder.is_some() || self.pending.is_empty() {
             return;
         }
-        let detection = match detect::detect(&self.head[0], &self.head[1]) {
-            Detection::NeedMore => Detection::Raw,
-            d => d,
-        };
-        self.start_decoder(detect::decoder_for(detection, self.info.server), out);
+        let heads = [&self.head[0][..], &self.head[1][..]];
+        if let Some(decoder) = recognise.decoder(heads, self.info.server, true) {
+            self.start_decoder(decoder, out);
+        }
     }
 
-    fn feed(&mut self, side: Side, ts: u64, bytes: &[u8], out: &mut Vec<CallEvent>) {
+    fn feed(
+        &mut self,
+        side: Side,
+        ts: u64,
+        bytes: &[u8],
+        recognise: &dyn Recognise,
+        out: &mut Vec<CallEvent>,
+    ) {
         if let Some(d) = self.decoder.as_mut() {
             d.feed(side, ts, bytes, out);
             return;
@@ -428,13 +443,10 @@ impl Conn {
             return;
         }
         self.detected_at = head_len;
-        let detection = detect::detect(&self.head[0], &self.head[1]);
-        let decoder: Box<dyn ConnDecoder> = match detection {
-            Detection::NeedMore if !full => return,
-            Detection::NeedMore => Box::new(RawDecoder::new(self.info.server)),
-            d => detect::decoder_for(d, self.info.server),
-        };
-        self.start_decoder(decoder, out);
+        let heads = [&self.head[0][..], &self.head[1][..]];
+        if let Some(decoder) = recognise.decoder(heads, self.info.server, full) {
+            self.start_decoder(decoder, out);
+        }
     }
 
     /// Installs the decoder for the detected protocol and replays the pending bytes into it.
@@ -463,6 +475,7 @@ impl Conn {
 mod tests {
     use super::*;
     use crate::protocol::call::{Body, CallEventKind, Role, Status};
+    use crate::protocol::detect::Detector;
     use crate::record::tests::{header, parse_test, record};
 
     /// A ttrpc request frame (stream 1, `/svc/M`), as a shim's client sends it.
@@ -482,7 +495,7 @@ mod tests {
         // enough to decide, so they wait; ending the connection must still show them.
         let chunk =
             parse_test(&record(&header(b"/run/x.sock\0", 100), &[b'z'; 100])).expect("chunk");
-        let mut table = ConnTable::default();
+        let mut table = ConnTable::new(&Detector);
         let mut out = Vec::new();
         table.data(&chunk, &chunk.data, &mut out);
         assert!(out.is_empty(), "still undecided");
@@ -503,7 +516,7 @@ mod tests {
     /// without an END row. Eviction now ends them like a close, with its own reason.
     #[test]
     fn regression_evicted_connection_ends_its_calls() {
-        let mut table = ConnTable::with_capacity(1);
+        let mut table = ConnTable::with_capacity(1, &Detector);
         let mut out = Vec::new();
         let request = ttrpc_request();
         let mut first = header(b"/run/containerd/s/x\0", request.len() as u32);

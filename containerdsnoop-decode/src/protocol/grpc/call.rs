@@ -1,45 +1,12 @@
-//! The state of one gRPC call: its two halves (message framing, encoding, end), what its headers
-//! said, and, while its method is unknown, the inference under way with the events held back
-//! for it.
+//! The state of one gRPC call: its two halves (`messages.rs`), what its headers said, and, while
+//! its method is unknown, the inference under way with the events held back for it.
 
 use std::sync::Arc;
 
-use super::compress::Encoding;
-use super::framing::Deframer;
 use super::infer::{Evidence, Hints};
+use super::messages::Half;
 use crate::protocol::call::{CallEvent, Method, Role};
-
-/// One direction of a call.
-#[derive(Debug)]
-pub(super) struct Half {
-    pub(super) deframer: Deframer,
-    pub(super) encoding: Encoding,
-    pub(super) next_index: u64,
-    pub(super) ended: bool,
-    /// Non-gRPC body bytes, up to the message limit; `raw_len` counts them all.
-    pub(super) raw: Vec<u8>,
-    pub(super) raw_len: u64,
-    /// The raw body was dropped to respect the connection's buffer limit.
-    pub(super) raw_dropped: bool,
-    /// Bytes of this half were lost (or it started before decoding did): DATA frames are
-    /// skipped until one starts a message (`framing::starts_messages`).
-    pub(super) seek: bool,
-}
-
-impl Half {
-    pub(super) fn new(max_message: usize) -> Half {
-        Half {
-            deframer: Deframer::new(max_message),
-            encoding: Encoding::Identity,
-            next_index: 0,
-            ended: false,
-            raw: Vec::new(),
-            raw_len: 0,
-            raw_dropped: false,
-            seek: false,
-        }
-    }
-}
+use crate::protocol::kit::{CallTag, MessageCount};
 
 /// Inference state of a call whose `:path` is unknown.
 #[derive(Debug)]
@@ -88,6 +55,8 @@ pub(super) struct Call {
     pub(super) response_headers: bool,
     pub(super) request: Half,
     pub(super) response: Half,
+    /// Messages of each half so far, for their indexes.
+    pub(super) counts: MessageCount,
     /// Present while the method is unknown (or was inferred).
     pub(super) pending: Option<Box<Pending>>,
     /// Taken up mid-call (it started before decoding did): no Start row, no latency.
@@ -97,10 +66,12 @@ pub(super) struct Call {
 impl Call {
     /// Bytes this call holds in incomplete messages and bodies.
     pub(super) fn held(&self) -> usize {
-        self.request.deframer.held()
-            + self.response.deframer.held()
-            + self.request.raw.len()
-            + self.response.raw.len()
+        self.request.held() + self.response.held()
+    }
+
+    /// The call as its events on `stream` name it (method as known now).
+    pub(super) fn tag(&self, stream: u32) -> CallTag {
+        CallTag::new(u64::from(stream), self.method.clone()).with_namespace(self.namespace.clone())
     }
 
     pub(super) fn half(&mut self, role: Role) -> &mut Half {
@@ -109,4 +80,13 @@ impl Call {
             Role::Response => &mut self.response,
         }
     }
+}
+
+/// Runs `f` on `call` and keeps `held` (the sum of `Call::held` over a connection's calls) in
+/// step with what `f` changed.
+pub(super) fn tracked<R>(held: &mut usize, call: &mut Call, f: impl FnOnce(&mut Call) -> R) -> R {
+    let before = call.held();
+    let r = f(call);
+    *held = (*held + call.held()).saturating_sub(before);
+    r
 }

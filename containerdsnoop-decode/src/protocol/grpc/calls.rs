@@ -1,62 +1,53 @@
 //! The calls of one connection, keyed by stream id: opened by request headers (or adopted on a
 //! DATA frame when they started before decoding did), fed DATA, and ended by trailers, reset,
 //! GOAWAY or the connection's end. Owns the bytes they hold, bounded all together by
-//! `CallLimits::max_buffered`. Header blocks are read in `headers`, bytes become messages in
-//! `messages`; nothing here sees frames.
+//! `CallLimits::max_buffered`. Owns [`Calls`]: what a header block says is read by `headers`,
+//! bytes become message bodies in each call's halves (`messages`) and events through the
+//! shared state (`shared`); nothing here sees frames.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use super::call::{Call, Half, Pending};
+use super::call::{Call, Pending, tracked};
 use super::early::{EarlyFrame, EarlyResponses};
-use super::framing::{self, Deframer};
+use super::framing;
+use super::headers::{RequestHead, ResponseHead, end_status};
 use super::infer::{Catalog, Evidence, Hints, Inference};
+use super::late::LateRequests;
 use super::limits::CallLimits;
+use super::messages::Half;
 use super::shared::{InferState, MAX_HOLD_NS, Shared};
 use super::stats::CallStats;
-use crate::protocol::call::{Body, CallEvent, CallEventKind, Role, Status};
+use crate::protocol::call::{Body, CallEvent, Role, Status};
 use crate::protocol::http2::Origin;
 use crate::protocol::http2::frame::error_code_name;
+use crate::protocol::http2::hpack::HeaderList;
+use crate::protocol::kit::MessageCount;
 
 /// Stream ids of ended calls remembered so their late frames are not taken for calls that
 /// started before decoding did.
 const RETIRED_STREAMS: usize = 1024;
 
-/// Most calls per connection kept after their response ended while their request had not: a
-/// server that answers at once (trailers-only `Unimplemented`, `NotFound`) often does so before
-/// the client's request DATA is written, and that request is still worth showing.
-const MAX_LATE_REQUESTS: usize = 64;
-
 /// The calls of one connection, keyed by stream id.
 #[derive(Debug)]
 pub struct Calls {
-    pub(super) calls: BTreeMap<u32, Call>,
+    calls: BTreeMap<u32, Call>,
     /// Sum of `Call::held` over `calls`, kept in step by `tracked`.
-    pub(super) held: usize,
-    pub(super) shared: Shared,
+    held: usize,
+    shared: Shared,
     /// Decoding started mid-connection or resumed after a loss: DATA on a stream never seen may
     /// belong to a call that started before, and is taken up (adopted).
-    pub(super) adopting: bool,
+    adopting: bool,
     /// The first stream whose request headers were decoded since the request direction was
     /// last (re)synchronised: streams below it may predate decoding, streams above cannot.
-    pub(super) first_fresh: Option<u32>,
+    first_fresh: Option<u32>,
     retired: VecDeque<u32>,
-    /// Calls whose response ended (their End is out) before their request did, by stream: the
-    /// rest of the request is still decoded. Their held bytes count in `held`.
-    late_requests: BTreeMap<u32, Call>,
+    /// Calls whose response ended before their request did (see `late.rs`).
+    late_requests: LateRequests,
     /// Response frames recorded before their call's request headers (see `early.rs`).
-    pub(super) early: EarlyResponses,
+    early: EarlyResponses,
     /// The highest stream id request headers opened a call on.
-    pub(super) highest_opened: u32,
-}
-
-/// Runs `f` on `call` and keeps `held` (the sum of `Call::held` over a connection's calls) in
-/// step with what `f` changed.
-pub(super) fn tracked<R>(held: &mut usize, call: &mut Call, f: impl FnOnce(&mut Call) -> R) -> R {
-    let before = call.held();
-    let r = f(call);
-    *held = (*held + call.held()).saturating_sub(before);
-    r
+    highest_opened: u32,
 }
 
 impl Calls {
@@ -76,7 +67,7 @@ impl Calls {
             adopting: false,
             first_fresh: None,
             retired: VecDeque::new(),
-            late_requests: BTreeMap::new(),
+            late_requests: LateRequests::default(),
             early: EarlyResponses::default(),
             highest_opened: 0,
         }
@@ -115,6 +106,145 @@ impl Calls {
         }
     }
 
+    /// A complete header block on `stream`.
+    pub fn headers(
+        &mut self,
+        at: Origin,
+        stream: u32,
+        list: &HeaderList,
+        end_stream: bool,
+        out: &mut Vec<CallEvent>,
+    ) {
+        match at.role {
+            Role::Request => self.request_headers(at, stream, list, end_stream, out),
+            Role::Response => self.response_headers(at, stream, list, end_stream, out),
+        }
+    }
+
+    /// Request headers open a call (request trailers only end its request).
+    fn request_headers(
+        &mut self,
+        at: Origin,
+        stream: u32,
+        list: &HeaderList,
+        end_stream: bool,
+        out: &mut Vec<CallEvent>,
+    ) {
+        if let Some(call) = self.calls.get_mut(&stream) {
+            // Request trailers (rare in gRPC): only their END_STREAM matters.
+            if end_stream && !call.request.ended {
+                call.request.ended = true;
+                let shared = &mut self.shared;
+                tracked(&mut self.held, call, |call| {
+                    shared.finish_half(call, at, stream, out);
+                });
+            }
+            return;
+        }
+        let limits = self.shared.limits;
+        if self.calls.len() >= limits.max_streams.max(1)
+            && let Some((_, mut old)) = self.calls.pop_first()
+        {
+            // Stream ids only grow, so the lowest id is the oldest call.
+            self.held = self.held.saturating_sub(old.held());
+            self.shared.stats.evicted_streams += 1;
+            self.shared.release(&mut old, out);
+        }
+        if self.adopting && self.first_fresh.is_none() {
+            self.first_fresh = Some(stream);
+        }
+        let head = RequestHead::read(list);
+        let inference = &mut self.shared.infer.inference;
+        let pending = match &head.method {
+            Some(m) => {
+                inference.saw_path(&m.name);
+                None
+            }
+            // Inferred only when the header block had fields from unknown table entries (late
+            // join, lost bytes): a block that simply lacks `:path` is shown as it is.
+            None if inference.catalog().is_some() && head.unknown_names => {
+                let slot = head.path_slot;
+                let evidence = slot
+                    .and_then(|s| inference.slot(s))
+                    .map_or_else(Evidence::new, Evidence::seeded);
+                let hints = Hints {
+                    namespace: head.namespace.is_some(),
+                };
+                let fresh = Pending::new(evidence, slot, hints, at.ts_ns);
+                Some(self.shared.hold(fresh))
+            }
+            None => None,
+        };
+        let mut request = Half::new(limits.max_message);
+        request.encoding = head.encoding;
+        request.ended = end_stream;
+        self.shared.stats.calls_started += 1;
+        let mut call = Call {
+            start_ts: at.ts_ns,
+            method: head.method.clone(),
+            namespace: head.namespace,
+            grpc: head.grpc,
+            http_status: None,
+            response_headers: false,
+            request,
+            response: Half::new(limits.max_message),
+            counts: MessageCount::default(),
+            pending,
+            adopted: false,
+        };
+        let start = at.at().start(u64::from(stream), head.method, head.metadata);
+        self.shared.emit(&mut call, start, 0, out);
+        self.calls.insert(stream, call);
+        self.highest_opened = self.highest_opened.max(stream);
+        self.replay_early(stream, out);
+    }
+
+    /// Response headers give the call its HTTP status and encoding; trailers (or a
+    /// trailers-only response) end it with its status.
+    fn response_headers(
+        &mut self,
+        at: Origin,
+        stream: u32,
+        list: &HeaderList,
+        end_stream: bool,
+        out: &mut Vec<CallEvent>,
+    ) {
+        if self.is_early_response(at, stream) {
+            let frame = EarlyFrame::Headers {
+                at,
+                list: list.clone(),
+                end_stream,
+            };
+            self.hold_early(stream, frame);
+            return;
+        }
+        let Some(call) = self.calls.get_mut(&stream) else {
+            self.shared.stats.orphan_frames += 1;
+            return;
+        };
+        if !call.response_headers {
+            let head = ResponseHead::read(list);
+            if head.is_interim() && !end_stream {
+                // Informational (1xx) headers: the real response headers follow.
+                return;
+            }
+            call.response_headers = true;
+            call.http_status = head.http_status;
+            call.response.encoding = head.encoding;
+            if !end_stream {
+                return;
+            }
+        }
+        // Trailers, or a trailers-only response (HEADERS with END_STREAM carrying grpc-status).
+        call.response.ended = true;
+        let shared = &mut self.shared;
+        tracked(&mut self.held, call, |call| {
+            shared.finish_half(call, at, stream, out);
+        });
+        let status = end_status(list, call.grpc, call.http_status);
+        self.end_response(stream, at, status, out);
+    }
+
     /// Uses `catalog` (e.g. built from a schema with the user's protos) to infer methods;
     /// `None` turns inference off.
     pub fn set_catalog(&mut self, catalog: Option<Arc<Catalog>>) {
@@ -145,20 +275,7 @@ impl Calls {
                 continue;
             };
             // `Some(partial)` when the half was being framed and now seeks.
-            let restarted = tracked(&mut self.held, call, |call| {
-                let half = call.half(at.role);
-                if half.ended || half.seek {
-                    return None;
-                }
-                let partial = half.deframer.partial();
-                half.deframer = Deframer::new(max);
-                half.seek = true;
-                if !half.raw.is_empty() {
-                    half.raw = Vec::new();
-                    half.raw_dropped = true;
-                }
-                Some(partial)
-            });
+            let restarted = tracked(&mut self.held, call, |call| call.half(at.role).restart(max));
             if let (true, Some(Some((claimed, seen)))) = (lost, restarted) {
                 cut += 1;
                 let body = Body::Unavailable {
@@ -190,7 +307,7 @@ impl Calls {
     /// Bytes held in incomplete messages and bodies across all calls, and in messages held
     /// back while their call's method is inferred.
     pub fn buffered(&self) -> usize {
-        self.held + self.shared.infer.held_total
+        self.held + self.late_requests.held() + self.shared.infer.held_total
     }
 
     /// Calls currently open.
@@ -211,8 +328,12 @@ impl Calls {
         end_stream: bool,
         out: &mut Vec<CallEvent>,
     ) {
-        if at.role == Role::Request && self.late_requests.contains_key(&stream) {
-            self.late_request_data(at, stream, data, end_stream, out);
+        if at.role == Role::Request && self.late_requests.contains(stream) {
+            let late = &mut self.late_requests;
+            late.data(at, stream, data, end_stream, &mut self.shared, out);
+            if self.held + late.held() > self.shared.limits.max_buffered {
+                late.forget(stream);
+            }
             return;
         }
         if self.is_early_response(at, stream) {
@@ -256,7 +377,7 @@ impl Calls {
         tracked(&mut self.held, call, |call| {
             shared.deliver(call, at, stream, data, out);
         });
-        if self.held > shared.limits.max_buffered {
+        if self.held + self.late_requests.held() > shared.limits.max_buffered {
             tracked(&mut self.held, call, |call| {
                 shared.abandon(call, at, stream, out);
             });
@@ -278,44 +399,6 @@ impl Calls {
                 }
             };
             self.end_response(stream, at, status, out);
-        }
-    }
-
-    /// DATA of a request whose response has already ended: its messages are still shown, and
-    /// the call is forgotten when the request ends.
-    fn late_request_data(
-        &mut self,
-        at: Origin,
-        stream: u32,
-        data: &[u8],
-        end_stream: bool,
-        out: &mut Vec<CallEvent>,
-    ) {
-        let Some(call) = self.late_requests.get_mut(&stream) else {
-            return;
-        };
-        let shared = &mut self.shared;
-        tracked(&mut self.held, call, |call| {
-            if call.request.seek {
-                // The message start was lost before the response ended: nothing to frame.
-                shared.stats.skipped_data_frames += 1;
-            } else {
-                shared.deliver(call, at, stream, data, out);
-            }
-            if end_stream {
-                call.request.ended = true;
-                shared.finish_half(call, at, stream, out);
-            }
-        });
-        if end_stream || self.held > self.shared.limits.max_buffered {
-            self.forget_late_request(stream);
-        }
-    }
-
-    /// Drops a parked late request (ended, reset, or over the byte limit).
-    fn forget_late_request(&mut self, stream: u32) {
-        if let Some(call) = self.late_requests.remove(&stream) {
-            self.held = self.held.saturating_sub(call.held());
         }
     }
 
@@ -352,6 +435,7 @@ impl Calls {
                 response_headers: at.role == Role::Response,
                 request,
                 response,
+                counts: MessageCount::default(),
                 pending,
                 adopted: true,
             },
@@ -363,7 +447,7 @@ impl Calls {
     pub fn reset(&mut self, at: Origin, stream: u32, code: u32, out: &mut Vec<CallEvent>) {
         if !self.calls.contains_key(&stream) {
             // grpc-go resets streams after their trailers too: nothing to report.
-            self.forget_late_request(stream);
+            self.late_requests.forget(stream);
             return;
         }
         let abnormal = format!("RST_STREAM {} from {}", error_code_name(code), who(at.role));
@@ -398,10 +482,7 @@ impl Calls {
     pub fn close(&mut self, at: Origin, reason: &str, out: &mut Vec<CallEvent>) {
         // Answers whose requests never came.
         self.shared.stats.orphan_frames += self.early.clear();
-        let late: Vec<u32> = self.late_requests.keys().copied().collect();
-        for stream in late {
-            self.forget_late_request(stream);
-        }
+        self.late_requests.clear();
         let open: Vec<u32> = self.calls.keys().copied().collect();
         for stream in open {
             self.end(stream, at, abnormal_status(reason.to_string()), out);
@@ -435,14 +516,7 @@ impl Calls {
         if !call.grpc || call.request.ended {
             return;
         }
-        if self.late_requests.len() >= MAX_LATE_REQUESTS {
-            // The oldest parked request goes; its later frames count as orphans.
-            if let Some((&oldest, _)) = self.late_requests.first_key_value() {
-                self.forget_late_request(oldest);
-            }
-        }
-        self.held += call.held();
-        self.late_requests.insert(stream, call);
+        self.late_requests.park(stream, call);
     }
 
     fn end_call(
@@ -474,17 +548,8 @@ impl Calls {
                 self.shared.stats.uninferred_calls += 1;
             }
         }
-        out.push(CallEvent {
-            ts_ns: at.ts_ns,
-            side: at.side,
-            stream: u64::from(stream),
-            kind: CallEventKind::End {
-                method: call.method.clone(),
-                namespace: call.namespace.clone(),
-                status,
-                latency_ns: (!call.adopted).then(|| at.ts_ns.saturating_sub(call.start_ts)),
-            },
-        });
+        let started = (!call.adopted).then_some(call.start_ts);
+        out.push(at.at().end(&call.tag(stream), status, started));
         Some(call)
     }
 }

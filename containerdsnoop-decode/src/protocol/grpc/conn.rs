@@ -8,10 +8,11 @@ use super::calls::Calls;
 use super::infer::Catalog;
 use super::limits::Limits;
 use super::stats::Stats;
-use crate::protocol::call::{CallEvent, CallEventKind, ConnEnd, Role, Side};
+use crate::protocol::call::{CallEvent, ConnEnd, Role, Side};
 use crate::protocol::decoder::ConnDecoder;
 use crate::protocol::http2::hpack::HeaderList;
-use crate::protocol::http2::{self, Origin, StreamSink, SyncState};
+use crate::protocol::http2::{self, FrameSync, Origin, StreamSink};
+use crate::protocol::kit::At;
 use crate::protocol::{Decoding, Protocol};
 
 /// The decoder of one gRPC-over-HTTP/2 connection.
@@ -56,12 +57,7 @@ impl StreamSink for Events<'_> {
     }
 
     fn notice(&mut self, ts_ns: u64, side: Side, text: String) {
-        self.out.push(CallEvent {
-            ts_ns,
-            side,
-            stream: 0,
-            kind: CallEventKind::Notice { text },
-        });
+        self.out.push(At::new(side, ts_ns).notice(0, text));
     }
 }
 
@@ -131,7 +127,7 @@ impl Connection {
     }
 
     /// How well `side`'s bytes are being decoded.
-    pub fn sync_state(&self, side: Side) -> SyncState {
+    pub fn sync_state(&self, side: Side) -> FrameSync {
         self.transport.sync_state(side)
     }
 
@@ -170,10 +166,9 @@ impl Connection {
 
     /// The connection is gone: every open call ends abnormally.
     pub fn close(&mut self, ts_ns: u64, end: ConnEnd, out: &mut Vec<CallEvent>) {
-        let side = self.transport.client().map_or(Side::B, Side::other);
         let at = Origin {
             ts_ns,
-            side,
+            side: self.transport.roles().end_side(),
             role: Role::Response,
         };
         self.calls.close(at, end.reason(), out);

@@ -6,7 +6,7 @@ pub const PREFIX_LEN: usize = 5;
 
 /// What the deframer found.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Piece {
+pub enum Deframed {
     Message {
         compressed: bool,
         data: Vec<u8>,
@@ -59,7 +59,7 @@ impl Deframer {
     }
 
     /// Consumes `data`, appending every piece it completes to `out`.
-    pub fn push(&mut self, mut data: &[u8], out: &mut Vec<Piece>) {
+    pub fn push(&mut self, mut data: &[u8], out: &mut Vec<Deframed>) {
         // Each iteration consumes at least one byte or completes a zero-length message.
         loop {
             match &mut self.state {
@@ -78,7 +78,7 @@ impl Deframer {
                     let flag = buf[0];
                     let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
                     if flag > 1 {
-                        out.push(Piece::Invalid { flag });
+                        out.push(Deframed::Invalid { flag });
                         self.state = State::Invalid;
                         return;
                     }
@@ -93,7 +93,7 @@ impl Deframer {
                             }
                         }
                         _ => {
-                            out.push(Piece::Oversize {
+                            out.push(Deframed::Oversize {
                                 compressed,
                                 len: u64::from(len),
                             });
@@ -114,7 +114,7 @@ impl Deframer {
                     if body.len() < *len {
                         return;
                     }
-                    out.push(Piece::Message {
+                    out.push(Deframed::Message {
                         compressed: *compressed,
                         data: std::mem::take(body),
                     });
@@ -210,7 +210,7 @@ mod tests {
         v
     }
 
-    fn run(chunks: &[&[u8]], max: usize) -> Vec<Piece> {
+    fn run(chunks: &[&[u8]], max: usize) -> Vec<Deframed> {
         let mut d = Deframer::new(max);
         let mut out = Vec::new();
         for c in chunks {
@@ -219,8 +219,8 @@ mod tests {
         out
     }
 
-    fn m(data: &[u8]) -> Piece {
-        Piece::Message {
+    fn m(data: &[u8]) -> Deframed {
+        Deframed::Message {
             compressed: false,
             data: data.to_vec(),
         }
@@ -258,7 +258,7 @@ mod tests {
         assert_eq!(
             run(&[&b[..3], &b[3..20], &b[20..]], 10),
             vec![
-                Piece::Oversize {
+                Deframed::Oversize {
                     compressed: false,
                     len: 50
                 },
@@ -274,7 +274,7 @@ mod tests {
         d.push(&[0, 0xff, 0xff, 0xff, 0xff, 1, 2, 3], &mut out);
         assert_eq!(
             out,
-            vec![Piece::Oversize {
+            vec![Deframed::Oversize {
                 compressed: false,
                 len: u32::MAX as u64
             }]
@@ -286,7 +286,7 @@ mod tests {
     fn invalid_flag_stops_framing() {
         assert_eq!(
             run(&[&[2, 0, 0, 0, 0, 0, 0, 0, 0, 0]], 10),
-            vec![Piece::Invalid { flag: 2 }]
+            vec![Deframed::Invalid { flag: 2 }]
         );
     }
 

@@ -1,17 +1,13 @@
-//! Header blocks on a call: request headers open it (method, namespace, metadata, encoding, and
-//! method inference when `:path` is in an unknown table entry), response headers give its HTTP
-//! status and encoding, trailers (or a trailers-only response) end it with its gRPC status.
+//! What a header block on a call says: request headers (method, namespace, metadata, encoding,
+//! and where an unknown `:path` came from, for method inference), response headers (HTTP status,
+//! encoding), and the status trailers (or a trailers-only response) end a call with. Owns
+//! [`RequestHead`] and [`ResponseHead`]; what they do to the calls is `calls.rs`'.
 
 use std::sync::Arc;
 
-use super::call::{Call, Half, Pending};
-use super::calls::{Calls, tracked};
 use super::compress::Encoding;
-use super::early::EarlyFrame;
-use super::infer::{Evidence, Hints};
 use super::status;
-use crate::protocol::call::{CallEvent, CallEventKind, Method, Role, Status};
-use crate::protocol::http2::Origin;
+use crate::protocol::call::{Method, Status};
 use crate::protocol::http2::hpack::HeaderList;
 
 /// Name shown for a header field whose name is unknown (late join). `<` and `>` cannot occur in
@@ -25,91 +21,35 @@ pub const UNKNOWN_STATUS: &str = "status unknown (header table entry from before
 /// The header that carries the containerd namespace of a call.
 pub const NAMESPACE_HEADER: &str = "containerd-namespace";
 
-impl Calls {
-    /// A complete header block on `stream`.
-    pub fn headers(
-        &mut self,
-        at: Origin,
-        stream: u32,
-        list: &HeaderList,
-        end_stream: bool,
-        out: &mut Vec<CallEvent>,
-    ) {
-        match at.role {
-            Role::Request => self.request_headers(at, stream, list, end_stream, out),
-            Role::Response => self.response_headers(at, stream, list, end_stream, out),
-        }
-    }
+/// What a request header block says.
+#[derive(Debug)]
+pub(super) struct RequestHead {
+    /// From `:path`, when its entry is known.
+    pub(super) method: Option<Method>,
+    pub(super) namespace: Option<Arc<str>>,
+    /// `content-type: application/grpc[+proto…]`, or unknown: HTTP/2 on a runtime's socket.
+    pub(super) grpc: bool,
+    pub(super) encoding: Encoding,
+    /// Every field in wire order, unknown names shown as [`UNKNOWN_NAME`].
+    pub(super) metadata: Vec<(String, Option<String>)>,
+    /// Some field's name comes from a table entry from before decoding started: a missing
+    /// `:path` is then worth inferring (a block that simply lacks it is shown as it is).
+    pub(super) unknown_names: bool,
+    /// The unknown table entry `:path` came from, if that can be named.
+    pub(super) path_slot: Option<usize>,
+}
 
-    fn request_headers(
-        &mut self,
-        at: Origin,
-        stream: u32,
-        list: &HeaderList,
-        end_stream: bool,
-        out: &mut Vec<CallEvent>,
-    ) {
-        if let Some(call) = self.calls.get_mut(&stream) {
-            // Request trailers (rare in gRPC): only their END_STREAM matters.
-            if end_stream && !call.request.ended {
-                call.request.ended = true;
-                let shared = &mut self.shared;
-                tracked(&mut self.held, call, |call| {
-                    shared.finish_half(call, at, stream, out);
-                });
-            }
-            return;
-        }
-        let limits = self.shared.limits;
-        if self.calls.len() >= limits.max_streams.max(1)
-            && let Some((_, mut old)) = self.calls.pop_first()
-        {
-            // Stream ids only grow, so the lowest id is the oldest call.
-            self.held = self.held.saturating_sub(old.held());
-            self.shared.stats.evicted_streams += 1;
-            self.shared.release(&mut old, out);
-        }
-        if self.adopting && self.first_fresh.is_none() {
-            self.first_fresh = Some(stream);
-        }
+impl RequestHead {
+    pub(super) fn read(list: &HeaderList) -> RequestHead {
         let method = list.get(":path").map(|p| Method {
             name: Arc::from(p),
             inferred: false,
         });
-        let namespace = list.get(NAMESPACE_HEADER).map(Arc::from);
         let grpc = match list.get("content-type") {
             Some(ct) => ct.starts_with("application/grpc"),
             // Its entry predates decoding: HTTP/2 on a runtime's socket is gRPC.
             None => has_unknown(list),
         };
-        let inference = &mut self.shared.infer.inference;
-        let pending = match &method {
-            Some(m) => {
-                inference.saw_path(&m.name);
-                None
-            }
-            // Inferred only when the header block had fields from unknown table entries (late
-            // join, lost bytes): a block that simply lacks `:path` is shown as it is.
-            None if inference.catalog().is_some()
-                && list.fields.iter().any(|f| f.name.is_none()) =>
-            {
-                let slot = path_slot(list);
-                let evidence = slot
-                    .and_then(|s| inference.slot(s))
-                    .map_or_else(Evidence::new, Evidence::seeded);
-                let hints = Hints {
-                    namespace: namespace.is_some(),
-                };
-                Some(
-                    self.shared
-                        .hold(Pending::new(evidence, slot, hints, at.ts_ns)),
-                )
-            }
-            None => None,
-        };
-        let mut request = Half::new(limits.max_message);
-        request.encoding = Encoding::from_header(list.get("grpc-encoding"));
-        request.ended = end_stream;
         let metadata = list
             .fields
             .iter()
@@ -121,81 +61,50 @@ impl Calls {
                 (name, f.value.as_deref().map(lossy))
             })
             .collect();
-        self.shared.stats.calls_started += 1;
-        let mut call = Call {
-            start_ts: at.ts_ns,
-            method: method.clone(),
-            namespace,
+        RequestHead {
+            method,
+            namespace: list.get(NAMESPACE_HEADER).map(Arc::from),
             grpc,
-            http_status: None,
-            response_headers: false,
-            request,
-            response: Half::new(limits.max_message),
-            pending,
-            adopted: false,
-        };
-        let start = CallEvent {
-            ts_ns: at.ts_ns,
-            side: at.side,
-            stream: u64::from(stream),
-            kind: CallEventKind::Start { method, metadata },
-        };
-        self.shared.emit(&mut call, start, 0, out);
-        self.calls.insert(stream, call);
-        self.highest_opened = self.highest_opened.max(stream);
-        self.replay_early(stream, out);
+            encoding: Encoding::from_header(list.get("grpc-encoding")),
+            metadata,
+            unknown_names: list.fields.iter().any(|f| f.name.is_none()),
+            path_slot: path_slot(list),
+        }
+    }
+}
+
+/// What a response header block says before it ends the call (as trailers).
+#[derive(Debug)]
+pub(super) struct ResponseHead {
+    pub(super) http_status: Option<u32>,
+    pub(super) encoding: Encoding,
+}
+
+impl ResponseHead {
+    pub(super) fn read(list: &HeaderList) -> ResponseHead {
+        ResponseHead {
+            http_status: list.get(":status").and_then(|s| s.parse::<u32>().ok()),
+            encoding: Encoding::from_header(list.get("grpc-encoding")),
+        }
     }
 
-    fn response_headers(
-        &mut self,
-        at: Origin,
-        stream: u32,
-        list: &HeaderList,
-        end_stream: bool,
-        out: &mut Vec<CallEvent>,
-    ) {
-        if self.is_early_response(at, stream) {
-            let frame = EarlyFrame::Headers {
-                at,
-                list: list.clone(),
-                end_stream,
-            };
-            self.hold_early(stream, frame);
-            return;
+    /// Informational (1xx) headers: the real response headers follow.
+    pub(super) fn is_interim(&self) -> bool {
+        self.http_status.is_some_and(|s| (100..200).contains(&s))
+    }
+}
+
+/// The status a call ends with when `list` (trailers, or a trailers-only response) ends its
+/// response: gRPC's from `grpc-status` for a gRPC call, else the HTTP status.
+pub(super) fn end_status(list: &HeaderList, grpc: bool, http_status: Option<u32>) -> Status {
+    if grpc {
+        trailer_status(list, http_status)
+    } else {
+        Status {
+            code: http_status,
+            message: None,
+            abnormal: None,
         }
-        let Some(call) = self.calls.get_mut(&stream) else {
-            self.shared.stats.orphan_frames += 1;
-            return;
-        };
-        let http_status = list.get(":status").and_then(|s| s.parse::<u32>().ok());
-        if !call.response_headers {
-            if http_status.is_some_and(|s| (100..200).contains(&s)) && !end_stream {
-                // Informational (1xx) headers: the real response headers follow.
-                return;
-            }
-            call.response_headers = true;
-            call.http_status = http_status;
-            call.response.encoding = Encoding::from_header(list.get("grpc-encoding"));
-            if !end_stream {
-                return;
-            }
-        }
-        // Trailers, or a trailers-only response (HEADERS with END_STREAM carrying grpc-status).
-        call.response.ended = true;
-        let shared = &mut self.shared;
-        tracked(&mut self.held, call, |call| {
-            shared.finish_half(call, at, stream, out);
-        });
-        let status = if call.grpc {
-            trailer_status(list, call.http_status)
-        } else {
-            Status {
-                code: call.http_status,
-                message: None,
-                abnormal: None,
-            }
-        };
-        self.end_response(stream, at, status, out);
     }
 }
 

@@ -1,187 +1,171 @@
-//! A call's bytes becoming `Message` events: gRPC messages out of the deframer (decompressed,
-//! or reported unavailable with the reason), non-gRPC bodies delivered whole at END_STREAM, and
-//! the evidence each message adds to the inference of an unknown method.
+//! One half (direction) of a call and its bytes becoming message bodies: gRPC messages out of
+//! the deframer (decompressed, or reported unavailable with the reason), non-gRPC bodies
+//! delivered whole at END_STREAM, and what a loss or the connection's buffer limit cuts. Owns
+//! [`Half`]; the bounds and counters it obeys are handed in. Emitting the bodies as events (and
+//! scoring them for method inference) is the caller's (`shared.rs`).
 
-use super::call::Call;
-use super::compress;
-use super::framing::Piece;
-use super::shared::Shared;
-use crate::protocol::call::{Body, CallEvent, CallEventKind, Role};
-use crate::protocol::http2::Origin;
+use super::compress::{self, Encoding};
+use super::framing::{Deframed, Deframer};
+use super::limits::CallLimits;
+use super::stats::CallStats;
+use crate::protocol::call::Body;
 
-impl Shared {
-    /// END_STREAM on the half `at.role` names: report a message cut short, or deliver a
-    /// non-gRPC body.
-    pub(super) fn finish_half(
+/// One direction of a call.
+#[derive(Debug)]
+pub(super) struct Half {
+    pub(super) deframer: Deframer,
+    pub(super) encoding: Encoding,
+    pub(super) ended: bool,
+    /// Non-gRPC body bytes, up to the message limit; `raw_len` counts them all.
+    raw: Vec<u8>,
+    raw_len: u64,
+    /// The raw body was dropped to respect the connection's buffer limit.
+    raw_dropped: bool,
+    /// Bytes of this half were lost (or it started before decoding did): DATA frames are
+    /// skipped until one starts a message (`framing::starts_messages`).
+    pub(super) seek: bool,
+}
+
+impl Half {
+    pub(super) fn new(max_message: usize) -> Half {
+        Half {
+            deframer: Deframer::new(max_message),
+            encoding: Encoding::Identity,
+            ended: false,
+            raw: Vec::new(),
+            raw_len: 0,
+            raw_dropped: false,
+            seek: false,
+        }
+    }
+
+    /// Bytes held in an incomplete message or body.
+    pub(super) fn held(&self) -> usize {
+        self.deframer.held() + self.raw.len()
+    }
+
+    /// A DATA payload: the bodies of the gRPC messages it completes (`grpc`), or nothing while
+    /// a non-gRPC body is collected.
+    pub(super) fn deliver(
         &mut self,
-        call: &mut Call,
-        at: Origin,
-        stream: u32,
-        out: &mut Vec<CallEvent>,
-    ) {
-        let grpc = call.grpc;
-        let max_message = self.limits.max_message;
-        let half = call.half(at.role);
-        let body = if grpc {
-            half.deframer
+        grpc: bool,
+        data: &[u8],
+        limits: &CallLimits,
+        stats: &mut CallStats,
+    ) -> Vec<Body> {
+        if grpc {
+            let mut pieces = Vec::new();
+            self.deframer.push(data, &mut pieces);
+            return pieces
+                .into_iter()
+                .map(|piece| self.body(piece, limits, stats))
+                .collect();
+        }
+        self.raw_len += data.len() as u64;
+        if self.raw_len <= limits.max_message as u64 {
+            self.raw.extend_from_slice(data);
+        } else {
+            // Over the limit: stop keeping bytes, only count them.
+            self.raw = Vec::new();
+        }
+        Vec::new()
+    }
+
+    /// END_STREAM on this half: a message cut short, or a non-gRPC body delivered whole.
+    pub(super) fn finish(
+        &mut self,
+        grpc: bool,
+        limits: &CallLimits,
+        stats: &mut CallStats,
+    ) -> Option<Body> {
+        let max_message = limits.max_message;
+        if grpc {
+            self.deframer
                 .partial()
                 .map(|(claimed, seen)| Body::Unavailable {
                     reason: format!("stream ended inside a message ({seen} bytes seen)"),
                     len: claimed,
                 })
-        } else if half.raw_len == 0 {
+        } else if self.raw_len == 0 {
             None
-        } else if half.raw_len > max_message as u64 || half.raw_dropped {
-            self.stats.oversize_messages += 1;
+        } else if self.raw_len > max_message as u64 || self.raw_dropped {
+            stats.oversize_messages += 1;
             Some(Body::Unavailable {
                 reason: format!("body exceeds the {max_message}-byte limit"),
-                len: half.raw_len,
+                len: self.raw_len,
             })
         } else {
-            Some(Body::Raw(std::mem::take(&mut half.raw)))
-        };
-        if let Some(body) = body {
-            self.message(call, at, stream, body, out);
+            Some(Body::Raw(std::mem::take(&mut self.raw)))
         }
     }
 
-    /// The body of one piece the deframer cut from `role`'s half.
-    pub(super) fn body(&mut self, call: &mut Call, role: Role, piece: Piece) -> Body {
+    /// Too much is waiting for the rest of its message on this connection: gives up this
+    /// half's message (the one that just grew) rather than grow without bound. Returns it, shown
+    /// unavailable, if a gRPC message was under way.
+    pub(super) fn abandon(&mut self, limits: &CallLimits, stats: &mut CallStats) -> Option<Body> {
+        let max = limits.max_buffered;
+        if let Some(len) = self.deframer.abandon() {
+            stats.oversize_messages += 1;
+            let reason = format!("connection buffer limit of {max} bytes exceeded");
+            return Some(Body::Unavailable { reason, len });
+        }
+        if !self.raw.is_empty() {
+            self.raw = Vec::new();
+            self.raw_dropped = true;
+        }
+        None
+    }
+
+    /// This half's bytes stop being continuous (a loss, a late join): framing resumes at the
+    /// next DATA frame that starts a message. Returns None if it was not being framed (ended,
+    /// or seeking already), else the message cut (`(claimed, seen)` bytes), if any.
+    pub(super) fn restart(&mut self, max_message: usize) -> Option<Option<(u64, u64)>> {
+        if self.ended || self.seek {
+            return None;
+        }
+        let partial = self.deframer.partial();
+        self.deframer = Deframer::new(max_message);
+        self.seek = true;
+        if !self.raw.is_empty() {
+            self.raw = Vec::new();
+            self.raw_dropped = true;
+        }
+        Some(partial)
+    }
+
+    /// The body of one message the deframer cut.
+    fn body(&self, piece: Deframed, limits: &CallLimits, stats: &mut CallStats) -> Body {
         match piece {
-            Piece::Message {
+            Deframed::Message {
                 compressed: false,
                 data,
             } => Body::Protobuf(data),
-            Piece::Message {
+            Deframed::Message {
                 compressed: true,
                 data,
-            } => {
-                let max = self.limits.max_decompressed;
-                match compress::decompress(&call.half(role).encoding, &data, max) {
-                    Ok(plain) => Body::Protobuf(plain),
-                    Err(e) => {
-                        self.stats.decompress_failures += 1;
-                        Body::Unavailable {
-                            reason: e.to_string(),
-                            len: data.len() as u64,
-                        }
+            } => match compress::decompress(&self.encoding, &data, limits.max_decompressed) {
+                Ok(plain) => Body::Protobuf(plain),
+                Err(e) => {
+                    stats.decompress_failures += 1;
+                    Body::Unavailable {
+                        reason: e.to_string(),
+                        len: data.len() as u64,
                     }
                 }
-            }
-            Piece::Oversize { len, .. } => {
-                self.stats.oversize_messages += 1;
+            },
+            Deframed::Oversize { len, .. } => {
+                stats.oversize_messages += 1;
                 Body::Unavailable {
-                    reason: format!("message exceeds the {}-byte limit", self.limits.max_message),
+                    reason: format!("message exceeds the {}-byte limit", limits.max_message),
                     len,
                 }
             }
-            Piece::Invalid { flag } => Body::Unavailable {
+            Deframed::Invalid { flag } => Body::Unavailable {
                 reason: format!(
                     "invalid gRPC message prefix (flag 0x{flag:02x}); rest of stream skipped"
                 ),
                 len: 0,
             },
-        }
-    }
-
-    /// Emits the next message of the half `at.role` names, scoring it for inference first.
-    pub(super) fn message(
-        &mut self,
-        call: &mut Call,
-        at: Origin,
-        stream: u32,
-        body: Body,
-        out: &mut Vec<CallEvent>,
-    ) {
-        let half = call.half(at.role);
-        let index = half.next_index;
-        half.next_index += 1;
-        self.stats.messages += 1;
-        let (mut settle, mut retry) = (false, false);
-        if let (Some(p), Some(cat)) = (call.pending.as_deref_mut(), self.infer.inference.catalog())
-        {
-            if let Body::Protobuf(bytes) = &body {
-                p.evidence.observe(cat, at.role, index, bytes);
-            }
-            // The first response message usually settles it.
-            settle = p.holding && at.role == Role::Response;
-            // Released unnamed: each later message may still name it.
-            retry = !p.holding && call.method.is_none();
-        }
-        if retry {
-            self.try_name(call);
-        }
-        let bytes = match &body {
-            Body::Protobuf(b) | Body::Raw(b) => b.len(),
-            Body::Text { text, .. } => text.len(),
-            Body::Unavailable { .. } => 0,
-        };
-        let ev = CallEvent {
-            ts_ns: at.ts_ns,
-            side: at.side,
-            stream: u64::from(stream),
-            kind: CallEventKind::Message {
-                role: at.role,
-                index,
-                method: call.method.clone(),
-                namespace: call.namespace.clone(),
-                body,
-            },
-        };
-        self.emit(call, ev, bytes, out);
-        self.settle(call, settle, out);
-    }
-}
-
-impl Shared {
-    /// A DATA payload for the half `at.role` names: the gRPC messages it completes, or more
-    /// bytes of a non-gRPC body.
-    pub(super) fn deliver(
-        &mut self,
-        call: &mut Call,
-        at: Origin,
-        stream: u32,
-        data: &[u8],
-        out: &mut Vec<CallEvent>,
-    ) {
-        if call.grpc {
-            let mut pieces = Vec::new();
-            call.half(at.role).deframer.push(data, &mut pieces);
-            for piece in pieces {
-                let body = self.body(call, at.role, piece);
-                self.message(call, at, stream, body, out);
-            }
-        } else {
-            let max = self.limits.max_message;
-            let half = call.half(at.role);
-            half.raw_len += data.len() as u64;
-            if half.raw_len <= max as u64 {
-                half.raw.extend_from_slice(data);
-            } else {
-                // Over the limit: stop keeping bytes, only count them.
-                half.raw = Vec::new();
-            }
-        }
-    }
-
-    /// Too much is waiting for the rest of its message on this connection: gives up the message
-    /// of the half `at.role` names (the one that just grew) rather than grow without bound.
-    pub(super) fn abandon(
-        &mut self,
-        call: &mut Call,
-        at: Origin,
-        stream: u32,
-        out: &mut Vec<CallEvent>,
-    ) {
-        let max = self.limits.max_buffered;
-        let reason = format!("connection buffer limit of {max} bytes exceeded");
-        let half = call.half(at.role);
-        if let Some(len) = half.deframer.abandon() {
-            self.stats.oversize_messages += 1;
-            self.message(call, at, stream, Body::Unavailable { reason, len }, out);
-        } else if !half.raw.is_empty() {
-            half.raw = Vec::new();
-            half.raw_dropped = true;
         }
     }
 }

@@ -10,6 +10,7 @@ mod early;
 pub mod framing;
 mod headers;
 pub mod infer;
+mod late;
 pub mod limits;
 mod messages;
 mod shared;

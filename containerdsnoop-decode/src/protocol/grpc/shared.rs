@@ -1,13 +1,15 @@
 //! What the calls of one connection share: their limits, their counters, and method inference,
 //! which holds a call's events back while its method is unknown and names them when they are
 //! released (bounded by [`MAX_HELD_EVENTS`], [`MAX_HELD_BYTES`], [`MAX_HELD_TOTAL`] and
-//! [`MAX_HOLD_NS`]).
+//! [`MAX_HOLD_NS`]). Owns [`Shared`], through which a call's message bodies (cut by its halves,
+//! `messages.rs`) become `Message` events, each scored for the inference of an unknown method.
 
 use super::call::{Call, Pending};
 use super::infer::Inference;
 use super::limits::CallLimits;
 use super::stats::CallStats;
-use crate::protocol::call::{CallEvent, CallEventKind, Method};
+use crate::protocol::call::{Body, CallEvent, CallEventKind, Method, Role};
+use crate::protocol::http2::Origin;
 
 /// Events of one call held back while its method is being inferred; beyond it they are released
 /// with whatever name the evidence so far gives (possibly none).
@@ -42,6 +44,92 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+    /// A DATA payload for the half `at.role` names: the gRPC messages it completes, or more
+    /// bytes of a non-gRPC body.
+    pub(super) fn deliver(
+        &mut self,
+        call: &mut Call,
+        at: Origin,
+        stream: u32,
+        data: &[u8],
+        out: &mut Vec<CallEvent>,
+    ) {
+        let grpc = call.grpc;
+        let bodies = call
+            .half(at.role)
+            .deliver(grpc, data, &self.limits, &mut self.stats);
+        for body in bodies {
+            self.message(call, at, stream, body, out);
+        }
+    }
+
+    /// END_STREAM on the half `at.role` names: report a message cut short, or deliver a
+    /// non-gRPC body.
+    pub(super) fn finish_half(
+        &mut self,
+        call: &mut Call,
+        at: Origin,
+        stream: u32,
+        out: &mut Vec<CallEvent>,
+    ) {
+        let grpc = call.grpc;
+        if let Some(body) = call
+            .half(at.role)
+            .finish(grpc, &self.limits, &mut self.stats)
+        {
+            self.message(call, at, stream, body, out);
+        }
+    }
+
+    /// Too much is waiting for the rest of its message on this connection: gives up the message
+    /// of the half `at.role` names (the one that just grew) rather than grow without bound.
+    pub(super) fn abandon(
+        &mut self,
+        call: &mut Call,
+        at: Origin,
+        stream: u32,
+        out: &mut Vec<CallEvent>,
+    ) {
+        if let Some(body) = call.half(at.role).abandon(&self.limits, &mut self.stats) {
+            self.message(call, at, stream, body, out);
+        }
+    }
+
+    /// Emits the next message of the half `at.role` names, scoring it for inference first.
+    pub(super) fn message(
+        &mut self,
+        call: &mut Call,
+        at: Origin,
+        stream: u32,
+        body: Body,
+        out: &mut Vec<CallEvent>,
+    ) {
+        let index = call.counts.next(at.role);
+        self.stats.messages += 1;
+        let (mut settle, mut retry) = (false, false);
+        if let (Some(p), Some(cat)) = (call.pending.as_deref_mut(), self.infer.inference.catalog())
+        {
+            if let Body::Protobuf(bytes) = &body {
+                p.evidence.observe(cat, at.role, index, bytes);
+            }
+            // The first response message usually settles it.
+            settle = p.holding && at.role == Role::Response;
+            // Released unnamed: each later message may still name it.
+            retry = !p.holding && call.method.is_none();
+        }
+        if retry {
+            self.try_name(call);
+        }
+        let bytes = match &body {
+            Body::Protobuf(b) | Body::Raw(b) => b.len(),
+            Body::Text { text, .. } => text.len(),
+            Body::Unavailable { .. } => 0,
+        };
+        let ev = at.at().message(&call.tag(stream), at.role, index, body);
+        self.emit(call, ev, bytes, out);
+        self.settle(call, settle, out);
+    }
+
     /// Starts holding back the events of a call whose method is unknown.
     pub(super) fn hold(&mut self, pending: Pending) -> Box<Pending> {
         self.infer.holding += 1;

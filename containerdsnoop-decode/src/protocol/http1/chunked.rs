@@ -51,7 +51,7 @@ impl fmt::Display for ChunkError {
 
 /// What a step of decoding produced.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Piece<'a> {
+pub enum Dechunked<'a> {
     /// Body bytes.
     Data(&'a [u8]),
     /// A chunk's data ended: a boundary the sender chose (a flush), used to emit streams.
@@ -90,7 +90,10 @@ impl Dechunker {
 
     /// Decodes from `input`, returning how many bytes were used and what they gave. Call
     /// repeatedly until `input` is used up or the body is `End`.
-    pub fn step<'a>(&mut self, input: &'a [u8]) -> Result<(usize, Option<Piece<'a>>), ChunkError> {
+    pub fn step<'a>(
+        &mut self,
+        input: &'a [u8],
+    ) -> Result<(usize, Option<Dechunked<'a>>), ChunkError> {
         match self.state {
             State::Done => Ok((0, None)),
             State::Data { left } => {
@@ -101,7 +104,7 @@ impl Dechunker {
                 } else {
                     State::Data { left }
                 };
-                Ok((n, (n > 0).then_some(Piece::Data(&input[..n]))))
+                Ok((n, (n > 0).then_some(Dechunked::Data(&input[..n]))))
             }
             State::DataEnd { seen_cr } => {
                 let Some(&c) = input.first() else {
@@ -115,7 +118,7 @@ impl Dechunker {
                     // Tolerate a bare LF, as Go's reader does.
                     (_, b'\n') => {
                         self.state = State::Size;
-                        Ok((1, Some(Piece::ChunkEnd)))
+                        Ok((1, Some(Dechunked::ChunkEnd)))
                     }
                     (_, other) => Err(ChunkError::MissingCrlf(other)),
                 }
@@ -144,7 +147,7 @@ impl Dechunker {
                 }
                 if line.is_empty() {
                     self.state = State::Done;
-                    return Ok((used, Some(Piece::End)));
+                    return Ok((used, Some(Dechunked::End)));
                 }
                 Ok((used, None))
             }
@@ -228,9 +231,9 @@ mod tests {
                 let (used, p) = d.step(rest)?;
                 rest = &rest[used..];
                 match p {
-                    Some(Piece::Data(b)) => body.extend_from_slice(b),
-                    Some(Piece::ChunkEnd) => ends += 1,
-                    Some(Piece::End) => done = true,
+                    Some(Dechunked::Data(b)) => body.extend_from_slice(b),
+                    Some(Dechunked::ChunkEnd) => ends += 1,
+                    Some(Dechunked::End) => done = true,
                     None => {}
                 }
                 if used == 0 && p.is_none() {

@@ -1,64 +1,85 @@
 //! HTTP/1.x exchanges: a request head starts a call, the next response head answers the
 //! oldest request still waiting (keep-alive and pipelining pair in order), and each head says
-//! how its body is framed (RFC 9112 §6.3).
+//! how its body is framed (RFC 9112 §6.3). Owns [`Exchanges`], the requests awaiting their
+//! responses; what a head leads to next is handed back to the direction that read it.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::chunked::Dechunker;
-use super::conn::Connection;
-use super::direction::Phase;
-use super::head::{Head, StartLine};
-use super::message::{BodyState, Framing};
-use crate::protocol::call::{Body, CallEvent, Method, Role, Status};
+use super::head::Head;
+use super::message::{BodyState, Framing, Owner};
+use super::shared::Shared;
+use crate::protocol::call::{Body, CallEvent, ConnEnd, Method, Role, Status};
 use crate::protocol::kit::{At, CallTag};
 
 /// A request sent and not answered yet.
 #[derive(Clone, Debug)]
-pub(super) struct Pending {
-    pub(super) call: CallTag,
+struct Pending {
+    call: CallTag,
     /// When the request head arrived; unknown for a response no request was seen for.
-    pub(super) start_ts: Option<u64>,
+    start_ts: Option<u64>,
     head: bool,
-    pub(super) connect: bool,
+    connect: bool,
     /// The request asked to switch protocols (`Upgrade`), as docker's attach and exec do.
-    pub(super) upgrade: bool,
+    upgrade: bool,
     /// Request messages of the call so far, once its body is complete.
     sent: u64,
 }
 
-/// Requests awaiting their responses, oldest first. A FIFO, not the LRU table the other
-/// decoders use: HTTP/1.1 answers requests in the order they were sent, so the front is
-/// always the one the next response belongs to, and when too many wait it is the one to
-/// forget (its response is the likeliest to have been lost).
-pub(super) type PendingQueue = VecDeque<Pending>;
-
-/// The call a body belongs to.
-#[derive(Clone, Debug)]
-pub(super) struct Owner {
-    pub(super) call: CallTag,
-    /// For a response: the request's start, and the status to end with.
-    pub(super) start_ts: Option<u64>,
-    status: Option<(u16, String)>,
-    /// After this request's body, wait for the server to accept the upgrade.
-    pub(super) upgrade: bool,
+/// The requests of one connection awaiting their responses, oldest first, and the number of
+/// the next call. A FIFO, not the LRU table the other decoders use: HTTP/1.1 answers requests
+/// in the order they were sent, so the front is always the one the next response belongs to,
+/// and when too many wait it is the one to forget (its response is the likeliest to have been
+/// lost).
+#[derive(Debug)]
+pub(super) struct Exchanges {
+    pending: VecDeque<Pending>,
+    /// The stream number of the next call: requests are numbered from 1 in order.
+    next_seq: u64,
 }
 
-impl Owner {
-    /// The status a response's call ends with.
-    pub(super) fn status(&self) -> Status {
-        let (code, reason) = self.status.clone().unwrap_or_default();
-        Status::ended(u32::from(code), reason)
+/// What a response head leads to.
+pub(super) enum Answer {
+    /// An interim response (`100 Continue`, `103 Early Hints`): the real one follows.
+    Interim,
+    /// The server switched protocols (see [`super::upgrade`]); `sent` request messages of the
+    /// call so far.
+    Switched { owner: Owner, sent: u64 },
+    /// The response's body follows: how it is framed (`None`: there is none), or why it cannot
+    /// be framed.
+    Answered {
+        owner: Owner,
+        framing: Result<Option<Framing>, String>,
+    },
+}
+
+impl Exchanges {
+    pub(super) fn new() -> Exchanges {
+        Exchanges {
+            pending: VecDeque::new(),
+            next_seq: 1,
+        }
     }
-}
 
-impl Connection {
-    pub(super) fn on_request(&mut self, at: At, h: Head, out: &mut Vec<CallEvent>) {
-        let StartLine::Request { method, target, .. } = &h.start else {
-            return;
-        };
-        self.roles.learn(at.side, Role::Request);
-        self.stats.requests += 1;
+    /// Requests still waiting for their response.
+    pub(super) fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// A request head `h` (`method`, `target`) from `at.side`: its call starts. Returns its
+    /// body to read, or why the body cannot be framed (its one REQ row is out, shown
+    /// unavailable; the direction loses its sync).
+    pub(super) fn on_request(
+        &mut self,
+        at: At,
+        (method, target): (&str, &str),
+        h: &Head,
+        sh: &mut Shared,
+        out: &mut Vec<CallEvent>,
+    ) -> Result<BodyState, String> {
+        sh.roles.learn(at.side, Role::Request);
+        sh.stats.requests += 1;
         let seq = self.next_seq;
         self.next_seq += 1;
         let name = Method {
@@ -72,9 +93,9 @@ impl Connection {
             .map(|(n, v)| (n.clone(), Some(v.clone())))
             .collect();
         out.push(at.start(seq, Some(name.clone()), metadata));
-        if self.pending.len() >= self.limits.max_pending.max(1) {
+        if self.pending.len() >= sh.limits.max_pending.max(1) {
             self.pending.pop_front();
-            self.stats.evicted_requests += 1;
+            sh.stats.evicted_requests += 1;
         }
         let call = CallTag::new(seq, Some(name));
         self.pending.push_back(Pending {
@@ -92,8 +113,8 @@ impl Connection {
             upgrade: upgrade || method == "CONNECT",
         };
         // A request without Transfer-Encoding or Content-Length has no body (RFC 9112 §6.3).
-        let framing = match request_framing(&h) {
-            Ok(f) => f,
+        match request_framing(h) {
+            Ok(framing) => Ok(BodyState::new(Role::Request, owner, framing, h)),
             Err(why) => {
                 // Still a request, and its one REQ row: the body that cannot be framed is
                 // unavailable (the server closes the connection on it).
@@ -101,28 +122,31 @@ impl Connection {
                     reason: format!("body cannot be framed: {why}"),
                     len: 0,
                 };
-                self.emit_message(at, &owner.call, Role::Request, 0, body, out);
-                return self.lose_sync(at, why, out);
+                sh.emit_message(at, &owner.call, Role::Request, 0, body, out);
+                Err(why)
             }
-        };
-        self.start_body(at, BodyState::new(Role::Request, owner, framing, &h), out);
+        }
     }
 
-    pub(super) fn on_response(&mut self, at: At, h: Head, out: &mut Vec<CallEvent>) {
-        let StartLine::Status { code, reason, .. } = &h.start else {
-            return;
-        };
-        let code = *code;
-        self.roles.learn(at.side, Role::Response);
+    /// A response head `h` (`code`, `reason`) from `at.side`: it answers the oldest request
+    /// waiting.
+    pub(super) fn on_response(
+        &mut self,
+        at: At,
+        (code, reason): (u16, &str),
+        h: &Head,
+        sh: &mut Shared,
+    ) -> Answer {
+        sh.roles.learn(at.side, Role::Response);
         // Interim responses (100 Continue, 103 Early Hints) precede the real one.
         if (100..200).contains(&code) && code != 101 {
-            return;
+            return Answer::Interim;
         }
-        self.stats.responses += 1;
+        sh.stats.responses += 1;
         let req = match self.pending.pop_front() {
             Some(p) => p,
             None => {
-                self.stats.orphan_responses += 1;
+                sh.stats.orphan_responses += 1;
                 let seq = self.next_seq;
                 self.next_seq += 1;
                 Pending {
@@ -138,31 +162,21 @@ impl Connection {
         let owner = Owner {
             call: req.call.clone(),
             start_ts: req.start_ts,
-            status: Some((code, reason.clone())),
+            status: Some((code, reason.to_string())),
             upgrade: false,
         };
-        if switches_protocols(code, &req, &h) {
-            return self.upgraded(at, owner, req.sent, &h, out);
-        }
-        // The request did not get its upgrade: the client's held bytes are HTTP after all.
-        let client = at.side.other();
-        if let Phase::AwaitUpgrade { .. } = self.dirs[client.index()].phase {
-            self.dirs[client.index()].phase = Phase::Head;
-            self.process(At::new(client, at.ts_ns), &[], out);
+        if switches_protocols(code, &req, h) {
+            return Answer::Switched {
+                owner,
+                sent: req.sent,
+            };
         }
         let framing = if req.head || code == 204 || code == 304 || (100..200).contains(&code) {
-            None
+            Ok(None)
         } else {
-            match response_framing(&h) {
-                Ok(f) => Some(f),
-                Err(why) => {
-                    let status = owner.status().cut_short(why.clone());
-                    out.push(at.end(&owner.call, status, owner.start_ts));
-                    return self.lose_sync(at, why, out);
-                }
-            }
+            response_framing(h).map(Some)
         };
-        self.start_body(at, BodyState::new(Role::Response, owner, framing, &h), out);
+        Answer::Answered { owner, framing }
     }
 
     /// `call`'s request is complete after `sent` messages (see [`super::upgrade`]).
@@ -185,6 +199,14 @@ impl Connection {
                 let status = Status::abnormal("response lost by the capture");
                 out.push(at.end(&p.call, status, p.start_ts));
             }
+        }
+    }
+
+    /// The connection is gone (`end` says how): requests still waiting end abnormally.
+    pub(super) fn close(&mut self, at: At, end: ConnEnd, out: &mut Vec<CallEvent>) {
+        for p in std::mem::take(&mut self.pending) {
+            let status = Status::abnormal(format!("{} before the response", end.reason()));
+            out.push(at.end(&p.call, status, p.start_ts));
         }
     }
 }

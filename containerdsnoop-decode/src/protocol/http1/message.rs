@@ -1,6 +1,7 @@
 //! HTTP/1.x bodies as messages: the framing of one body (Content-Length, chunked, until
 //! close), collecting its bytes, cutting it into messages, and what a finished or broken body
-//! means for its call (a response's end, a request's wait for an upgrade).
+//! means for its call (a response's end, a request's wait for an upgrade). Owns [`BodyState`];
+//! what the direction does next is handed back to it ([`BodyStep`], [`Finished`]).
 //!
 //! Streaming responses (docker `events`, `logs --follow`, `wait`) produce a message per chunk
 //! the server flushed (for JSON, per chunk that ends a line), so rows appear as they arrive.
@@ -9,12 +10,10 @@
 //! else marks a boundary.
 
 use super::body::{Collector, is_json};
-use super::chunked::{Dechunker, Piece};
-use super::conn::Connection;
-use super::direction::{Phase, Step};
-use super::exchange::Owner;
+use super::chunked::{Dechunked, Dechunker};
 use super::head::Head;
-use crate::protocol::call::{Body, CallEvent, Role};
+use super::shared::Shared;
+use crate::protocol::call::{Body, CallEvent, Role, Status};
 use crate::protocol::kit::{At, CallTag};
 
 #[derive(Debug)]
@@ -22,6 +21,25 @@ pub(super) enum Framing {
     Length { left: u64 },
     Chunked(Dechunker),
     UntilClose,
+}
+
+/// The call a body belongs to.
+#[derive(Clone, Debug)]
+pub(super) struct Owner {
+    pub(super) call: CallTag,
+    /// For a response: the request's start, and the status to end with.
+    pub(super) start_ts: Option<u64>,
+    pub(super) status: Option<(u16, String)>,
+    /// After this request's body, wait for the server to accept the upgrade.
+    pub(super) upgrade: bool,
+}
+
+impl Owner {
+    /// The status a response's call ends with.
+    pub(super) fn status(&self) -> Status {
+        let (code, reason) = self.status.clone().unwrap_or_default();
+        Status::ended(u32::from(code), reason)
+    }
 }
 
 /// One body being read.
@@ -35,6 +53,26 @@ pub(super) struct BodyState {
     collected: Collector,
     /// The index of the body's next message.
     index: u64,
+}
+
+/// What a step through a body's bytes stopped on.
+pub(super) enum BodyStep {
+    /// The body goes on: continue with the rest of the bytes.
+    Go,
+    /// The body goes on and needs more bytes.
+    Wait,
+    /// The body is complete: [`BodyState::finish`] it.
+    Done,
+    /// The framing broke (`why`); what was read is reported and the direction hunts.
+    Broken(String),
+}
+
+/// What a finished body leaves its direction waiting for.
+pub(super) enum Finished {
+    /// The next head.
+    Head,
+    /// A request that asked to upgrade, complete after `sent` messages: the server's answer.
+    AwaitUpgrade { owner: Owner, sent: u64 },
 }
 
 impl BodyState {
@@ -61,150 +99,136 @@ impl BodyState {
             }
     }
 
-    fn is_done(&self) -> bool {
+    pub(super) fn is_done(&self) -> bool {
         match &self.framing {
             Framing::Length { left } => *left == 0,
             Framing::Chunked(d) => d.is_done(),
             Framing::UntilClose => false,
         }
     }
-}
 
-impl Connection {
-    /// Reads the body that follows a head (at once, when there is none).
-    pub(super) fn start_body(&mut self, at: At, body: BodyState, out: &mut Vec<CallEvent>) {
-        if body.is_done() {
-            self.finish_body(at, body, out);
-        } else {
-            self.dirs[at.side.index()].phase = Phase::Body(Box::new(body));
-        }
-    }
-
-    /// Consumes body bytes. Leaves the body as the phase while it goes on; a finished body
-    /// hands over to `finish_body`, a broken one to the hunt.
-    pub(super) fn step_body(
+    /// Consumes body bytes from `rest` (sent by `at.side`); adds what it consumed to `used`.
+    pub(super) fn step(
         &mut self,
         at: At,
         rest: &[u8],
         used: &mut usize,
-        mut body: Box<BodyState>,
+        sh: &mut Shared,
         out: &mut Vec<CallEvent>,
-    ) -> Step {
-        let max = self.limits.max_body;
-        let mut step = Step::Go;
-        match &mut body.framing {
+    ) -> BodyStep {
+        let max = sh.limits.max_body;
+        let mut step = BodyStep::Go;
+        match &mut self.framing {
             Framing::Length { left } => {
                 let n = (rest.len() as u64).min(*left) as usize;
-                body.collected.push(&rest[..n], max);
+                self.collected.push(&rest[..n], max);
                 *left -= n as u64;
                 *used += n;
                 if n == 0 {
-                    step = Step::Wait;
+                    step = BodyStep::Wait;
                 }
             }
             Framing::UntilClose => {
-                body.collected.push(rest, max);
+                self.collected.push(rest, max);
                 *used += rest.len();
                 // Nothing marks message boundaries: each captured write is one (for JSON, each
                 // that ends a line).
-                if !body.json || body.collected.ends_line() {
-                    self.flush(at, &mut body, out);
+                if !self.json || self.collected.ends_line() {
+                    self.flush(at, sh, out);
                 }
-                step = Step::Wait;
+                step = BodyStep::Wait;
             }
             Framing::Chunked(d) => {
-                let (n, piece) = match d.step(rest) {
+                let (n, part) = match d.step(rest) {
                     Ok(r) => r,
                     Err(e) => {
                         let why = e.to_string();
-                        self.abort_body(at, &mut body, &why, out);
-                        self.lose_sync(at, why, out);
-                        return Step::Go;
+                        self.abort(at, &why, sh, out);
+                        return BodyStep::Broken(why);
                     }
                 };
                 *used += n;
-                match piece {
-                    Some(Piece::Data(b)) => body.collected.push(b, max),
+                match part {
+                    Some(Dechunked::Data(b)) => self.collected.push(b, max),
                     // A chunk is what the sender flushed: for streams it is the unit to show.
-                    Some(Piece::ChunkEnd) if !body.json || body.collected.ends_line() => {
-                        self.flush(at, &mut body, out);
+                    Some(Dechunked::ChunkEnd) if !self.json || self.collected.ends_line() => {
+                        self.flush(at, sh, out);
                     }
                     _ => {}
                 }
-                if n == 0 && piece.is_none() {
-                    step = Step::Wait;
+                if n == 0 && part.is_none() {
+                    step = BodyStep::Wait;
                 }
             }
         }
-        if body.is_done() {
-            self.finish_body(at, *body, out);
-            return Step::Go;
+        if self.is_done() {
+            return BodyStep::Done;
         }
-        self.dirs[at.side.index()].phase = Phase::Body(body);
         step
     }
 
     /// Emits what was collected as one message.
-    fn flush(&mut self, at: At, body: &mut BodyState, out: &mut Vec<CallEvent>) {
-        if body.collected.is_empty() {
+    fn flush(&mut self, at: At, sh: &mut Shared, out: &mut Vec<CallEvent>) {
+        if self.collected.is_empty() {
             return;
         }
-        let msg = body
+        let msg = self
             .collected
-            .take(body.content_type.as_deref(), self.limits.max_body);
+            .take(self.content_type.as_deref(), sh.limits.max_body);
         if matches!(msg, Body::Unavailable { .. }) {
-            self.stats.oversize_bodies += 1;
+            sh.stats.oversize_bodies += 1;
         }
-        self.emit_message(at, &body.owner.call, body.role, body.index, msg, out);
-        body.index += 1;
+        sh.emit_message(at, &self.owner.call, self.role, self.index, msg, out);
+        self.index += 1;
     }
 
     /// The body is complete: its last message, then the call's end for a response, or the
-    /// wait for an upgrade for a request that asked for one.
-    pub(super) fn finish_body(&mut self, at: At, mut body: BodyState, out: &mut Vec<CallEvent>) {
-        self.flush(at, &mut body, out);
-        if body.role == Role::Request {
-            if body.index == 0 {
+    /// wait for an upgrade for a request that asked for one. A request's call is told how
+    /// many messages it sent (`sent`, for the raw messages after an upgrade).
+    pub(super) fn finish(
+        mut self,
+        at: At,
+        sh: &mut Shared,
+        out: &mut Vec<CallEvent>,
+    ) -> (Finished, Option<(CallTag, u64)>) {
+        self.flush(at, sh, out);
+        let mut sent = None;
+        if self.role == Role::Request {
+            if self.index == 0 {
                 // A request is a message even without a body (`GET`, `HEAD`, `DELETE`, most
                 // `POST`s of docker's API): its head is what it says, and its REQ row carries
                 // the headers. It is complete now, whatever follows (an upgrade, a hijack).
                 let empty = Body::Text {
-                    content_type: body.content_type.clone(),
+                    content_type: self.content_type.clone(),
                     text: String::new(),
                 };
-                self.emit_message(at, &body.owner.call, body.role, 0, empty, out);
-                body.index = 1;
+                sh.emit_message(at, &self.owner.call, self.role, 0, empty, out);
+                self.index = 1;
             }
-            self.requests_sent(&body.owner.call, body.index);
+            sent = Some((self.owner.call.clone(), self.index));
         }
-        let next = match body.role {
+        let next = match self.role {
             Role::Response => {
-                out.push(at.end(&body.owner.call, body.owner.status(), body.owner.start_ts));
-                Phase::Head
+                out.push(at.end(&self.owner.call, self.owner.status(), self.owner.start_ts));
+                Finished::Head
             }
-            Role::Request if body.owner.upgrade => Phase::AwaitUpgrade {
-                owner: body.owner,
-                sent: body.index,
+            Role::Request if self.owner.upgrade => Finished::AwaitUpgrade {
+                owner: self.owner,
+                sent: self.index,
             },
-            Role::Request => Phase::Head,
+            Role::Request => Finished::Head,
         };
-        self.dirs[at.side.index()].phase = next;
+        (next, sent)
     }
 
     /// A body cut short (malformed chunking, lost bytes): what was collected is reported as
     /// unavailable and a response's call ends abnormally.
-    pub(super) fn abort_body(
-        &mut self,
-        at: At,
-        body: &mut BodyState,
-        why: &str,
-        out: &mut Vec<CallEvent>,
-    ) {
+    pub(super) fn abort(&mut self, at: At, why: &str, sh: &mut Shared, out: &mut Vec<CallEvent>) {
         let why = format!("body cut short: {why}");
         // A request's one message is its body: cut short before any of it arrived, it is
         // still shown, as unavailable.
-        if !body.collected.is_empty() || (body.role == Role::Request && body.index == 0) {
-            let len = match body.collected.take(None, self.limits.max_body) {
+        if !self.collected.is_empty() || (self.role == Role::Request && self.index == 0) {
+            let len = match self.collected.take(None, sh.limits.max_body) {
                 Body::Unavailable { len, .. } => len,
                 Body::Text { text, .. } => text.len() as u64,
                 Body::Raw(b) | Body::Protobuf(b) => b.len() as u64,
@@ -213,25 +237,12 @@ impl Connection {
                 reason: why.clone(),
                 len,
             };
-            self.emit_message(at, &body.owner.call, body.role, body.index, msg, out);
-            body.index += 1;
+            sh.emit_message(at, &self.owner.call, self.role, self.index, msg, out);
+            self.index += 1;
         }
-        if body.role == Role::Response {
-            let status = body.owner.status().cut_short(why);
-            out.push(at.end(&body.owner.call, status, body.owner.start_ts));
+        if self.role == Role::Response {
+            let status = self.owner.status().cut_short(why);
+            out.push(at.end(&self.owner.call, status, self.owner.start_ts));
         }
-    }
-
-    pub(super) fn emit_message(
-        &mut self,
-        at: At,
-        call: &CallTag,
-        role: Role,
-        index: u64,
-        body: Body,
-        out: &mut Vec<CallEvent>,
-    ) {
-        self.stats.messages += 1;
-        out.push(at.message(call, role, index, body));
     }
 }

@@ -11,7 +11,7 @@ pub mod resync;
 pub mod sink;
 pub mod stats;
 
-pub use conn::{Connection, Desync, PREFACE, SyncState};
+pub use conn::{Connection, Desync, FrameSync, PREFACE};
 pub use limits::Limits;
 pub use sink::{Origin, StreamSink};
 pub use stats::Stats;

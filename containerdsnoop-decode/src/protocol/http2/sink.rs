@@ -5,6 +5,7 @@
 
 use super::hpack::HeaderList;
 use crate::protocol::call::{Role, Side};
+use crate::protocol::kit::{At, Roles};
 
 /// When and from where an event arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,6 +14,20 @@ pub struct Origin {
     pub side: Side,
     /// `Request` when `side` is the client.
     pub role: Role,
+}
+
+impl Origin {
+    /// What `side` sends at `ts_ns`, given who is the client: a response while nobody is known
+    /// to be.
+    pub fn of(roles: Roles, side: Side, ts_ns: u64) -> Origin {
+        let role = roles.of(side).unwrap_or(Role::Response);
+        Origin { ts_ns, side, role }
+    }
+
+    /// Where events built from this one come from, for the kit's event builders.
+    pub fn at(self) -> At {
+        At::new(self.side, self.ts_ns)
+    }
 }
 
 /// Receives one connection's stream events, in wire order.

@@ -55,6 +55,30 @@ impl Roles {
         }
     }
 
+    /// Like [`Roles::learn`], and whether what is known agrees with it afterwards (false: the
+    /// client was known to be the other side).
+    pub fn agree(&mut self, side: Side, role: Role) -> bool {
+        self.learn(side, role);
+        self.of(side) == Some(role)
+    }
+
+    /// The roles `side` may play: its own once the client is known, both before.
+    pub fn possible(self, side: Side) -> &'static [Role] {
+        match self.of(side) {
+            Some(Role::Request) => &[Role::Request],
+            Some(Role::Response) => &[Role::Response],
+            None => &[Role::Request, Role::Response],
+        }
+    }
+
+    /// `side`'s direction as an arrow (`client→server`, `server→client`), once known.
+    pub fn arrow(self, side: Side) -> Option<&'static str> {
+        match self.of(side)? {
+            Role::Request => Some("client→server"),
+            Role::Response => Some("server→client"),
+        }
+    }
+
     /// The side the end of a connection's open calls is reported from: the server, or B while
     /// nobody is known to be the client.
     pub fn end_side(self) -> Side {
@@ -64,9 +88,8 @@ impl Roles {
     /// `side`'s direction for notices: `"{protocol} client→server"`, `"{protocol}
     /// server→client"`, or just the protocol while the roles are unknown.
     pub fn direction(self, protocol: &str, side: Side) -> String {
-        match self.of(side) {
-            Some(Role::Request) => format!("{protocol} client→server"),
-            Some(Role::Response) => format!("{protocol} server→client"),
+        match self.arrow(side) {
+            Some(arrow) => format!("{protocol} {arrow}"),
             None => protocol.to_string(),
         }
     }
@@ -102,6 +125,16 @@ mod tests {
         assert_eq!(r.end_side(), Side::A);
         assert_eq!(r.direction("HTTP", Side::B), "HTTP client→server");
         assert_eq!((r.noun(Side::A), r.noun(Side::B)), ("response", "request"));
+        assert_eq!(r.arrow(Side::A), Some("server→client"));
+        assert_eq!(r.possible(Side::B), &[Role::Request]);
+        assert!(r.agree(Side::B, Role::Request));
+        assert!(
+            !r.agree(Side::A, Role::Request),
+            "a known client is not overruled"
+        );
+        assert_eq!(Roles::default().possible(Side::A).len(), 2);
+        assert_eq!(Roles::default().arrow(Side::A), None);
+        assert!(Roles::default().agree(Side::A, Role::Response));
         assert_eq!(Roles::with_server(Some(Side::A)).client(), Some(Side::B));
         assert_eq!(
             Roles::with_server(None).of_or_request(Side::A),

@@ -1,17 +1,18 @@
 //! ttrpc call tracking: frames in, call events out. Owns the table of open calls keyed by
 //! stream id (bounded, least recently active forgotten first), request and response envelopes,
-//! streaming data frames, message indexes, and how each call ends.
+//! streaming data frames, message indexes, and how each call ends. Owns [`Calls`]; the
+//! connection's [`Shared`] state (roles, limits, counters) is handed to each method.
 
 use std::sync::Arc;
 
-use super::conn::Connection;
 use super::envelope::{Request, Response};
 use super::frame::{
     FLAG_NO_DATA, FLAG_REMOTE_CLOSED, FLAG_REMOTE_OPEN, Header, TYPE_DATA, TYPE_REQUEST,
     TYPE_RESPONSE,
 };
+use super::shared::Shared;
 use crate::lru::LruMap;
-use crate::protocol::call::{Body, CallEvent, Method, Role, Status};
+use crate::protocol::call::{Body, CallEvent, ConnEnd, Method, Role, Status};
 use crate::protocol::kit::{At, CallTag, MessageCount};
 
 /// The metadata key containerd puts the namespace in on ttrpc (`namespaces.TTRPCHeader`).
@@ -23,7 +24,7 @@ pub const TIMEOUT_KEY: &str = "timeout_nano";
 
 /// A call under way.
 #[derive(Debug)]
-pub(super) struct Call {
+struct Call {
     start_ts: u64,
     tag: CallTag,
     counts: MessageCount,
@@ -31,7 +32,7 @@ pub(super) struct Call {
 
 impl Call {
     /// The call's end as an event.
-    pub(super) fn end(self, at: At, status: Status) -> CallEvent {
+    fn end(self, at: At, status: Status) -> CallEvent {
         at.end(&self.tag, status, Some(self.start_ts))
     }
 }
@@ -56,50 +57,72 @@ impl Calls {
         self.0.len()
     }
 
-    /// Every open call, in stream order (the connection is gone).
-    pub(super) fn drain(&mut self) -> Vec<(u32, Call)> {
+    /// The connection is gone (`end` says how): every open call ends, in stream order.
+    pub(super) fn close(
+        &mut self,
+        at: At,
+        end: ConnEnd,
+        sh: &mut Shared,
+        out: &mut Vec<CallEvent>,
+    ) {
         let mut all = self.0.drain_oldest_first();
         all.sort_by_key(|(stream, _)| *stream);
-        all
+        for (_, call) in all {
+            sh.stats.calls_ended += 1;
+            out.push(call.end(at, Status::abnormal(end.reason())));
+        }
     }
-}
 
-impl Connection {
+    /// A complete frame `at.side` sent.
     pub(super) fn on_frame(
         &mut self,
         at: At,
         head: &Header,
         data: &[u8],
+        sh: &mut Shared,
         out: &mut Vec<CallEvent>,
     ) {
-        self.stats.frames += 1;
+        sh.stats.frames += 1;
         match head.kind {
-            TYPE_REQUEST => self.on_request(at, head, data, out),
-            TYPE_RESPONSE => self.on_response(at, head, data, out),
-            TYPE_DATA => self.on_data(at, head, data, out),
+            TYPE_REQUEST => self.on_request(at, head, data, sh, out),
+            TYPE_RESPONSE => self.on_response(at, head, data, sh, out),
+            TYPE_DATA => self.on_data(at, head, data, sh, out),
             // `plausible` admits no other type.
             _ => {}
         }
     }
 
     /// A frame too long to keep: its message is shown as unavailable.
-    pub(super) fn oversize(&mut self, at: At, head: &Header, out: &mut Vec<CallEvent>) {
+    pub(super) fn oversize(
+        &mut self,
+        at: At,
+        head: &Header,
+        sh: &mut Shared,
+        out: &mut Vec<CallEvent>,
+    ) {
         let role = match head.kind {
             TYPE_REQUEST => Role::Request,
             TYPE_RESPONSE => Role::Response,
-            _ => self.roles.of_or_request(at.side),
+            _ => sh.roles.of_or_request(at.side),
         };
         let body = Body::Unavailable {
-            reason: format!("frame over the {}-byte limit", self.limits.max_frame),
+            reason: format!("frame over the {}-byte limit", sh.limits.max_frame),
             len: u64::from(head.len),
         };
-        self.message(at, head.stream, role, body, out);
+        self.message(at, head.stream, role, body, sh, out);
     }
 
-    fn on_request(&mut self, at: At, head: &Header, data: &[u8], out: &mut Vec<CallEvent>) {
-        self.roles.learn(at.side, Role::Request);
+    fn on_request(
+        &mut self,
+        at: At,
+        head: &Header,
+        data: &[u8],
+        sh: &mut Shared,
+        out: &mut Vec<CallEvent>,
+    ) {
+        sh.roles.learn(at.side, Role::Request);
         let Some(req) = Request::decode_checked(data) else {
-            self.stats.bad_envelopes += 1;
+            sh.stats.bad_envelopes += 1;
             let text = format!(
                 "ttrpc request on stream {} has no valid envelope ({} bytes)",
                 head.stream,
@@ -107,9 +130,9 @@ impl Connection {
             );
             return out.push(at.notice(0, text));
         };
-        if let Some(old) = self.calls.0.remove(&head.stream) {
+        if let Some(old) = self.0.remove(&head.stream) {
             // ttrpc forbids reusing a stream id; a reuse means the old call's end was lost.
-            self.stats.calls_ended += 1;
+            sh.stats.calls_ended += 1;
             let why = "stream id reused before the call ended";
             out.push(old.end(at, Status::abnormal(why)));
         }
@@ -124,7 +147,7 @@ impl Connection {
                 .find(|(mk, _)| mk.eq_ignore_ascii_case(k))
                 .and_then(|(_, v)| v.as_deref().map(Arc::from))
         });
-        self.stats.calls_started += 1;
+        sh.stats.calls_started += 1;
         let stream = u64::from(head.stream);
         out.push(at.start(stream, Some(method.clone()), metadata));
         let call = Call {
@@ -132,20 +155,27 @@ impl Connection {
             tag: CallTag::new(stream, Some(method)).with_namespace(namespace),
             counts: MessageCount::default(),
         };
-        if self.calls.0.insert(head.stream, call).is_some() {
+        if self.0.insert(head.stream, call).is_some() {
             // Forgotten without an end of its own: a response for it shows without a method.
-            self.stats.evicted_streams += 1;
+            sh.stats.evicted_streams += 1;
         }
         let body = Body::Protobuf(req.payload);
-        self.message(at, head.stream, Role::Request, body, out);
+        self.message(at, head.stream, Role::Request, body, sh, out);
     }
 
-    fn on_response(&mut self, at: At, head: &Header, data: &[u8], out: &mut Vec<CallEvent>) {
-        self.roles.learn(at.side, Role::Response);
+    fn on_response(
+        &mut self,
+        at: At,
+        head: &Header,
+        data: &[u8],
+        sh: &mut Shared,
+        out: &mut Vec<CallEvent>,
+    ) {
+        sh.roles.learn(at.side, Role::Response);
         let Some(resp) = Response::decode_checked(data) else {
-            self.stats.bad_envelopes += 1;
+            sh.stats.bad_envelopes += 1;
             let why = format!("response envelope does not decode ({} bytes)", data.len());
-            return self.end(at, head.stream, Status::abnormal(why), out);
+            return self.end(at, head.stream, Status::abnormal(why), sh, out);
         };
         let (code, message) = match &resp.status {
             Some(s) => (s.code, String::from_utf8_lossy(&s.message).into_owned()),
@@ -155,40 +185,61 @@ impl Connection {
         // an empty one (`google.protobuf.Empty`).
         if code == 0 || !resp.payload.is_empty() {
             let body = Body::Protobuf(resp.payload);
-            self.message(at, head.stream, Role::Response, body, out);
+            self.message(at, head.stream, Role::Response, body, sh, out);
         }
         // Negative codes do not exist in gRPC; show them as their two's complement rather
         // than drop them.
-        self.end(at, head.stream, Status::ended(code as u32, message), out);
+        self.end(
+            at,
+            head.stream,
+            Status::ended(code as u32, message),
+            sh,
+            out,
+        );
     }
 
-    fn on_data(&mut self, at: At, head: &Header, data: &[u8], out: &mut Vec<CallEvent>) {
-        let Some(role) = self.roles.of(at.side) else {
+    fn on_data(
+        &mut self,
+        at: At,
+        head: &Header,
+        data: &[u8],
+        sh: &mut Shared,
+        out: &mut Vec<CallEvent>,
+    ) {
+        let Some(role) = sh.roles.of(at.side) else {
             // Data before any request or response: a late join on a stream. Client-initiated
             // streams are the only ones, but either side sends data, so the role is unknown.
-            self.stats.orphan_frames += 1;
+            sh.stats.orphan_frames += 1;
             return;
         };
         if head.flags & FLAG_NO_DATA == 0 {
             let body = Body::Protobuf(data.to_vec());
-            self.message(at, head.stream, role, body, out);
+            self.message(at, head.stream, role, body, sh, out);
         }
         // The server closing its half ends the stream (ttrpc's server deletes it then); the
         // client closing its half only means it sends no more.
         if role == Role::Response && head.flags & FLAG_REMOTE_CLOSED != 0 {
-            self.end(at, head.stream, Status::ended(0, ""), out);
+            self.end(at, head.stream, Status::ended(0, ""), sh, out);
         }
     }
 
-    fn message(&mut self, at: At, stream: u32, role: Role, body: Body, out: &mut Vec<CallEvent>) {
-        self.stats.messages += 1;
-        let event = match self.calls.0.get_mut(&stream) {
+    fn message(
+        &mut self,
+        at: At,
+        stream: u32,
+        role: Role,
+        body: Body,
+        sh: &mut Shared,
+        out: &mut Vec<CallEvent>,
+    ) {
+        sh.stats.messages += 1;
+        let event = match self.0.get_mut(&stream) {
             Some(call) => {
                 let index = call.counts.next(role);
                 at.message(&call.tag, role, index, body)
             }
             None => {
-                self.stats.orphan_frames += 1;
+                sh.stats.orphan_frames += 1;
                 at.message(&CallTag::new(u64::from(stream), None), role, 0, body)
             }
         };
@@ -197,10 +248,17 @@ impl Connection {
 
     /// Ends the call on `stream`, or reports the end of an untracked one (late join): its
     /// status is worth a row even without a method.
-    fn end(&mut self, at: At, stream: u32, status: Status, out: &mut Vec<CallEvent>) {
-        match self.calls.0.remove(&stream) {
+    fn end(
+        &mut self,
+        at: At,
+        stream: u32,
+        status: Status,
+        sh: &mut Shared,
+        out: &mut Vec<CallEvent>,
+    ) {
+        match self.0.remove(&stream) {
             Some(call) => {
-                self.stats.calls_ended += 1;
+                sh.stats.calls_ended += 1;
                 out.push(call.end(at, status));
             }
             None => out.push(at.end(&CallTag::new(u64::from(stream), None), status, None)),

@@ -1,15 +1,17 @@
 //! ttrpc framing per direction: cutting a byte stream into frames, skipping frames too long
 //! to keep, and resynchronisation. After lost bytes or an impossible header a direction hunts
 //! for a frame boundary and carries on from there, since unlike HTTP/2 no state (HPACK) is
-//! lost with the skipped bytes. Complete frames go to [`super::calls`].
+//! lost with the skipped bytes. Owns [`Direction`]; complete frames go to the calls
+//! ([`super::calls::Calls`]) it is handed, with the connection's [`Shared`] state.
 
-use super::conn::Connection;
+use super::calls::Calls;
 use super::frame::{self, Anchor, HEADER_LEN, Header, MAX_ANCHOR_FRAME};
+use super::shared::Shared;
 use crate::protocol::call::CallEvent;
 use crate::protocol::kit::At;
 
 #[derive(Debug)]
-pub(super) enum Phase {
+enum Phase {
     /// At or inside a frame; `buf` holds the incomplete frame.
     Framing,
     /// Lost the frame boundary; `buf` holds bytes not yet ruled out as one.
@@ -21,8 +23,8 @@ pub(super) enum Phase {
 /// One direction's framing state.
 #[derive(Debug)]
 pub(super) struct Direction {
-    pub(super) phase: Phase,
-    pub(super) buf: Vec<u8>,
+    phase: Phase,
+    buf: Vec<u8>,
     /// Bytes skipped in the current hunt, for the resync notice.
     hunted: u64,
 }
@@ -35,62 +37,83 @@ impl Direction {
             hunted: 0,
         }
     }
-}
 
-impl Connection {
-    /// Stops framing `at.side` and starts hunting for a frame boundary. The caller decides
-    /// which buffered bytes the hunt starts from.
-    pub(super) fn lose_sync(&mut self, at: At, why: String, out: &mut Vec<CallEvent>) {
-        self.stats.desyncs += 1;
-        let text = format!(
-            "{} desynchronised: {why}; looking for the next frame",
-            self.roles.direction("ttrpc", at.side)
-        );
-        out.push(at.notice(0, text));
-        let d = &mut self.dirs[at.side.index()];
-        d.phase = Phase::Hunting;
-        d.hunted = 0;
+    /// Bytes held for an incomplete frame or a hunt.
+    pub(super) fn held(&self) -> usize {
+        self.buf.len()
     }
 
-    /// Appends `input` to the direction's buffer and consumes every complete frame in it.
-    /// Iterative on purpose: input alternating frames and garbage must not recurse.
-    pub(super) fn feed_bytes(&mut self, at: At, input: &[u8], out: &mut Vec<CallEvent>) {
-        let i = at.side.index();
+    /// Whether this direction lost its frame boundary and is looking for one.
+    pub(super) fn is_hunting(&self) -> bool {
+        matches!(self.phase, Phase::Hunting)
+    }
+
+    /// The capture lost bytes of this direction (`why`): what it held is dropped, and it hunts
+    /// for the next frame boundary in the bytes that follow.
+    pub(super) fn lost(&mut self, at: At, why: String, sh: &mut Shared, out: &mut Vec<CallEvent>) {
+        self.buf.clear();
+        self.phase = Phase::Framing;
+        self.lose_sync(at, why, sh, out);
+    }
+
+    /// Stops framing and starts hunting for a frame boundary. The caller decides which
+    /// buffered bytes the hunt starts from.
+    fn lose_sync(&mut self, at: At, why: String, sh: &mut Shared, out: &mut Vec<CallEvent>) {
+        sh.stats.desyncs += 1;
+        let text = format!(
+            "{} desynchronised: {why}; looking for the next frame",
+            sh.roles.direction("ttrpc", at.side)
+        );
+        out.push(at.notice(0, text));
+        self.phase = Phase::Hunting;
+        self.hunted = 0;
+    }
+
+    /// Appends `input` (sent by `at.side`) to the buffer and hands every complete frame in it
+    /// to `calls`. Iterative on purpose: input alternating frames and garbage must not recurse.
+    pub(super) fn feed(
+        &mut self,
+        at: At,
+        input: &[u8],
+        calls: &mut Calls,
+        sh: &mut Shared,
+        out: &mut Vec<CallEvent>,
+    ) {
         let mut input = input;
         // A long skip consumes straight from the input, never buffering it.
-        if let Phase::Skipping { left } = self.dirs[i].phase {
+        if let Phase::Skipping { left } = self.phase {
             let n = (input.len() as u64).min(left);
             input = &input[n as usize..];
-            self.skip_done(i, left, n);
+            self.skip_done(left, n, sh);
         }
         if input.is_empty() {
             return;
         }
-        let mut buf = std::mem::take(&mut self.dirs[i].buf);
+        let mut buf = std::mem::take(&mut self.buf);
         buf.extend_from_slice(input);
         let mut pos = 0;
         loop {
             let rest = &buf[pos..];
-            match self.dirs[i].phase {
+            match self.phase {
                 Phase::Skipping { left } => {
                     let n = (rest.len() as u64).min(left);
                     pos += n as usize;
-                    self.skip_done(i, left, n);
+                    self.skip_done(left, n, sh);
                     if n < left {
                         break;
                     }
                 }
                 Phase::Hunting => match frame::anchor(rest) {
-                    Anchor::Confirmed => self.resynchronised(at, out),
+                    Anchor::Confirmed => self.resynchronised(at, sh, out),
                     Anchor::NeedMore
-                        if rest.len() < HEADER_LEN || rest.len() <= self.limits.resync_window =>
+                        if rest.len() < HEADER_LEN || rest.len() <= sh.limits.resync_window =>
                     {
                         break;
                     }
                     Anchor::NeedMore | Anchor::Rejected => {
                         pos += 1;
-                        self.dirs[i].hunted += 1;
-                        self.stats.bytes_skipped += 1;
+                        self.hunted += 1;
+                        sh.stats.bytes_skipped += 1;
                     }
                 },
                 Phase::Framing => {
@@ -101,23 +124,23 @@ impl Connection {
                         // The header may be the middle of a frame (late join, or a resync
                         // that guessed wrong): the bytes after its first may still hold the
                         // real boundary.
-                        self.lose_sync(at, e.to_string(), out);
+                        self.lose_sync(at, e.to_string(), sh, out);
                         continue;
                     }
-                    if head.frame_len() > self.limits.max_frame {
+                    if head.frame_len() > sh.limits.max_frame {
                         pos += HEADER_LEN;
-                        self.dirs[i].phase = Phase::Skipping {
+                        self.phase = Phase::Skipping {
                             left: u64::from(head.len),
                         };
-                        self.stats.oversize_frames += 1;
-                        self.oversize(at, &head, out);
+                        sh.stats.oversize_frames += 1;
+                        calls.oversize(at, &head, sh, out);
                         continue;
                     }
                     let Some(data) = rest.get(HEADER_LEN..head.frame_len()) else {
                         break;
                     };
                     pos += head.frame_len();
-                    self.on_frame(at, &head, data, out);
+                    calls.on_frame(at, &head, data, sh, out);
                 }
             }
         }
@@ -126,25 +149,24 @@ impl Connection {
             // Do not keep a big frame's allocation around for the connection's lifetime.
             buf = Vec::new();
         }
-        self.dirs[i].buf = buf;
+        self.buf = buf;
     }
 
-    fn resynchronised(&mut self, at: At, out: &mut Vec<CallEvent>) {
-        let d = &mut self.dirs[at.side.index()];
-        let skipped = d.hunted;
-        d.hunted = 0;
-        d.phase = Phase::Framing;
-        self.stats.resyncs += 1;
+    fn resynchronised(&mut self, at: At, sh: &mut Shared, out: &mut Vec<CallEvent>) {
+        let skipped = self.hunted;
+        self.hunted = 0;
+        self.phase = Phase::Framing;
+        sh.stats.resyncs += 1;
         let text = format!(
             "{} resynchronised after skipping {skipped} bytes",
-            self.roles.direction("ttrpc", at.side)
+            sh.roles.direction("ttrpc", at.side)
         );
         out.push(at.notice(0, text));
     }
 
-    fn skip_done(&mut self, i: usize, left: u64, n: u64) {
-        self.stats.bytes_skipped += n;
-        self.dirs[i].phase = if n >= left {
+    fn skip_done(&mut self, left: u64, n: u64, sh: &mut Shared) {
+        sh.stats.bytes_skipped += n;
+        self.phase = if n >= left {
             Phase::Framing
         } else {
             Phase::Skipping { left: left - n }

@@ -9,9 +9,11 @@ pub mod conn;
 pub mod envelope;
 pub mod frame;
 mod framing;
+mod shared;
 
 pub use calls::{NAMESPACE_KEY, TIMEOUT_KEY};
-pub use conn::{Connection, Limits, Stats};
+pub use conn::Connection;
+pub use shared::{Limits, Stats};
 
 #[cfg(test)]
 mod tests;

@@ -12,7 +12,7 @@ use super::builders::*;
 use super::split::Rng;
 use crate::protocol::call::{CallEvent, CallEventKind, Side};
 use crate::protocol::grpc::{Connection, Limits};
-use crate::protocol::http2::SyncState;
+use crate::protocol::http2::FrameSync;
 use crate::schema::Schema;
 
 const VERSION: &str = "/containerd.services.version.v1.Version/Version";
@@ -834,7 +834,7 @@ fn late_join_at_many_offsets_names_calls() {
             }
             assert!(s.calls > 0, "first {first} cut {cut}");
             for side in [CLIENT, SERVER] {
-                assert_ne!(conn.sync_state(side), SyncState::Synced);
+                assert_ne!(conn.sync_state(side), FrameSync::Synced);
                 assert!(!conn.is_desynchronised(side), "first {first} cut {cut}");
             }
         }

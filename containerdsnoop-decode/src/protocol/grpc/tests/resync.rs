@@ -5,7 +5,7 @@ use super::builders::*;
 use super::late_join::{GoEncoder, grpc_go_request};
 use crate::protocol::call::{CallEvent, CallEventKind, Method};
 use crate::protocol::grpc::Connection;
-use crate::protocol::http2::SyncState;
+use crate::protocol::http2::FrameSync;
 
 const GET: &str = "/containerd.services.containers.v1.Containers/Get";
 const VERSION: &str = "/containerd.services.version.v1.Version/Version";
@@ -41,11 +41,11 @@ fn late_join_after_garbage_decodes_the_frames_that_follow() {
     assert_eq!(conn.client(), Some(CLIENT));
     assert_eq!(
         conn.sync_state(CLIENT),
-        SyncState::LateJoin {
+        FrameSync::LateJoin {
             hpack_complete: false
         }
     );
-    assert_eq!(conn.sync_state(SERVER), SyncState::Desynchronised);
+    assert_eq!(conn.sync_state(SERVER), FrameSync::Desynchronised);
 }
 
 #[test]
@@ -179,7 +179,7 @@ fn gap_mid_frame_then_calls_through_the_lost_table_are_inferred() {
     assert!(!conn.is_desynchronised(CLIENT));
     assert_eq!(
         conn.sync_state(CLIENT),
-        SyncState::Resynchronised {
+        FrameSync::Resynchronised {
             hpack_complete: false
         }
     );

@@ -592,13 +592,13 @@ fn server_gap_cuts_the_message_and_the_call_ends_after_resync() {
     assert_eq!(conn.open_calls(), 0);
     assert_eq!(
         conn.sync_state(SERVER),
-        crate::protocol::http2::SyncState::Resynchronised {
+        crate::protocol::http2::FrameSync::Resynchronised {
             hpack_complete: false
         }
     );
     assert_eq!(
         conn.sync_state(CLIENT),
-        crate::protocol::http2::SyncState::Synced
+        crate::protocol::http2::FrameSync::Synced
     );
 }
 

@@ -1,5 +1,5 @@
 //! Why a direction stopped being decoded ([`Desync`]) and how well each direction is being
-//! decoded now ([`SyncState`]): the vocabulary of the connection's notices and of its JSON.
+//! decoded now ([`FrameSync`]): the vocabulary of the connection's notices and of its JSON.
 
 use std::fmt;
 
@@ -73,7 +73,7 @@ impl From<FrameError> for Desync {
 
 /// How well one direction of a connection is being decoded (for display and JSON).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SyncState {
+pub enum FrameSync {
     /// Decoded from the connection's first byte, nothing lost.
     Synced,
     /// Attached mid-connection and frames found. Until `hpack_complete`, header fields whose
@@ -86,15 +86,15 @@ pub enum SyncState {
     Resynchronised { hpack_complete: bool },
 }
 
-impl SyncState {
+impl FrameSync {
     /// Whether every header field can be decoded (false while the HPACK table is partly
     /// unknown, or while searching).
     pub fn hpack_complete(&self) -> bool {
         match self {
-            SyncState::Synced => true,
-            SyncState::LateJoin { hpack_complete }
-            | SyncState::Resynchronised { hpack_complete } => *hpack_complete,
-            SyncState::Desynchronised => false,
+            FrameSync::Synced => true,
+            FrameSync::LateJoin { hpack_complete }
+            | FrameSync::Resynchronised { hpack_complete } => *hpack_complete,
+            FrameSync::Desynchronised => false,
         }
     }
 }

@@ -1,11 +1,13 @@
 //! The decoding state of one direction of a connection: where it is (preface, frames, search),
 //! how its current decoding began, the header block it is assembling, its HPACK decoder, and the
-//! SETTINGS it announced (which bind what the other direction sends).
+//! SETTINGS it announced, which bind what the other direction sends (the frame size and HPACK
+//! table bounds read from a connection's two directions, `dirs`, indexed by `Side::index`).
 
 use std::collections::VecDeque;
 
+use crate::protocol::call::Side;
 use crate::protocol::http2::codec::FrameReader;
-use crate::protocol::http2::frame::{Settings, settings};
+use crate::protocol::http2::frame::{MAX_FRAME_LEN, Settings, settings};
 use crate::protocol::http2::hpack::Decoder;
 use crate::protocol::http2::limits::Limits;
 use crate::protocol::http2::resync::Searcher;
@@ -119,4 +121,45 @@ impl Direction {
             self.settings_known = false;
         }
     }
+}
+
+/// The frame length a candidate header from `sender` may claim while searching: what the
+/// receiver announced if its SETTINGS are known, else the default 16384 (gRPC's frame size).
+pub(super) fn search_frame_limit(dirs: &[Direction; 2], sender: Side) -> u32 {
+    let recv = &dirs[sender.other().index()];
+    if recv.settings_known && recv.phase != Phase::Search {
+        frame_limit(dirs, sender)
+    } else {
+        settings::DEFAULT_MAX_FRAME_SIZE
+    }
+}
+
+/// The frame size `sender`'s frames must respect: what the receiver announced, the larger of
+/// acknowledged and pending values, or the protocol maximum when the receiver is unseen.
+pub(super) fn frame_limit(dirs: &[Direction; 2], sender: Side) -> u32 {
+    let recv = &dirs[sender.other().index()];
+    if recv.phase == Phase::Search && recv.start == Start::AfterLoss {
+        // Its SETTINGS may have changed in the bytes lost.
+        return MAX_FRAME_LEN;
+    }
+    if !recv.settings_known {
+        // Announced before we joined: the RFC default, which gRPC keeps.
+        return settings::DEFAULT_MAX_FRAME_SIZE;
+    }
+    recv.unacked
+        .iter()
+        .filter_map(|s| s.max_frame_size)
+        .fold(recv.acked.max_frame_size, u32::max)
+}
+
+/// Re-derives the bound on `sender`'s HPACK table size updates from the receiver's SETTINGS.
+pub(super) fn refresh_hpack_bound(dirs: &mut [Direction; 2], sender: Side) {
+    let recv = &dirs[sender.other().index()];
+    let bound = (recv.phase != Phase::Search && recv.settings_known).then(|| {
+        recv.unacked
+            .iter()
+            .filter_map(|s| s.header_table_size)
+            .fold(recv.acked.header_table_size, u32::max) as usize
+    });
+    dirs[sender.index()].hpack.set_protocol_max(bound);
 }

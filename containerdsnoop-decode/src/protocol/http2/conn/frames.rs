@@ -1,35 +1,82 @@
-//! Frame by frame: what each decoded frame does to the connection (SETTINGS bookkeeping, header
-//! blocks assembled across CONTINUATION frames and decoded with the sender's HPACK table, a late
-//! join recognised from a first frame that is not SETTINGS) and which stream events it hands to
-//! the sink.
+//! Frame by frame: what each decoded frame of one direction does to the connection (SETTINGS
+//! bookkeeping, header blocks assembled across CONTINUATION frames and decoded with the sender's
+//! HPACK table, a late join recognised from a first frame that is not SETTINGS) and which stream
+//! events it hands to the sink. Owns [`Receiver`], which the frame reader drives and which is
+//! handed the connection's state it works on.
 
-use super::direction::{BlockStart, PendingBlock, Phase, Start};
-use super::{Connection, Desync};
+use super::desync::Desync;
+use super::direction::{
+    BlockStart, Direction, PendingBlock, Phase, Start, frame_limit, refresh_hpack_bound,
+};
 use crate::protocol::call::{Role, Side};
 use crate::protocol::http2::codec::FrameSink;
 use crate::protocol::http2::frame::{self, Frame, Head, error_code_name};
 use crate::protocol::http2::hpack::HeaderList;
-use crate::protocol::http2::sink::StreamSink;
+use crate::protocol::http2::limits::Limits;
+use crate::protocol::http2::sink::{Origin, StreamSink};
+use crate::protocol::http2::stats::Stats;
+use crate::protocol::kit::Roles;
 
-impl Connection {
-    pub(super) fn on_frame(
-        &mut self,
-        side: Side,
-        ts_ns: u64,
-        head: &Head,
-        payload: &[u8],
-        sink: &mut dyn StreamSink,
-    ) -> Result<(), Desync> {
+/// Receives the frames `side` sent, stamped `ts_ns`: the connection's state they change, lent
+/// for one chunk of bytes.
+pub(super) struct Receiver<'a> {
+    /// Both directions, indexed by `Side::index`: a frame of one binds the other (SETTINGS).
+    pub(super) dirs: &'a mut [Direction; 2],
+    pub(super) roles: &'a mut Roles,
+    pub(super) stats: &'a mut Stats,
+    pub(super) limits: &'a Limits,
+    pub(super) side: Side,
+    pub(super) ts_ns: u64,
+    pub(super) sink: &'a mut dyn StreamSink,
+}
+
+impl FrameSink for Receiver<'_> {
+    type Error = Desync;
+
+    fn max_frame_size(&self) -> u32 {
+        frame_limit(self.dirs, self.side)
+    }
+
+    fn frame(&mut self, head: &Head, payload: &[u8]) -> Result<(), Desync> {
+        self.on_frame(head, payload)
+    }
+}
+
+/// Tells the sink that `side` restarts without continuity (not a loss): for its role if known,
+/// else for both roles it may play.
+pub(super) fn resume_roles(roles: Roles, side: Side, ts_ns: u64, sink: &mut dyn StreamSink) {
+    for &role in roles.possible(side) {
+        sink.resume(Origin { ts_ns, side, role }, false);
+    }
+}
+
+/// `side`'s direction in notices: by role once the client is known, else by side.
+pub(super) fn direction_name(roles: Roles, side: Side) -> &'static str {
+    match roles.arrow(side) {
+        Some(arrow) => arrow,
+        None if side == Side::A => "A→B",
+        None => "B→A",
+    }
+}
+
+impl Receiver<'_> {
+    fn origin(&self) -> Origin {
+        Origin::of(*self.roles, self.side, self.ts_ns)
+    }
+
+    fn on_frame(&mut self, head: &Head, payload: &[u8]) -> Result<(), Desync> {
+        let (side, ts_ns) = (self.side, self.ts_ns);
         self.stats.frames += 1;
         let frame = frame::parse(head, payload)?;
         let i = side.index();
         if let Phase::Frames { first: true } = self.dirs[i].phase {
             self.dirs[i].phase = Phase::Frames { first: false };
             if matches!(frame, Frame::Settings { ack: false, .. }) {
-                if self.client != Some(side) {
-                    self.assign(side, false)?;
+                // The server's first frame; a side known to be the client sent the preface.
+                if self.roles.client() != Some(side) {
+                    self.roles.learn(side, Role::Response);
                 }
-            } else if self.client == Some(side) {
+            } else if self.roles.client() == Some(side) {
                 // After the preface, SETTINGS must come first.
                 return Err(Desync::NoInitialSettings(head.kind));
             } else {
@@ -40,8 +87,8 @@ impl Connection {
                 dir.start = Start::LateJoin;
                 dir.settings_known = false;
                 dir.resumed = true;
-                self.refresh_hpack_bound(side);
-                self.resume_roles(side, ts_ns, sink);
+                refresh_hpack_bound(self.dirs, side);
+                resume_roles(*self.roles, side, ts_ns, self.sink);
             }
         }
         if self.dirs[i].resumed {
@@ -52,7 +99,9 @@ impl Connection {
             }
             self.dirs[i].resumed = false;
         }
-        if self.client.is_none() && matches!(frame, Frame::Data { .. } | Frame::RstStream { .. }) {
+        if self.roles.client().is_none()
+            && matches!(frame, Frame::Data { .. } | Frame::RstStream { .. })
+        {
             // Which side is the client is not known yet (late join): the first header block
             // will tell; until then stream frames cannot be attributed.
             self.stats.orphan_frames += 1;
@@ -72,7 +121,7 @@ impl Connection {
                     }
                     block.buf.extend_from_slice(fragment);
                     if end_headers && let Some(b) = self.dirs[i].block.take() {
-                        self.header_block(side, ts_ns, b.start, &b.buf, sink)?;
+                        self.header_block(b.start, &b.buf)?;
                     }
                     Ok(())
                 }
@@ -89,8 +138,8 @@ impl Connection {
                 end_stream,
                 data,
             } => {
-                let at = self.origin(side, ts_ns);
-                sink.data(at, stream, data, end_stream);
+                let at = self.origin();
+                self.sink.data(at, stream, data, end_stream);
             }
             Frame::Headers {
                 stream,
@@ -104,7 +153,7 @@ impl Connection {
                     end_stream,
                     push: false,
                 };
-                self.start_block(side, ts_ns, start, end_headers, fragment, sink)?;
+                self.start_block(start, end_headers, fragment)?;
             }
             Frame::PushPromise {
                 stream,
@@ -117,14 +166,14 @@ impl Connection {
                     end_stream: false,
                     push: true,
                 };
-                self.start_block(side, ts_ns, start, end_headers, fragment, sink)?;
+                self.start_block(start, end_headers, fragment)?;
             }
             Frame::Continuation { stream, .. } => {
                 return Err(Desync::ContinuationWithoutHeaders(stream));
             }
             Frame::RstStream { stream, code } => {
-                let at = self.origin(side, ts_ns);
-                sink.reset(at, stream, code);
+                let at = self.origin();
+                self.sink.reset(at, stream, code);
             }
             Frame::Settings {
                 ack: false,
@@ -140,7 +189,7 @@ impl Connection {
                     dir.acked.apply(&oldest);
                 }
                 dir.unacked.push_back(settings);
-                self.refresh_hpack_bound(side.other());
+                refresh_hpack_bound(self.dirs, side.other());
             }
             Frame::Settings { ack: true, .. } => {
                 // This side acknowledges the other side's oldest SETTINGS: from here on this
@@ -149,14 +198,14 @@ impl Connection {
                 if let Some(s) = other.unacked.pop_front() {
                     other.acked.apply(&s);
                 }
-                self.refresh_hpack_bound(side);
+                refresh_hpack_bound(self.dirs, side);
             }
             Frame::GoAway {
                 last_stream,
                 code,
                 debug,
             } => {
-                let at = self.origin(side, ts_ns);
+                let at = self.origin();
                 let mut text = format!(
                     "GOAWAY from {}: {}, last stream {last_stream}",
                     if at.role == Role::Request {
@@ -170,8 +219,8 @@ impl Connection {
                     let shown = &debug[..debug.len().min(256)];
                     text.push_str(&format!(", debug {:?}", String::from_utf8_lossy(shown)));
                 }
-                sink.notice(ts_ns, side, text);
-                sink.goaway(at, last_stream, code);
+                self.sink.notice(ts_ns, side, text);
+                self.sink.goaway(at, last_stream, code);
             }
             Frame::Unknown { .. } => self.stats.unknown_frames += 1,
             Frame::Ping { .. } | Frame::Priority { .. } | Frame::WindowUpdate { .. } => {}
@@ -181,12 +230,9 @@ impl Connection {
 
     fn start_block(
         &mut self,
-        side: Side,
-        ts_ns: u64,
         start: BlockStart,
         end_headers: bool,
         fragment: &[u8],
-        sink: &mut dyn StreamSink,
     ) -> Result<(), Desync> {
         if fragment.len() > self.limits.max_header_block {
             return Err(Desync::HeaderBlockTooLarge {
@@ -194,23 +240,17 @@ impl Connection {
             });
         }
         if end_headers {
-            return self.header_block(side, ts_ns, start, fragment, sink);
+            return self.header_block(start, fragment);
         }
-        self.dirs[side.index()].block = Some(PendingBlock {
+        self.dirs[self.side.index()].block = Some(PendingBlock {
             start,
             buf: fragment.to_vec(),
         });
         Ok(())
     }
 
-    fn header_block(
-        &mut self,
-        side: Side,
-        ts_ns: u64,
-        start: BlockStart,
-        block: &[u8],
-        sink: &mut dyn StreamSink,
-    ) -> Result<(), Desync> {
+    fn header_block(&mut self, start: BlockStart, block: &[u8]) -> Result<(), Desync> {
+        let side = self.side;
         self.stats.header_blocks += 1;
         let list = match self.dirs[side.index()].hpack.decode(block) {
             Ok(list) => list,
@@ -222,20 +262,17 @@ impl Connection {
         if list.truncated {
             self.stats.truncated_header_lists += 1;
         }
-        if self.client.is_none() {
+        if self.roles.client().is_none() {
             // Late join: the first header block whose role shows says who the client is.
-            match classify(&list) {
-                Some(Role::Request) => self.client = Some(side),
-                Some(Role::Response) => self.client = Some(side.other()),
-                None => {
-                    self.stats.orphan_frames += 1;
-                    return Ok(());
-                }
-            }
+            let Some(role) = classify(&list) else {
+                self.stats.orphan_frames += 1;
+                return Ok(());
+            };
+            self.roles.learn(side, role);
         }
         if !start.push {
-            let at = self.origin(side, ts_ns);
-            sink.headers(at, start.stream, &list, start.end_stream);
+            let at = self.origin();
+            self.sink.headers(at, start.stream, &list, start.end_stream);
         }
         Ok(())
     }
@@ -249,25 +286,4 @@ fn classify(list: &HeaderList) -> Option<Role> {
         ":status" | "grpc-status" => Some(Role::Response),
         _ => None,
     })
-}
-
-/// Hands one direction's frames to the connection.
-pub(super) struct Sink<'a> {
-    pub(super) conn: &'a mut Connection,
-    pub(super) side: Side,
-    pub(super) ts_ns: u64,
-    pub(super) sink: &'a mut dyn StreamSink,
-}
-
-impl FrameSink for Sink<'_> {
-    type Error = Desync;
-
-    fn max_frame_size(&self) -> u32 {
-        self.conn.frame_limit(self.side)
-    }
-
-    fn frame(&mut self, head: &Head, payload: &[u8]) -> Result<(), Desync> {
-        self.conn
-            .on_frame(self.side, self.ts_ns, head, payload, self.sink)
-    }
 }

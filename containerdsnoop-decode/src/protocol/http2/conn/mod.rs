@@ -15,15 +15,15 @@ mod frames;
 mod tests;
 
 use super::Stats;
-use super::frame::{MAX_FRAME_LEN, settings};
 use super::limits::Limits;
 use super::resync::Found;
 use super::sink::{Origin, StreamSink};
 use crate::protocol::call::{Role, Side};
+use crate::protocol::kit::Roles;
 
-pub use desync::{Desync, SyncState};
-use direction::{Direction, Phase, Start};
-use frames::Sink;
+pub use desync::{Desync, FrameSync};
+use direction::{Direction, Phase, Start, refresh_hpack_bound, search_frame_limit};
+use frames::{Receiver, direction_name, resume_roles};
 
 /// The client connection preface (RFC 9113 §3.4).
 pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -33,7 +33,7 @@ pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub struct Connection {
     /// Indexed by `Side::index`.
     dirs: [Direction; 2],
-    client: Option<Side>,
+    roles: Roles,
     stats: Stats,
     limits: Limits,
 }
@@ -48,7 +48,7 @@ impl Connection {
     pub fn new(limits: Limits) -> Connection {
         Connection {
             dirs: [Direction::new(&limits), Direction::new(&limits)],
-            client: None,
+            roles: Roles::default(),
             stats: Stats::default(),
             limits,
         }
@@ -63,31 +63,16 @@ impl Connection {
     pub fn joined(&mut self, side: Side, stream_pos: u64, sink: &mut dyn StreamSink) {
         let _ = stream_pos;
         self.dirs[side.index()].search(Start::LateJoin);
-        self.refresh_hpack_bound(side.other());
-        self.refresh_hpack_bound(side);
-        self.resume_roles(side, 0, sink);
-    }
-
-    /// Tells the sink that `side` restarts without continuity (not a loss): for its role if
-    /// known, else for both roles it may play.
-    fn resume_roles(&mut self, side: Side, ts_ns: u64, sink: &mut dyn StreamSink) {
-        let roles: &[Role] = match self.client {
-            Some(c) if c == side => &[Role::Request],
-            Some(_) => &[Role::Response],
-            None => &[Role::Request, Role::Response],
-        };
-        for &role in roles {
-            sink.resume(Origin { ts_ns, side, role }, false);
-        }
+        refresh_hpack_bound(&mut self.dirs, side.other());
+        refresh_hpack_bound(&mut self.dirs, side);
+        resume_roles(self.roles, side, 0, sink);
     }
 
     /// Tells which side is the client when the capture knows it (e.g. the side that connected
     /// to the runtime's listening socket). Useful after a late join, where no preface is seen;
     /// otherwise the role is learnt from the first header block (`:method` / `:status`).
     pub fn set_client(&mut self, client: Side) {
-        if self.client.is_none() {
-            self.client = Some(client);
-        }
+        self.roles.learn(client, Role::Request);
     }
 
     pub fn stats(&self) -> &Stats {
@@ -96,7 +81,12 @@ impl Connection {
 
     /// The side that sent the connection preface (or was found to be the client), once known.
     pub fn client(&self) -> Option<Side> {
-        self.client
+        self.roles.client()
+    }
+
+    /// Who the client is, once known.
+    pub fn roles(&self) -> Roles {
+        self.roles
     }
 
     /// True while `side` is searching for frame boundaries (its bytes are being skipped).
@@ -105,14 +95,14 @@ impl Connection {
     }
 
     /// How well `side`'s bytes are being decoded.
-    pub fn sync_state(&self, side: Side) -> SyncState {
+    pub fn sync_state(&self, side: Side) -> FrameSync {
         let dir = &self.dirs[side.index()];
         let hpack_complete = !dir.hpack.is_late();
         match (dir.phase, dir.start) {
-            (Phase::Search, _) => SyncState::Desynchronised,
-            (_, Start::Beginning) => SyncState::Synced,
-            (_, Start::LateJoin) => SyncState::LateJoin { hpack_complete },
-            (_, Start::AfterLoss) => SyncState::Resynchronised { hpack_complete },
+            (Phase::Search, _) => FrameSync::Desynchronised,
+            (_, Start::Beginning) => FrameSync::Synced,
+            (_, Start::LateJoin) => FrameSync::LateJoin { hpack_complete },
+            (_, Start::AfterLoss) => FrameSync::Resynchronised { hpack_complete },
         }
     }
 
@@ -178,12 +168,15 @@ impl Connection {
         sink: &mut dyn StreamSink,
     ) -> Option<Vec<u8>> {
         let i = side.index();
-        // The reader is moved out so the sink can borrow the whole connection.
+        // The reader is moved out so the receiver can borrow both directions.
         let mut reader = std::mem::take(&mut self.dirs[i].reader);
         let result = reader.feed_resumable(
             bytes,
-            &mut Sink {
-                conn: self,
+            &mut Receiver {
+                dirs: &mut self.dirs,
+                roles: &mut self.roles,
+                stats: &mut self.stats,
+                limits: &self.limits,
                 side,
                 ts_ns,
                 sink,
@@ -205,7 +198,7 @@ impl Connection {
     ) -> Option<Vec<u8>> {
         let i = side.index();
         self.stats.bytes_skipped += bytes.len() as u64;
-        let max_frame = self.search_frame_limit(side);
+        let max_frame = search_frame_limit(&self.dirs, side);
         let Found::At { rest, .. } = self.dirs[i].searcher.feed(bytes, max_frame) else {
             return None;
         };
@@ -216,7 +209,7 @@ impl Connection {
         dir.phase = Phase::Frames { first: false };
         dir.resumed = true;
         if dir.start == Start::AfterLoss {
-            let what = self.direction_name(side);
+            let what = direction_name(self.roles, side);
             sink.notice(
                 ts_ns,
                 side,
@@ -266,44 +259,13 @@ impl Connection {
             };
             return Ok(None);
         }
-        self.assign(side, true)?;
+        if !self.roles.agree(side, Role::Request) {
+            return Err(Desync::RoleConflict(
+                "both sides sent the connection preface",
+            ));
+        }
         self.dirs[i].phase = Phase::Frames { first: true };
         Ok(Some(&bytes[n..]))
-    }
-
-    fn assign(&mut self, side: Side, is_client: bool) -> Result<(), Desync> {
-        let client = if is_client { side } else { side.other() };
-        match self.client {
-            None => {
-                self.client = Some(client);
-                Ok(())
-            }
-            Some(c) if c == client => Ok(()),
-            Some(_) if is_client => Err(Desync::RoleConflict(
-                "both sides sent the connection preface",
-            )),
-            Some(_) => Err(Desync::RoleConflict(
-                "neither side sent the connection preface",
-            )),
-        }
-    }
-
-    fn origin(&self, side: Side, ts_ns: u64) -> Origin {
-        let role = if self.client == Some(side) {
-            Role::Request
-        } else {
-            Role::Response
-        };
-        Origin { ts_ns, side, role }
-    }
-
-    fn direction_name(&self, side: Side) -> &'static str {
-        match self.client {
-            Some(c) if c == side => "client→server",
-            Some(_) => "server→client",
-            None if side == Side::A => "A→B",
-            None => "B→A",
-        }
     }
 
     /// `side` broke (lost bytes, or bytes that are not HTTP/2 where they should be): it
@@ -336,14 +298,14 @@ impl Connection {
                     Start::AfterLoss
                 };
             self.dirs[i].search(start);
-            let cut = match self.client {
-                Some(_) => sink.resume(self.origin(side, ts_ns), true),
+            let cut = match self.roles.client() {
+                Some(_) => sink.resume(Origin::of(self.roles, side, ts_ns), true),
                 None => 0,
             };
             // Its SETTINGS can no longer be followed, so the other side's limits are unknown.
-            self.refresh_hpack_bound(side.other());
-            self.refresh_hpack_bound(side);
-            let what = self.direction_name(side);
+            refresh_hpack_bound(&mut self.dirs, side.other());
+            refresh_hpack_bound(&mut self.dirs, side);
+            let what = direction_name(self.roles, side);
             let mut text =
                 format!("{what} desynchronised: {reason}; searching for the next frame boundary");
             if cut > 0 {
@@ -351,46 +313,5 @@ impl Connection {
             }
             sink.notice(ts_ns, side, text);
         }
-    }
-
-    /// The frame length a candidate header may claim while searching: what the receiver
-    /// announced if its SETTINGS are known, else the default 16384 (gRPC's frame size).
-    fn search_frame_limit(&self, sender: Side) -> u32 {
-        let recv = &self.dirs[sender.other().index()];
-        if recv.settings_known && recv.phase != Phase::Search {
-            self.frame_limit(sender)
-        } else {
-            settings::DEFAULT_MAX_FRAME_SIZE
-        }
-    }
-
-    /// The frame size `sender`'s frames must respect: what the receiver announced, the larger of
-    /// acknowledged and pending values, or the protocol maximum when the receiver is unseen.
-    fn frame_limit(&self, sender: Side) -> u32 {
-        let recv = &self.dirs[sender.other().index()];
-        if recv.phase == Phase::Search && recv.start == Start::AfterLoss {
-            // Its SETTINGS may have changed in the bytes lost.
-            return MAX_FRAME_LEN;
-        }
-        if !recv.settings_known {
-            // Announced before we joined: the RFC default, which gRPC keeps.
-            return settings::DEFAULT_MAX_FRAME_SIZE;
-        }
-        recv.unacked
-            .iter()
-            .filter_map(|s| s.max_frame_size)
-            .fold(recv.acked.max_frame_size, u32::max)
-    }
-
-    /// Re-derives the bound on `sender`'s HPACK table size updates from the receiver's SETTINGS.
-    fn refresh_hpack_bound(&mut self, sender: Side) {
-        let recv = &self.dirs[sender.other().index()];
-        let bound = (recv.phase != Phase::Search && recv.settings_known).then(|| {
-            recv.unacked
-                .iter()
-                .filter_map(|s| s.header_table_size)
-                .fold(recv.acked.header_table_size, u32::max) as usize
-        });
-        self.dirs[sender.index()].hpack.set_protocol_max(bound);
     }
 }
