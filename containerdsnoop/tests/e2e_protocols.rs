@@ -39,7 +39,8 @@ fn ctr_run_shows_containerd_and_shim_talking_ttrpc() {
         .and_then(|r| r.ok())
         .expect("import");
     let ttrpc = format!("{}.ttrpc", containerd.socket().display());
-    let rows = run_traced(&["-o", "json", &ttrpc, "/run/containerd/s/*"], || {
+    let shims = support::containerd::shim_sockets();
+    let rows = run_traced(&["-o", "json", &ttrpc, &shims], || {
         let hello = containerd
             .ctr(&[
                 "run",

@@ -41,6 +41,7 @@ fn start_tracer() -> Tracer {
     let ctrd = root.join("ctrd/containerd.sock").display().to_string();
     let ctrd_ttrpc = format!("{ctrd}.ttrpc");
     let dockerd = root.join("dockerd/docker.sock").display().to_string();
+    let shims = support::containerd::shim_sockets();
     let mut t = Tracer::spawn(
         Path::new(TRACER),
         &[
@@ -49,7 +50,7 @@ fn start_tracer() -> Tracer {
             &ctrd,
             &ctrd_ttrpc,
             &dockerd,
-            "/run/containerd/s/*",
+            &shims,
         ],
     )
     .expect("spawn tracer");
