@@ -9,7 +9,7 @@ use prost_reflect::MessageDescriptor;
 use serde_json::{Value, json};
 
 use crate::{
-    container::Attribution,
+    attribution::Attribution,
     escape::escape_str,
     protocol::Protocol,
     protocol::call::{Body, CallEvent, CallEventKind, Method, Role, Status},
