@@ -6,18 +6,20 @@
 //! ARCHITECTURE.md for the flow of one record):
 //!
 //! - [`escape`]: the one terminal-safe escape policy for anything a traced process wrote.
-//! - [`record`]: one captured record (a [`record::Chunk`]), parsed from the kernel's bytes.
+//! - [`record`]: one ring-buffer record, parsed from the kernel's bytes: a data record (a
+//!   [`record::Chunk`]) or a connection end; and the `--raw -o json` lines captures replay.
 //! - [`schema`]: protobuf descriptors, decoding, `Any` expansion, redaction, text and JSON.
 //! - [`protocol`]: the call model every decoder emits, protocol detection, and the decoders
 //!   (HTTP/2 + gRPC, ttrpc, HTTP/1.1).
 //! - [`stream`]: per-direction reassembly and the connection table that feeds the decoders.
 //! - [`pcap`]: pcap/pcapng files, read (`-r`) and written (`-w`).
-//! - [`container`]: which container runs a process (cgroup paths; the runtime lookups plug in).
+//! - [`attribution`]: which container runs a process (the `Container` rows carry, cgroup
+//!   paths, and the `Attributor` seam the CLI's runtime lookups plug into).
 //! - [`output`]: rows, filters and the sinks that print or export them.
 //! - [`source`]: where records come from (a capture file here; the live ring buffer in the CLI).
 //! - [`pipeline`] and [`stats`]: records in, rows out, and what went missing on the way.
 
-pub mod container;
+pub mod attribution;
 pub mod escape;
 pub mod lru;
 pub mod output;

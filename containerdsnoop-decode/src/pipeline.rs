@@ -7,7 +7,7 @@ use std::io;
 use std::sync::Arc;
 
 use crate::{
-    container::Attributor,
+    attribution::Attributor,
     output::client::client_label,
     output::failed::{FailedCalls, HeldRow},
     output::filter::Filter,
@@ -321,7 +321,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        container::Attributor,
+        attribution::Attributor,
         output::{pcap::PcapSink, rows::Row, sink::Headers, time::Clock},
         pcap::PcapWriter,
         schema::{RenderOptions, Schema},
@@ -456,10 +456,10 @@ mod tests {
     struct PodOfTen(Rc<RefCell<u64>>);
 
     impl Attributor for PodOfTen {
-        fn container(&mut self, pid: u32) -> crate::container::Attribution {
+        fn container(&mut self, pid: u32) -> crate::attribution::Attribution {
             *self.0.borrow_mut() += 1;
             (pid == 10).then(|| {
-                std::sync::Arc::new(crate::container::Container {
+                std::sync::Arc::new(crate::attribution::Container {
                     id: "0123456789abcdef".into(),
                     name: Some("app".into()),
                     pod: Some("web".into()),
@@ -483,7 +483,7 @@ mod tests {
             Ok(())
         }
         fn row(&mut self, row: &Row, _: Option<&Headers>, _: &Renderer) -> io::Result<()> {
-            let id = |c: &crate::container::Attribution| c.as_ref().map(|c| c.id.clone());
+            let id = |c: &crate::attribution::Attribution| c.as_ref().map(|c| c.id.clone());
             assert!(row.attributed);
             self.0
                 .borrow_mut()
@@ -502,7 +502,7 @@ mod tests {
     fn the_attributor_names_both_ends_before_the_filter() {
         for (pods, containers) in [
             (
-                vec![crate::container::PodSelector("web.prod".into())],
+                vec![crate::attribution::PodSelector("web.prod".into())],
                 vec![],
             ),
             (vec![], vec!["0123".to_string()]),

@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use containerdsnoop::containers::LiveAttributor;
-use containerdsnoop_decode::container::Attributor as _;
+use containerdsnoop_decode::attribution::Attributor as _;
 
 fn main() {
     // Live processes to stand in for senders and peers.

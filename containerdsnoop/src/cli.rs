@@ -12,7 +12,7 @@ use anyhow::{Context as _, bail};
 use clap::{CommandFactory as _, Parser, ValueEnum};
 use containerdsnoop_common::{MAX_PATTERNS, PathPattern};
 use containerdsnoop_decode::{
-    container::PodSelector,
+    attribution::PodSelector,
     output::{
         filter::{Filter, MethodPattern},
         json::JsonPrinter,

@@ -7,6 +7,5 @@
 pub mod btf;
 pub mod capture;
 pub mod cli;
-pub mod closes;
 pub mod containers;
 pub mod selection;

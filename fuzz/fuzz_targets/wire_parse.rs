@@ -5,7 +5,7 @@ use containerdsnoop_decode::record;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(c) = record::parse(data, 0x5eed_f00d) {
+    if let Ok(c) = record::chunk::parse(data, 0x5eed_f00d) {
         assert!(
             c.data.len() <= c.span_len as usize,
             "payload longer than its span"

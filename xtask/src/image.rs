@@ -224,7 +224,7 @@ const DOCKERD_START: Duration = Duration::from_secs(60);
 
 impl Docker {
     /// `$DOCKER_HOST` or `/var/run/docker.sock` if a daemon answers there; else starts
-    /// dockerd (flags as in TESTBED.md, letting it run its own containerd) in a fresh folder.
+    /// dockerd (flags as in docs/testbed.md, letting it run its own containerd) in a fresh folder.
     pub fn connect_or_start() -> anyhow::Result<Docker> {
         let cli = ["/usr/bin/docker", "/usr/local/bin/docker"]
             .iter()

@@ -139,10 +139,10 @@ mod tests {
     #[test]
     fn a_client_in_a_pod_is_named_by_pod_and_container() {
         struct ContainerdInAPod;
-        impl crate::container::Attributor for ContainerdInAPod {
-            fn container(&mut self, pid: u32) -> crate::container::Attribution {
+        impl crate::attribution::Attributor for ContainerdInAPod {
+            fn container(&mut self, pid: u32) -> crate::attribution::Attribution {
                 (pid == 3437).then(|| {
-                    std::sync::Arc::new(crate::container::Container {
+                    std::sync::Arc::new(crate::attribution::Container {
                         id: "0123456789abcdef".into(),
                         name: Some("agent".into()),
                         pod: Some("web".into()),

@@ -4,7 +4,7 @@
 //! no method and is no row type.
 
 use crate::{
-    container::{Attribution, PodSelector},
+    attribution::{Attribution, PodSelector},
     output::rows::{Row, RowKind},
     record::Chunk,
     stream::conn::ConnInfo,

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::time::Clock;
 use crate::{
-    container::{Attribution, Container, RuntimeKind},
+    attribution::{Attribution, Container, RuntimeKind},
     output::rows::{BodyJson, Rendered, Row},
     output::sink::{Headers, Renderer, Sink},
     protocol::call::CallEventKind,

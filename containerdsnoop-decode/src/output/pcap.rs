@@ -10,7 +10,7 @@ use super::{
     time::Clock,
 };
 use crate::{
-    container::Attribution,
+    attribution::Attribution,
     pcap::{self, ConnMeta, PcapWriter},
     protocol::Protocol,
 };

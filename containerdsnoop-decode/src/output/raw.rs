@@ -227,7 +227,7 @@ pub fn hexdump<W: Write>(out: &mut W, data: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::tests::{header, parse_test as parse, record};
+    use crate::record::chunk::tests::{header, parse_test as parse, record};
 
     fn chunk(data: &[u8]) -> Chunk {
         parse(&record(&header(b"/run/x.sock\0", data.len() as u32), data)).expect("parse")

@@ -9,10 +9,10 @@ use prost_reflect::MessageDescriptor;
 use serde_json::{Value, json};
 
 use crate::{
-    container::Attribution,
+    attribution::Attribution,
     escape::escape_str,
-    protocol::Protocol,
     protocol::call::{Body, CallEvent, CallEventKind, Method, Role, Status},
+    protocol::{Protocol, grpc},
     schema::{self, RenderOptions, Schema},
     stream::conn::ConnInfo,
 };
@@ -356,7 +356,7 @@ fn split_ttrpc(name: &str) -> Option<(&str, &str)> {
 /// The MESSAGE of an END row: `OK`, `NotFound(5): "no such container"`, latency.
 pub fn end_text(status: &Status, latency_ns: Option<u64>) -> String {
     let mut s = match status.code {
-        Some(code) => format!("{}({code})", grpc_code_name(code)),
+        Some(code) => format!("{}({code})", grpc::code::name(code)),
         None => "status=?".to_string(),
     };
     if let Some(m) = status.message.as_deref().filter(|m| !m.is_empty()) {
@@ -397,28 +397,5 @@ pub fn format_latency(ns: u64) -> String {
         format!("{:.3}ms", ns as f64 / 1e6)
     } else {
         format!("{:.3}s", ns as f64 / 1e9)
-    }
-}
-
-pub fn grpc_code_name(code: u32) -> &'static str {
-    match code {
-        0 => "OK",
-        1 => "Canceled",
-        2 => "Unknown",
-        3 => "InvalidArgument",
-        4 => "DeadlineExceeded",
-        5 => "NotFound",
-        6 => "AlreadyExists",
-        7 => "PermissionDenied",
-        8 => "ResourceExhausted",
-        9 => "FailedPrecondition",
-        10 => "Aborted",
-        11 => "OutOfRange",
-        12 => "Unimplemented",
-        13 => "Internal",
-        14 => "Unavailable",
-        15 => "DataLoss",
-        16 => "Unauthenticated",
-        _ => "Status",
     }
 }

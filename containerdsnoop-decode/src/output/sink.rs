@@ -22,7 +22,7 @@
 use std::io;
 
 use crate::{
-    container::Attribution,
+    attribution::Attribution,
     output::rows::{Rendered, Row, render_body},
     record::Chunk,
     schema::{RenderOptions, Schema},

@@ -476,7 +476,7 @@ mod tests {
     use super::*;
     use crate::protocol::call::{Body, CallEventKind, Role, Status};
     use crate::protocol::detect::Detector;
-    use crate::record::tests::{header, parse_test, record};
+    use crate::record::chunk::tests::{header, parse_test, record};
 
     /// A ttrpc request frame (stream 1, `/svc/M`), as a shim's client sends it.
     fn ttrpc_request() -> Vec<u8> {

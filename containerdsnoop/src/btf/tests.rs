@@ -542,7 +542,8 @@ fn live_layout_is_complete_and_consistent() {
     assert_eq!(member_offset(btf, "sock", "sk_family").unwrap(), None);
 }
 
-/// KERNEL.md §1.2, §1.3 and §2.1: values every 6.18 build has.
+/// docs/kernel.md (`struct iov_iter` by version, structures and members read): values every
+/// 6.18 build has.
 #[test]
 fn live_6_18_iov_iter_msghdr_and_small_structs() {
     let Some(btf) = live() else { return };
@@ -615,7 +616,8 @@ fn live_config_dependent_offsets_of_the_test_vm() {
     );
     assert_eq!((l.task_group_leader, l.task_comm), (1328, 1752));
     assert_eq!(member_offset(btf, "sock", "sk_ino").unwrap(), Some(608));
-    // KERNEL.md §8: task.files 1824, files.fdt 32, file.private_data 24, f_inode 32.
+    // The fd walk's members (docs/kernel.md, connection ends): task.files 1824, files.fdt 32,
+    // file.private_data 24, f_inode 32.
     assert_eq!(
         (l.task_files, l.task_signal, l.files_struct_fdt),
         (1824, 1848, 32)

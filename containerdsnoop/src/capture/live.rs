@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use containerdsnoop_decode::{
     escape::escape_str,
     protocol::call::ConnEnd,
-    record::{self, Chunk},
+    record::{self, Chunk, Parsed},
     source::{Event, Source, Status},
     stats::Stats,
 };
@@ -74,17 +74,6 @@ struct RecordParser {
 
 impl RecordParser {
     fn parse(&mut self, raw: &[u8], out: &mut Vec<Event>) {
-        // A connection end (close, shutdown, exit): its open calls end now.
-        if let Some(closed) = crate::closes::parse(raw, self.pointer_key) {
-            if closed.ends_connection() {
-                out.push(Event::Closed {
-                    ts_ns: closed.ts_ns,
-                    sock_id: closed.sock_id,
-                    peer_id: closed.peer_id,
-                });
-            }
-            return;
-        }
         let mut chunk = match self.spare.pop() {
             Some(c) => {
                 self.spare_bytes -= chunk_bytes(&c);
@@ -93,10 +82,21 @@ impl RecordParser {
             None => Chunk::default(),
         };
         match record::parse_into(raw, self.pointer_key, &mut chunk) {
+            // A connection end (close, shutdown, exit): its open calls end now.
+            Ok(Parsed::Closed(closed)) => {
+                if closed.ends_connection() {
+                    out.push(Event::Closed {
+                        ts_ns: closed.ts_ns,
+                        sock_id: closed.sock_id,
+                        peer_id: closed.peer_id,
+                    });
+                }
+                self.keep(chunk);
+            }
             // Runtimes answering the tracer's own container lookups (the kernel skips only
             // what the tracer sends).
-            Ok(()) if chunk.peer_tgid == self.own_tgid => self.keep(chunk),
-            Ok(()) => out.push(Event::Chunk(chunk)),
+            Ok(Parsed::Chunk) if chunk.peer_tgid == self.own_tgid => self.keep(chunk),
+            Ok(Parsed::Chunk) => out.push(Event::Chunk(chunk)),
             // One bad record is counted and skipped.
             Err(_) => {
                 self.malformed += 1;

@@ -9,7 +9,7 @@ use std::{collections::HashMap, path::Path, time::Duration};
 
 use anyhow::{Context as _, anyhow, bail};
 use bytes::{Buf as _, Bytes, BytesMut};
-use containerdsnoop_decode::container::{Container, RuntimeKind};
+use containerdsnoop_decode::attribution::{Container, RuntimeKind};
 use h2::client::SendRequest;
 use prost::Message;
 use tokio::net::UnixStream;

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
-use containerdsnoop_decode::container::{Container, RuntimeKind};
+use containerdsnoop_decode::attribution::{Container, RuntimeKind};
 use serde_json::Value;
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},

@@ -15,7 +15,7 @@ use std::{
 };
 
 use containerdsnoop_decode::{
-    container::{Container, RuntimeKind, cgroup::CgroupContainer},
+    attribution::{Container, RuntimeKind, cgroup::CgroupContainer},
     escape::escape_str,
 };
 use tokio::{sync::mpsc, time::timeout};

@@ -1,5 +1,5 @@
 //! Which container runs each end of a row, live: pid → container id from `/proc/PID/cgroup`
-//! (parsed by the decoding library's `container::cgroup`), then id → name, image and pod from
+//! (parsed by the decoding library's `attribution::cgroup`), then id → name, image and pod from
 //! the runtimes themselves ([`lookup`], on a thread of its own). The pipeline asks
 //! [`LiveAttributor`] once per row end; it answers from its caches and never waits for a
 //! runtime: a row whose lookup has not finished carries the id and what its cgroup said.
@@ -16,7 +16,7 @@ use std::{
 };
 
 use containerdsnoop_decode::{
-    container::{
+    attribution::{
         Attribution, Attributor, Container,
         cgroup::{Certainty, CgroupContainer, CgroupOwner},
     },

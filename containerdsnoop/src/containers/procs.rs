@@ -1,6 +1,6 @@
 //! Reading a process's cgroup and start time from `/proc`.
 
-use containerdsnoop_decode::container::cgroup::{CgroupOwner, parse_proc_cgroup};
+use containerdsnoop_decode::attribution::cgroup::{CgroupOwner, parse_proc_cgroup};
 
 /// Most bytes of `/proc/PID/cgroup` read (a v1 system lists a dozen controllers).
 const MAX_CGROUP_FILE: u64 = 64 * 1024;

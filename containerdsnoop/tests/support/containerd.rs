@@ -160,7 +160,7 @@ impl Drop for Containerd {
 }
 
 /// containerd 1.6 config (version 2; 1.7 reads it as is, 2.x migrates it). The CRI section
-/// follows TESTBED.md: no CAP_SYS_RESOURCE (so restrict_oom_score_adj), runc v2 shims, and an
+/// follows docs/testbed.md: no CAP_SYS_RESOURCE (so restrict_oom_score_adj), runc v2 shims, and an
 /// empty CNI folder since pods use the host network. From 1.7 the Transfer service (which 2.x's
 /// `ctr images import` uses) needs to know which platforms to unpack for, and each instance
 /// needs its own NRI socket: 2.x enables NRI and binds `/var/run/nri/nri.sock` by default, so

@@ -30,7 +30,7 @@ pub struct Dockerd {
 }
 
 impl Dockerd {
-    /// Starts dockerd with the flags from TESTBED.md (no iptables, no bridge, vfs storage),
+    /// Starts dockerd with the flags from docs/testbed.md (no iptables, no bridge, vfs storage),
     /// every path in a new folder, and `containerd` as its containerd.
     pub fn start(containerd: &Containerd) -> Result<Dockerd> {
         let dir = temp_dir("dockerd")?;

@@ -4,6 +4,7 @@
 
 mod call;
 pub mod calls;
+pub mod code;
 pub mod compress;
 pub mod conn;
 mod early;

@@ -1,7 +1,8 @@
-//! Who runs a process: the container (and pod) at each end of a row. This module owns the
-//! values and the seam; the parsing of `/proc/PID/cgroup` is [`cgroup`], and asking the
-//! runtimes for names lives in the CLI crate (it needs sockets and tokio), which plugs in
-//! through [`Attributor`]. Capture files (`-r`) have no processes to ask about: no attributor.
+//! Container attribution: who runs a process, the container (and pod) at each end of a row.
+//! This module owns the values and the seam; the parsing of `/proc/PID/cgroup` is [`cgroup`],
+//! and asking the runtimes for names lives in the CLI crate's `containers` (it needs sockets
+//! and tokio), which plugs in through [`Attributor`]. Capture files (`-r`) have no processes to
+//! ask about: no attributor.
 
 pub mod cgroup;
 

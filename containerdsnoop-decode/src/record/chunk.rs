@@ -1,7 +1,11 @@
-//! Kernel record bytes -> typed [`Chunk`]s. Records are parsed with length checks and
-//! unaligned reads, never transmuted: a malformed record is an error value, counted and skipped.
+//! Data records (`ChunkHeader` + payload, written by `containerdsnoop-ebpf/src/emit.rs`) ->
+//! typed [`Chunk`]s: one span of one socket's outgoing byte stream. Parsed with length checks
+//! and unaligned reads, never transmuted: a malformed record is a [`ChunkError`], counted and
+//! skipped by the caller.
 
 use containerdsnoop_common::{CHUNK_HEADER_LEN, COMM_LEN, PATH_LEN, flags};
+
+use super::{mask_pointer, u16_at, u32_at, u64_at};
 
 /// One ring-buffer record: a span of one socket's outgoing byte stream.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -70,42 +74,27 @@ impl Chunk {
     }
 }
 
+/// Why a data record was refused.
 #[derive(Debug, PartialEq, Eq)]
-pub enum WireError {
+pub enum ChunkError {
     /// The record is shorter than its header says.
     Short { have: usize, need: usize },
     /// `cap_len` exceeds `span_len`.
     Inconsistent,
 }
 
-impl std::fmt::Display for WireError {
+impl std::fmt::Display for ChunkError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            WireError::Short { have, need } => {
+            ChunkError::Short { have, need } => {
                 write!(f, "short record: {have} bytes, need {need}")
             }
-            WireError::Inconsistent => write!(f, "record payload longer than its span"),
+            ChunkError::Inconsistent => write!(f, "record payload longer than its span"),
         }
     }
 }
 
-impl std::error::Error for WireError {}
-
-fn u64_at(b: &[u8], off: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[off..off + 8]);
-    u64::from_ne_bytes(a)
-}
-
-fn u32_at(b: &[u8], off: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[off..off + 4]);
-    u32::from_ne_bytes(a)
-}
-
-fn u16_at(b: &[u8], off: usize) -> u16 {
-    u16::from_ne_bytes([b[off], b[off + 1]])
-}
+impl std::error::Error for ChunkError {}
 
 /// A NUL-terminated kernel string, lossily decoded into `out` (reusing its allocation).
 fn c_string_into(out: &mut String, b: &[u8]) {
@@ -139,19 +128,11 @@ fn display_path_into(out: &mut String, sun_path: &[u8]) {
     }
 }
 
-/// Masks kernel pointers so that identities are comparable within a run but never reveal
-/// kernel addresses (output can end up in logs and bug reports).
-pub fn mask_pointer(ptr: u64, key: u64) -> u64 {
-    if ptr == 0 {
-        0
-    } else {
-        (ptr ^ key).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1
-    }
-}
-
-/// Parses one record, masking socket pointers with `key`. Offsets follow `containerdsnoop_common::ChunkHeader` (checked by the
-/// `header_offsets_match_common` test).
-pub fn parse(record: &[u8], key: u64) -> Result<Chunk, WireError> {
+/// Parses one data record, masking socket pointers with `key`. Offsets follow
+/// `containerdsnoop_common::ChunkHeader` (checked by the `header_offsets_match_common` test).
+/// Ring records come through [`super::parse_into`], which tells data records from connection
+/// ends first.
+pub fn parse(record: &[u8], key: u64) -> Result<Chunk, ChunkError> {
     let mut chunk = Chunk::default();
     parse_into(record, key, &mut chunk)?;
     Ok(chunk)
@@ -159,9 +140,9 @@ pub fn parse(record: &[u8], key: u64) -> Result<Chunk, WireError> {
 
 /// [`parse`] into `chunk`, reusing its buffers (the live capture recycles its chunks, so that
 /// a record costs no allocation). On error `chunk` is left unspecified.
-pub fn parse_into(record: &[u8], key: u64, chunk: &mut Chunk) -> Result<(), WireError> {
+pub fn parse_into(record: &[u8], key: u64, chunk: &mut Chunk) -> Result<(), ChunkError> {
     if record.len() < CHUNK_HEADER_LEN {
-        return Err(WireError::Short {
+        return Err(ChunkError::Short {
             have: record.len(),
             need: CHUNK_HEADER_LEN,
         });
@@ -169,11 +150,11 @@ pub fn parse_into(record: &[u8], key: u64, chunk: &mut Chunk) -> Result<(), Wire
     let span_len = u32_at(record, 40);
     let cap_len = u32_at(record, 44);
     if cap_len > span_len {
-        return Err(WireError::Inconsistent);
+        return Err(ChunkError::Inconsistent);
     }
     let need = CHUNK_HEADER_LEN + cap_len as usize;
     if record.len() < need {
-        return Err(WireError::Short {
+        return Err(ChunkError::Short {
             have: record.len(),
             need,
         });
@@ -209,62 +190,6 @@ pub fn parse_into(record: &[u8], key: u64, chunk: &mut Chunk) -> Result<(), Wire
     Ok(())
 }
 
-/// Reads back one `--raw -o json` object (`"event": "data"`) as the chunk it came from: recorded
-/// captures replay through the same pipeline (golden tests, fixtures). Other events (lost,
-/// missing, joined) are derived again by the reassembler, so they return None.
-pub fn chunk_from_raw_json(v: &serde_json::Value) -> Option<Chunk> {
-    use base64::Engine as _;
-    if v.get("event")?.as_str()? != "data" {
-        return None;
-    }
-    let u = |k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
-    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
-    let data = base64::engine::general_purpose::STANDARD
-        .decode(v.get("data")?.as_str()?)
-        .ok()?;
-    let mut flags = match v.get("backend").and_then(|b| b.as_str()) {
-        Some("kprobe") => flags::BACKEND_KPROBE,
-        _ => flags::BACKEND_TRACEPOINT,
-    };
-    if v.get("flags")?
-        .as_array()?
-        .iter()
-        .any(|f| f.as_str() == Some("path_is_peer"))
-    {
-        flags |= flags::PATH_IS_PEER;
-    }
-    Some(Chunk {
-        ts_ns: u("ts_ns"),
-        sock_ino: u("sock_ino"),
-        peer_ino: u("peer_ino"),
-        sock_id: u("sock_id"),
-        peer_id: u("peer_sock_id"),
-        stream_pos: u("stream_pos"),
-        call_len: u("call_len") as u32,
-        chunk_off: u("chunk_off") as u32,
-        span_len: data.len() as u32,
-        flags,
-        tgid: u("pid") as u32,
-        tid: u("tid") as u32,
-        peer_tgid: u("peer_pid") as u32,
-        lost_records: 0,
-        pattern: 0,
-        sock_type: u("sock_type") as u16,
-        comm: s("comm"),
-        process_comm: s("process_comm"),
-        path: s("path"),
-        data,
-    })
-}
-
-/// Reads a `--raw -o json` capture (JSON Lines) into chunks, skipping non-data lines.
-pub fn chunks_from_raw_jsonl(text: &str) -> Vec<Chunk> {
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| chunk_from_raw_json(&v))
-        .collect()
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -296,7 +221,7 @@ pub(crate) mod tests {
         assert_eq!(offset_of!(ChunkHeader, peer_sk), 232);
     }
 
-    pub fn parse_test(r: &[u8]) -> Result<Chunk, WireError> {
+    pub fn parse_test(r: &[u8]) -> Result<Chunk, ChunkError> {
         parse(r, 0)
     }
 
@@ -387,18 +312,18 @@ pub(crate) mod tests {
         let full = record(&h, b"hello");
         assert!(matches!(
             parse_test(&full[..10]),
-            Err(WireError::Short { .. })
+            Err(ChunkError::Short { .. })
         ));
         assert!(matches!(
             parse_test(&full[..full.len() - 1]),
-            Err(WireError::Short { .. })
+            Err(ChunkError::Short { .. })
         ));
         let mut bad = h;
         bad.cap_len = 9;
         bad.span_len = 5;
         assert_eq!(
             parse_test(&record(&bad, b"hellohell")),
-            Err(WireError::Inconsistent)
+            Err(ChunkError::Inconsistent)
         );
     }
 
