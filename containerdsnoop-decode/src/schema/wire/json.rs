@@ -75,7 +75,7 @@ impl Serialize for WireJson<'_> {
 
 /// A plain message's fields sorted by JSON name, checked for the JSON-only give-ups. `in_any`:
 /// the message is the value of an `Any`, whose `@type` key its fields' keys must sort after.
-fn sorted_fields<'a>(mut fields: Fields<'_, 'a>, in_any: bool) -> Option<Vec<Field<'a>>> {
+fn sorted_fields<'a>(fields: &mut Fields<'_, 'a>, in_any: bool) -> Option<Vec<Field<'a>>> {
     let mut out = Vec::new();
     while let Some(field) = fields.next()? {
         out.push(field);
@@ -95,14 +95,15 @@ fn sorted_fields<'a>(mut fields: Fields<'_, 'a>, in_any: bool) -> Option<Vec<Fie
 
 /// A map's entries in the slow path's order: by key string, the last of equal keys kept, each
 /// with its redaction.
-fn sorted_entries<'a>(
+fn sorted_entries<'f, 'a>(
     walk: &Walk<'_>,
-    field: &Field<'a>,
-) -> Option<(Kind, Vec<(Cow<'a, str>, Scalar<'a>, bool)>)> {
+    field: &'f Field<'a>,
+    field_secret: bool,
+) -> Option<(&'f Kind, Vec<(Cow<'a, str>, Scalar<'a>, bool)>)> {
     let mut entries = field.entries()?;
     let mut out = Vec::new();
     while let Some((key, value)) = entries.next() {
-        let secret = walk.entry_secret(field, &entries.value_kind, key);
+        let secret = walk.entry_secret(field_secret, entries.value_kind, key);
         out.push((key.key_string()?, value, secret));
     }
     if entries.bad {
@@ -135,7 +136,7 @@ impl<'a> Writer<'a> for Check {
         GiveUp
     }
 
-    fn message(self, walk: &Walk<'_>, fields: Fields<'_, 'a>) -> Result<(), GiveUp> {
+    fn message(self, walk: &Walk<'_>, mut fields: Fields<'_, 'a>) -> Result<(), GiveUp> {
         let full_name = fields.desc().full_name();
         if wkt::is_special(full_name) {
             // Inside an `Any` a special form goes under "value": left to the slow path.
@@ -151,7 +152,7 @@ impl<'a> Writer<'a> for Check {
             Scalar::Message(_) => walk.nested(Check { in_any: false }, kind, value, at),
             _ => Ok(()),
         };
-        for field in sorted_fields(fields, self.in_any).ok_or(GiveUp)? {
+        for field in sorted_fields(&mut fields, self.in_any).ok_or(GiveUp)? {
             match field.slot {
                 Slot::One(v) => value(&field.kind, v)?,
                 Slot::List(..) => {
@@ -167,10 +168,10 @@ impl<'a> Writer<'a> for Check {
                     // Order does not matter here; every entry (even one a later key replaces)
                     // must decode for the slow path's decode to succeed.
                     let mut entries = field.entries().ok_or(GiveUp)?;
-                    let value_kind = entries.value_kind.clone();
+                    let value_kind = entries.value_kind;
                     for (k, v) in entries.by_ref() {
                         k.key_string().ok_or(GiveUp)?;
-                        value(&value_kind, v)?;
+                        value(value_kind, v)?;
                     }
                     if entries.bad {
                         return Err(GiveUp);
@@ -233,11 +234,13 @@ impl<'a, S: Serializer> Writer<'a> for Json<S> {
 fn write_fields<S: Serializer>(
     map: &mut S::SerializeMap,
     walk: &Walk<'_>,
-    fields: Fields<'_, '_>,
+    mut fields: Fields<'_, '_>,
 ) -> Result<(), S::Error> {
     let at = fields.at();
-    for field in &sorted_fields(fields, false).ok_or_else(gave_up::<S::Error>)? {
+    let sorted = sorted_fields(&mut fields, false).ok_or_else(gave_up::<S::Error>)?;
+    for field in &sorted {
         let name = field.fd.json_name();
+        let secret = fields.secret(field);
         match field.slot {
             Slot::One(value) => map.serialize_entry(
                 name,
@@ -245,12 +248,28 @@ fn write_fields<S: Serializer>(
                     walk,
                     kind: &field.kind,
                     value,
-                    secret: field.secret,
+                    secret,
                     at,
                 },
             )?,
-            Slot::List(..) => map.serialize_entry(name, &ListJson { walk, field, at })?,
-            Slot::Map(..) => map.serialize_entry(name, &MapJson { walk, field, at })?,
+            Slot::List(..) => map.serialize_entry(
+                name,
+                &ListJson {
+                    walk,
+                    field,
+                    secret,
+                    at,
+                },
+            )?,
+            Slot::Map(..) => map.serialize_entry(
+                name,
+                &MapJson {
+                    walk,
+                    field,
+                    secret,
+                    at,
+                },
+            )?,
         }
     }
     Ok(())
@@ -282,6 +301,7 @@ impl Serialize for ValueJson<'_, '_> {
 struct ListJson<'r, 'a> {
     walk: &'r Walk<'r>,
     field: &'r Field<'a>,
+    secret: bool,
     at: Depth,
 }
 
@@ -294,7 +314,7 @@ impl Serialize for ListJson<'_, '_> {
                 walk: self.walk,
                 kind: &self.field.kind,
                 value,
-                secret: self.field.secret,
+                secret: self.secret,
                 at: self.at,
             })?;
         }
@@ -308,20 +328,21 @@ impl Serialize for ListJson<'_, '_> {
 struct MapJson<'r, 'a> {
     walk: &'r Walk<'r>,
     field: &'r Field<'a>,
+    secret: bool,
     at: Depth,
 }
 
 impl Serialize for MapJson<'_, '_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let (value_kind, entries) =
-            sorted_entries(self.walk, self.field).ok_or_else(gave_up::<S::Error>)?;
+            sorted_entries(self.walk, self.field, self.secret).ok_or_else(gave_up::<S::Error>)?;
         let mut map = s.serialize_map(None)?;
         for (key, value, secret) in &entries {
             map.serialize_entry(
                 &**key,
                 &ValueJson {
                     walk: self.walk,
-                    kind: &value_kind,
+                    kind: value_kind,
                     value: *value,
                     secret: *secret,
                     at: self.at,

@@ -110,6 +110,7 @@ impl<'a> Writer<'a> for &mut Text<'_, 'a> {
     /// Whether the message had fields to write (an empty top-level message is `{}`).
     type Ok = bool;
     type Error = GiveUp;
+    const SCAN_RUNS: bool = false;
 
     fn gave_up() -> GiveUp {
         GiveUp
@@ -120,22 +121,27 @@ impl<'a> Writer<'a> for &mut Text<'_, 'a> {
         let mut first = true;
         while let Some(field) = fields.next().ok_or(GiveUp)? {
             let name = field.fd.name();
+            let secret = fields.secret(&field);
             match field.slot {
                 Slot::One(value) => {
                     self.sep(&mut first);
-                    self.named(walk, name, &field.kind, value, field.secret, at)?;
+                    self.named(walk, name, &field.kind, value, secret, at)?;
                 }
                 Slot::List(..) => {
                     let mut items = field.items();
                     for value in items.by_ref() {
                         self.sep(&mut first);
-                        self.named(walk, name, &field.kind, value, field.secret, at)?;
+                        self.named(walk, name, &field.kind, value, secret, at)?;
                     }
                     if items.bad {
                         return Err(GiveUp);
                     }
+                    fields.resume(items.buf);
                 }
-                Slot::Map(..) => self.map_field(walk, &field, &mut first, at)?,
+                Slot::Map(..) => {
+                    let rest = self.map_field(walk, &field, secret, &mut first, at)?;
+                    fields.resume(rest);
+                }
             }
         }
         Ok(!first)
@@ -205,14 +211,15 @@ impl<'a> Text<'_, 'a> {
     }
 
     /// Every entry of a map field, written `name {key:K value:V}` in key order, the last of
-    /// equal keys kept.
+    /// equal keys kept. Returns what follows the run.
     fn map_field(
         &mut self,
         walk: &Walk<'_>,
         field: &Field<'a>,
+        field_secret: bool,
         first: &mut bool,
         at: Depth,
-    ) -> Result<(), GiveUp> {
+    ) -> Result<&'a [u8], GiveUp> {
         let mut entries = field.entries().ok_or(GiveUp)?;
         let base = self.entries.len();
         // Cut before the map began: none of it is written, so its order cannot show.
@@ -236,8 +243,8 @@ impl<'a> Text<'_, 'a> {
                 self.mark();
             }
             self.push(" ");
-            let secret = walk.entry_secret(field, &entries.value_kind, key);
-            self.named(walk, "value", &entries.value_kind, value, secret, at)?;
+            let secret = walk.entry_secret(field_secret, entries.value_kind, key);
+            self.named(walk, "value", entries.value_kind, value, secret, at)?;
             self.push("}");
             self.entries.push((sort_key, start, self.out.len()));
         }
@@ -252,7 +259,7 @@ impl<'a> Text<'_, 'a> {
                 .and_then(|start| self.in_key_order(base, start))
         };
         self.entries.truncate(base);
-        sorted
+        sorted.map(|()| entries.buf)
     }
 
     /// Rewrites the map text written since `start` (entries `base..`) in key order, keeping the

@@ -37,6 +37,10 @@ impl Depth {
 pub(super) trait Writer<'a>: Sized {
     type Ok;
     type Error;
+    /// Whether [`Fields`] reads each list and map run through before yielding it (a writer
+    /// that sorts needs it); false: the writer reads the run as it writes, then hands the rest
+    /// back with [`Fields::resume`] (text: each value read once).
+    const SCAN_RUNS: bool = true;
     /// The error for bytes the walker declines.
     fn gave_up() -> Self::Error;
     /// A message other than an `Any`; `fields` reads its fields in wire order.
@@ -63,7 +67,9 @@ impl Walk<'_> {
             let any = self.any(desc, bytes, at).ok_or_else(W::gave_up)?;
             return w.any(self, any);
         }
-        w.message(self, self.fields(desc, bytes, at))
+        let mut fields = self.fields(desc, bytes, at);
+        fields.scan = W::SCAN_RUNS;
+        w.message(self, fields)
     }
 
     /// The value of a message-typed field of a message at `at`: one level deeper, given up at
@@ -104,6 +110,8 @@ impl Walk<'_> {
             keys: FieldKeys::new(bytes),
             at,
             redact: self.opts.redact,
+            scan: true,
+            unfinished: false,
         }
     }
 
@@ -130,15 +138,16 @@ impl Walk<'_> {
         })
     }
 
-    /// Whether the value of map `field` under `key` is redacted: the field's rule, or a string
-    /// key that names a credential (values of other kinds never are).
+    /// Whether the value under `key` of a map field is redacted: the field's rule
+    /// (`field_secret`, [`Fields::secret`]), or a string key that names a credential (values of
+    /// other kinds never are).
     pub(super) fn entry_secret(
         &self,
-        field: &Field<'_>,
+        field_secret: bool,
         value_kind: &Kind,
         key: Scalar<'_>,
     ) -> bool {
-        field.secret
+        field_secret
             || (self.opts.redact
                 && is_text(value_kind)
                 && matches!(key, Scalar::Str(k) if redact::is_secret_name(k)))
@@ -181,13 +190,13 @@ pub(super) enum Slot<'a> {
     Map(WireType, &'a [u8]),
 }
 
-/// One field the slow path's `DynamicMessage::fields` would yield, with its redaction.
+/// One field the slow path's `DynamicMessage::fields` would yield.
 pub(super) struct Field<'a> {
     pub(super) fd: FieldDescriptor,
     pub(super) kind: Kind,
     pub(super) slot: Slot<'a>,
-    /// Its string or bytes values (a map's values) are redacted.
-    pub(super) secret: bool,
+    /// A map's key and value kinds (built once: `kind()` builds a value each call).
+    map: Option<(Kind, Kind)>,
 }
 
 impl<'a> Field<'a> {
@@ -201,9 +210,11 @@ impl<'a> Field<'a> {
     }
 
     /// The entries of a map field (None for others).
-    pub(super) fn entries(&self) -> Option<MapEntries<'a>> {
-        match self.slot {
-            Slot::Map(wire, run) => MapEntries::new(&self.kind, self.fd.number(), wire, run),
+    pub(super) fn entries(&self) -> Option<MapEntries<'_, 'a>> {
+        match (self.slot, &self.map) {
+            (Slot::Map(wire, run), Some(kinds)) => {
+                Some(MapEntries::new(kinds, self.fd.number(), wire, run))
+            }
             _ => None,
         }
     }
@@ -218,6 +229,10 @@ pub(super) struct Fields<'d, 'a> {
     keys: FieldKeys<'a>,
     at: Depth,
     redact: bool,
+    /// Read each run through before yielding it ([`Writer::SCAN_RUNS`]).
+    scan: bool,
+    /// A run was yielded unscanned and not [`Fields::resume`]d yet.
+    unfinished: bool,
 }
 
 impl<'d, 'a> Fields<'d, 'a> {
@@ -237,6 +252,9 @@ impl<'d, 'a> Fields<'d, 'a> {
 
     /// The next field; `Some(None)` at the end, None to give up.
     pub(super) fn next(&mut self) -> Option<Option<Field<'a>>> {
+        if self.unfinished {
+            return None;
+        }
         loop {
             let Some((fd, wire)) = self.keys.next(self.desc)? else {
                 return Some(None);
@@ -244,16 +262,31 @@ impl<'d, 'a> Fields<'d, 'a> {
             let buf = &mut self.keys.rest;
             // `kind()` builds a value each call; `is_map`/`is_list` would build it twice more.
             let kind = fd.kind();
-            let (slot, value_kind) = if fd.cardinality() == Cardinality::Repeated {
+            let (slot, map) = if fd.cardinality() == Cardinality::Repeated {
                 let start = *buf;
-                let map_value = match &kind {
-                    Kind::Message(entry) if entry.is_map_entry() => {
-                        Some(entry.map_entry_value_field().kind())
-                    }
+                let map = match &kind {
+                    Kind::Message(entry) if entry.is_map_entry() => Some((
+                        entry.map_entry_key_field().kind(),
+                        entry.map_entry_value_field().kind(),
+                    )),
                     _ => None,
                 };
-                let count = if map_value.is_some() {
-                    let mut entries = MapEntries::new(&kind, fd.number(), wire, buf)?;
+                if !self.scan {
+                    // The run is the rest: the writer reads it and resumes after it.
+                    self.unfinished = true;
+                    let slot = match map {
+                        Some(_) => Slot::Map(wire, start),
+                        None => Slot::List(wire, start),
+                    };
+                    return Some(Some(Field {
+                        fd,
+                        kind,
+                        slot,
+                        map,
+                    }));
+                }
+                let count = if let Some(kinds) = &map {
+                    let mut entries = MapEntries::new(kinds, fd.number(), wire, buf);
                     let count = entries.by_ref().count();
                     (!entries.bad).then_some(())?;
                     *buf = entries.buf;
@@ -269,8 +302,8 @@ impl<'d, 'a> Fields<'d, 'a> {
                     continue;
                 }
                 let run = &start[..start.len() - buf.len()];
-                match map_value {
-                    Some(value_kind) => (Slot::Map(wire, run), Some(value_kind)),
+                match map {
+                    Some(_) => (Slot::Map(wire, run), map),
                     None => (Slot::List(wire, run), None),
                 }
             } else {
@@ -280,17 +313,27 @@ impl<'d, 'a> Fields<'d, 'a> {
                 }
                 (Slot::One(value), None)
             };
-            // Only string and bytes values are redacted: other fields' names are not looked at
-            // (this runs for every field).
-            let secret = self.redact
-                && is_text(value_kind.as_ref().unwrap_or(&kind))
-                && redact::is_secret_field(self.desc.full_name(), fd.name());
             return Some(Some(Field {
                 fd,
                 kind,
                 slot,
-                secret,
+                map,
             }));
         }
+    }
+
+    /// Continues after an unscanned run, at `rest` (what its reader left).
+    pub(super) fn resume(&mut self, rest: &'a [u8]) {
+        self.keys.rest = rest;
+        self.unfinished = false;
+    }
+
+    /// Whether the string or bytes values of `field` (a map's values) are redacted; other kinds
+    /// never are, so their names are not looked at (this runs for every field written).
+    pub(super) fn secret(&self, field: &Field<'_>) -> bool {
+        let kind = field.map.as_ref().map_or(&field.kind, |(_, value)| value);
+        self.redact
+            && is_text(kind)
+            && redact::is_secret_field(self.desc.full_name(), field.fd.name())
     }
 }

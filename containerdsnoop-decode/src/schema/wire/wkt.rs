@@ -4,14 +4,17 @@
 //! then shows the plain fields) or the bytes are anything but the type's own fields in order.
 //! Struct, Value, ListValue and the wrappers give up (the slow path redacts inside them).
 //!
-//! FieldMask is handed to prost-reflect itself (decoded into a `DynamicMessage` and serialized
-//! by it: its lowerCamelCase mapping is the one used). Timestamp and Duration are read here:
-//! their text is `prost_types`' `Display`, but prost-reflect 0.16 keeps the range checks its
-//! serializer applies (`check_timestamp`, `check_duration` in `dynamic/serde/mod.rs`) private,
-//! so the ranges are restated below, and decoding each timestamp into a `DynamicMessage` to
-//! reach them would cost what the walker exists to avoid.
+//! Restated rather than called: prost-reflect 0.16 keeps the pieces its serializer uses private
+//! (`check_timestamp`, `check_duration` in `dynamic/serde/mod.rs`, `snake_case_to_camel_case`
+//! in `dynamic/serde/case.rs`); only JSON field names (`FieldDescriptor::json_name`) are public,
+//! and the writer uses those. Reaching the rest means decoding the value into a
+//! `DynamicMessage` and serializing that: tried for FieldMask, it cost the JSON fast path about
+//! a third more instructions on the recorded `ctr` session (containerd's update requests carry
+//! masks), the cost the walker exists to avoid. The text of a Timestamp or Duration is
+//! `prost_types`' `Display`, as in prost-reflect.
 
-use prost_reflect::{DynamicMessage, Kind, MessageDescriptor, prost_types};
+use prost::encoding::decode_key;
+use prost_reflect::{Kind, MessageDescriptor, prost_types};
 use serde::{Serialize, Serializer, ser::SerializeMap as _};
 
 use super::read::{FieldKeys, read_value};
@@ -26,8 +29,8 @@ pub(super) fn is_special(full_name: &str) -> bool {
 pub(super) enum WellKnown {
     Timestamp(prost_types::Timestamp),
     Duration(prost_types::Duration),
-    /// Checked to serialize.
-    FieldMask(DynamicMessage),
+    /// The paths, lowerCamelCase, joined by commas.
+    FieldMask(String),
     Empty,
 }
 
@@ -43,11 +46,7 @@ impl WellKnown {
     pub(super) fn read(desc: &MessageDescriptor, bytes: &[u8]) -> Option<WellKnown> {
         match desc.full_name() {
             "google.protobuf.Empty" => bytes.is_empty().then_some(WellKnown::Empty),
-            "google.protobuf.FieldMask" => {
-                let mask = DynamicMessage::decode(desc.clone(), bytes).ok()?;
-                serde_json::to_writer(std::io::sink(), &mask).ok()?;
-                Some(WellKnown::FieldMask(mask))
-            }
+            "google.protobuf.FieldMask" => field_mask(bytes).map(WellKnown::FieldMask),
             "google.protobuf.Timestamp" => {
                 let (seconds, nanos) = seconds_nanos(bytes)?;
                 (MIN_TIMESTAMP_SECONDS..=MAX_TIMESTAMP_SECONDS)
@@ -86,12 +85,63 @@ fn seconds_nanos(bytes: &[u8]) -> Option<(i64, i32)> {
     Some((seconds, nanos))
 }
 
+/// A FieldMask's JSON string, as prost-reflect's `serialize_field_mask` builds it (None where
+/// it fails, on a path that does not survive lowerCamelCase, or on anything but its paths).
+fn field_mask(bytes: &[u8]) -> Option<String> {
+    let mut joined = String::with_capacity(bytes.len());
+    let mut buf = bytes;
+    while !buf.is_empty() {
+        let (number, wire) = decode_key(&mut buf).ok()?;
+        let Scalar::Str(path) = read_value(&Kind::String, wire, &mut buf)? else {
+            return None;
+        };
+        if number != 1 {
+            return None;
+        }
+        // As prost-reflect: a comma once something was written (not after empty paths).
+        if !joined.is_empty() {
+            joined.push(',');
+        }
+        for (i, part) in path.split('.').enumerate() {
+            if i > 0 {
+                joined.push('.');
+            }
+            snake_to_camel(&mut joined, part)?;
+        }
+    }
+    Some(joined)
+}
+
+/// prost-reflect's `snake_case_to_camel_case`: None for an uppercase letter, or a `_` not
+/// followed by a lowercase one.
+fn snake_to_camel(out: &mut String, part: &str) -> Option<()> {
+    let mut upper_next = false;
+    for c in part.chars() {
+        if c.is_ascii_uppercase() {
+            return None;
+        }
+        if upper_next {
+            let upper = c.to_ascii_uppercase();
+            if upper == c {
+                return None;
+            }
+            out.push(upper);
+            upper_next = false;
+        } else if c == '_' {
+            upper_next = true;
+        } else {
+            out.push(c);
+        }
+    }
+    Some(())
+}
+
 impl Serialize for WellKnown {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             WellKnown::Timestamp(t) => s.collect_str(t),
             WellKnown::Duration(d) => s.collect_str(d),
-            WellKnown::FieldMask(mask) => mask.serialize(s),
+            WellKnown::FieldMask(paths) => s.serialize_str(paths),
             WellKnown::Empty => s.serialize_map(Some(0))?.end(),
         }
     }
