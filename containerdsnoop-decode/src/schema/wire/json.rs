@@ -93,13 +93,16 @@ fn sorted_fields<'a>(fields: &mut Fields<'_, 'a>, in_any: bool) -> Option<Vec<Fi
     Some(out)
 }
 
+/// One map entry to write: its key as a string, its value, whether the value is redacted.
+type Entry<'a> = (Cow<'a, str>, Scalar<'a>, bool);
+
 /// A map's entries in the slow path's order: by key string, the last of equal keys kept, each
 /// with its redaction.
 fn sorted_entries<'f, 'a>(
     walk: &Walk<'_>,
     field: &'f Field<'a>,
     field_secret: bool,
-) -> Option<(&'f Kind, Vec<(Cow<'a, str>, Scalar<'a>, bool)>)> {
+) -> Option<(&'f Kind, Vec<Entry<'a>>)> {
     let mut entries = field.entries()?;
     let mut out = Vec::new();
     while let Some((key, value)) = entries.next() {

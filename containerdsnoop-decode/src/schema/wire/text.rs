@@ -235,7 +235,7 @@ impl<'a> Text<'_, 'a> {
             if !self.full {
                 push_text(
                     self.out,
-                    &entries.key_kind,
+                    entries.key_kind,
                     key,
                     false,
                     self.opts.max_bytes_preview,
