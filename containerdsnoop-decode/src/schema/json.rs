@@ -10,7 +10,7 @@
 //! Bytes that are not protobuf at all become `{"@hex": "<first bytes>", "@len": n}`; nesting
 //! past [`RenderOptions::max_depth`] becomes the string `"…"`.
 
-use std::io;
+use std::{borrow::Cow, io};
 
 use base64::Engine as _;
 use prost_reflect::{DynamicMessage, Kind, MapKey, ReflectMessage as _, Value};
@@ -23,7 +23,8 @@ use super::{
     any::{self, AnyContent},
     decode::{Decoded, unknown_bytes},
     raw::{RawField, RawValue, parse_raw},
-    redact::{self, REDACTED},
+    redact,
+    scalar::{Scalar, ScalarJson},
 };
 
 /// Render a decoded message as a JSON value. Serialize it with [`json_to_string`] or
@@ -136,24 +137,18 @@ impl Render<'_> {
         any_depth: usize,
     ) -> Json {
         match value {
-            Value::String(_) | Value::Bytes(_) if secret => Json::String(REDACTED.into()),
-            Value::Bool(b) => Json::Bool(*b),
-            Value::I32(n) => Json::from(*n),
-            Value::U32(n) => Json::from(*n),
-            // proto3 JSON writes 64-bit integers as strings (JavaScript loses precision).
-            Value::I64(n) => Json::String(n.to_string()),
-            Value::U64(n) => Json::String(n.to_string()),
-            Value::F32(f) => float(f64::from(*f)),
-            Value::F64(f) => float(*f),
-            Value::String(s) => Json::String(s.clone()),
-            Value::Bytes(b) => Json::String(base64::engine::general_purpose::STANDARD.encode(b)),
-            Value::EnumNumber(n) => match kind.as_enum().and_then(|e| e.get_value(*n)) {
-                Some(v) => Json::String(v.name().to_owned()),
-                None => Json::from(*n),
-            },
             Value::Message(m) => self.message(m, depth + 1, any_depth),
             // Nested lists and maps do not exist in protobuf.
             Value::List(_) | Value::Map(_) => Json::Null,
+            v => Scalar::of_value(v).map_or(Json::Null, |value| {
+                // Serializing a scalar into a `Value` cannot fail.
+                serde_json::to_value(ScalarJson {
+                    kind,
+                    value,
+                    secret,
+                })
+                .unwrap_or(Json::Null)
+            }),
         }
     }
 
@@ -232,25 +227,11 @@ impl Render<'_> {
     }
 }
 
-pub(super) fn float(f: f64) -> Json {
-    if f.is_nan() {
-        Json::String("NaN".into())
-    } else if f.is_infinite() {
-        Json::String(if f > 0.0 { "Infinity" } else { "-Infinity" }.into())
-    } else {
-        serde_json::Number::from_f64(f).map_or(Json::Null, Json::Number)
-    }
-}
-
 fn map_key_string(k: &MapKey) -> String {
-    match k {
-        MapKey::Bool(b) => b.to_string(),
-        MapKey::I32(n) => n.to_string(),
-        MapKey::I64(n) => n.to_string(),
-        MapKey::U32(n) => n.to_string(),
-        MapKey::U64(n) => n.to_string(),
-        MapKey::String(s) => s.clone(),
-    }
+    Scalar::of_key(k)
+        .key_string()
+        .map(Cow::into_owned)
+        .unwrap_or_default()
 }
 
 /// serde_json escapes C0 controls itself; this also escapes every other character the one
@@ -434,24 +415,7 @@ struct DirectValue<'r, 'o> {
 
 impl serde::Serialize for DirectValue<'_, '_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // As `Render::value`.
         match self.value {
-            Value::String(_) | Value::Bytes(_) if self.secret => s.serialize_str(REDACTED),
-            Value::Bool(b) => s.serialize_bool(*b),
-            Value::I32(n) => s.serialize_i32(*n),
-            Value::U32(n) => s.serialize_u32(*n),
-            Value::I64(n) => s.collect_str(n),
-            Value::U64(n) => s.collect_str(n),
-            Value::F32(f) => float(f64::from(*f)).serialize(s),
-            Value::F64(f) => float(*f).serialize(s),
-            Value::String(v) => s.serialize_str(v),
-            Value::Bytes(b) => {
-                s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(b))
-            }
-            Value::EnumNumber(n) => match self.kind.as_enum().and_then(|e| e.get_value(*n)) {
-                Some(v) => s.serialize_str(v.name()),
-                None => s.serialize_i32(*n),
-            },
             Value::Message(m) => DirectMessage {
                 r: self.r,
                 m,
@@ -459,7 +423,16 @@ impl serde::Serialize for DirectValue<'_, '_> {
                 any_depth: self.any_depth,
             }
             .serialize(s),
-            Value::List(_) | Value::Map(_) => s.serialize_unit(),
+            v => match Scalar::of_value(v) {
+                Some(value) => ScalarJson {
+                    kind: self.kind,
+                    value,
+                    secret: self.secret,
+                }
+                .serialize(s),
+                // Nested lists and maps do not exist in protobuf.
+                None => s.serialize_unit(),
+            },
         }
     }
 }

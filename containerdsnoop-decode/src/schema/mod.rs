@@ -12,10 +12,10 @@
 //! println!("{}", json_to_string(&to_json(&decoded, &opts)));
 //! ```
 //!
-//! The table renders through [`wire_text`] first: the same text written straight from the bytes,
-//! declining (to the path above) whenever it cannot be sure of producing exactly that. JSON
-//! output likewise: [`wire_json_ok`] says whether [`wire_json`] writes exactly what
-//! [`json_message`] of the decoded message writes.
+//! The table renders through [`wire_text`] first: the same text written straight from the bytes
+//! by the wire walker (`wire/`), declining (to the path above) whenever it cannot be sure of
+//! producing exactly that. JSON output likewise: [`wire_json_ok`] says whether [`wire_json`]
+//! writes exactly what [`json_message`] of the decoded message writes.
 //!
 //! Anything that can come from a traced process goes through [`crate::escape`] before it is written,
 //! so no control character or escape sequence reaches a terminal raw; JSON output must be
@@ -26,12 +26,9 @@ mod decode;
 mod json;
 mod raw;
 pub mod redact;
+mod scalar;
 mod text;
-mod wire_json;
-mod wire_text;
-
-#[cfg(test)]
-mod wire_testkit;
+mod wire;
 
 #[cfg(test)]
 mod tests;
@@ -47,8 +44,7 @@ pub use decode::{Decoded, Fallback, FitScore, decode, fits};
 pub use json::{JsonMessage, json_message, json_to_string, to_json, write_json};
 pub use raw::{RawField, RawValue, parse_raw};
 pub use text::to_text;
-pub use wire_json::{WireJson, wire_json, wire_json_ok};
-pub use wire_text::wire_text;
+pub use wire::{WireJson, wire_json, wire_json_ok, wire_text};
 
 /// The `FileDescriptorSet` compiled from `protos/` (the `containerdsnoop-protos` crate).
 pub static EMBEDDED_DESCRIPTORS: &[u8] = containerdsnoop_protos::DESCRIPTORS;

@@ -18,7 +18,8 @@ use super::{
     decode::{Decoded, unknown_bytes},
     json::json_to_string,
     raw::{RawField, RawValue, parse_raw},
-    redact::{self, REDACTED},
+    redact,
+    scalar::{Scalar, push_text, write_num},
 };
 
 /// Render a decoded message on one line.
@@ -108,8 +109,11 @@ impl Text<'_> {
                     }
                 }
                 Value::Map(map) => {
-                    let value_kind = match &kind {
-                        Kind::Message(entry) => entry.map_entry_value_field().kind(),
+                    let (key_kind, value_kind) = match &kind {
+                        Kind::Message(entry) => (
+                            entry.map_entry_key_field().kind(),
+                            entry.map_entry_value_field().kind(),
+                        ),
                         _ => continue,
                     };
                     let mut entries: Vec<_> = map.iter().collect();
@@ -118,7 +122,7 @@ impl Text<'_> {
                         self.sep(&mut first);
                         self.push(fd.name());
                         self.push(" {key:");
-                        self.map_key(k);
+                        self.scalar(&key_kind, Some(Scalar::of_key(k)), false);
                         self.push(" ");
                         let secret = secret || (self.opts.redact && map_key_is_secret(k));
                         self.named("value", &value_kind, v, secret, depth, any_depth);
@@ -165,53 +169,21 @@ impl Text<'_> {
                 }
                 self.push("}");
             }
-            Value::String(_) | Value::Bytes(_) if secret => {
-                self.push(name);
-                self.push(":");
-                self.push(REDACTED);
-            }
             v => {
                 self.push(name);
                 self.push(":");
-                self.scalar(kind, v);
+                self.scalar(kind, Scalar::of_value(v), secret);
             }
         }
     }
 
-    fn scalar(&mut self, kind: &Kind, value: &Value) {
+    /// A scalar (None: a list, map or message, which the callers handle; shown as `?`).
+    fn scalar(&mut self, kind: &Kind, value: Option<Scalar<'_>>, secret: bool) {
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
         match value {
-            Value::Bool(b) => buf.push_str(if *b { "true" } else { "false" }),
-            Value::I32(n) => write_num(&mut buf, n),
-            Value::I64(n) => write_num(&mut buf, n),
-            Value::U32(n) => write_num(&mut buf, n),
-            Value::U64(n) => write_num(&mut buf, n),
-            Value::F32(f) => write_float(&mut buf, f64::from(*f)),
-            Value::F64(f) => write_float(&mut buf, *f),
-            Value::String(s) => push_quoted(&mut buf, s),
-            Value::Bytes(b) => push_quoted_bytes(&mut buf, b, self.opts.max_bytes_preview),
-            Value::EnumNumber(n) => match kind.as_enum().and_then(|e| e.get_value(*n)) {
-                Some(v) => buf.push_str(v.name()),
-                None => write_num(&mut buf, n),
-            },
-            // Lists, maps and messages are handled by the caller; nothing else reaches here.
-            Value::List(_) | Value::Map(_) | Value::Message(_) => buf.push('?'),
-        }
-        self.push(&buf);
-        self.scratch = buf;
-    }
-
-    fn map_key(&mut self, key: &MapKey) {
-        let mut buf = std::mem::take(&mut self.scratch);
-        buf.clear();
-        match key {
-            MapKey::Bool(b) => buf.push_str(if *b { "true" } else { "false" }),
-            MapKey::I32(n) => write_num(&mut buf, n),
-            MapKey::I64(n) => write_num(&mut buf, n),
-            MapKey::U32(n) => write_num(&mut buf, n),
-            MapKey::U64(n) => write_num(&mut buf, n),
-            MapKey::String(s) => push_quoted(&mut buf, s),
+            Some(v) => push_text(&mut buf, kind, v, secret, self.opts.max_bytes_preview),
+            None => buf.push('?'),
         }
         self.push(&buf);
         self.scratch = buf;
@@ -306,19 +278,4 @@ impl Text<'_> {
 
 fn map_key_is_secret(key: &MapKey) -> bool {
     matches!(key, MapKey::String(k) if redact::is_secret_name(k))
-}
-
-pub(super) fn write_num(buf: &mut String, n: &impl std::fmt::Display) {
-    let _ = write!(buf, "{n}");
-}
-
-pub(super) fn write_float(buf: &mut String, f: f64) {
-    if f.is_nan() {
-        buf.push_str("nan");
-    } else if f.is_infinite() {
-        buf.push_str(if f > 0.0 { "inf" } else { "-inf" });
-    } else {
-        // Debug keeps a decimal point or exponent (`1.0`, `1e300`) so floats read as floats.
-        let _ = write!(buf, "{f:?}");
-    }
 }

@@ -9,7 +9,9 @@ use std::{cell::RefCell, io, rc::Rc};
 use prost::Message as _;
 use prost_reflect::MessageDescriptor;
 
-use super::*;
+use serde::Serialize;
+
+use super::testkit::*;
 use crate::{
     output::{
         rows::{BodyJson, Row, body_descriptor, render_body},
@@ -17,7 +19,8 @@ use crate::{
     },
     protocol::call::{Body, CallEventKind},
     schema::{
-        Schema, decode, json_message, json_to_string, to_json, to_text, wire_testkit::*, write_json,
+        RenderOptions, Schema, decode, json_message, json_to_string, to_json, to_text, wire_json,
+        wire_json_ok, write_json,
     },
 };
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use prost::Message as _;
 use prost_reflect::{DynamicMessage, MapKey, Value};
 
-use super::*;
+use crate::schema::*;
 
 fn schema() -> Schema {
     Schema::embedded().expect("embedded descriptor set loads")

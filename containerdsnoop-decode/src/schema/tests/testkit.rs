@@ -1,4 +1,4 @@
-//! Shared by the fast paths' differential tests (`wire_text`, `wire_json`): the recorded
+//! Shared by the wire walker's differential tests (`wire_text`, `wire_json`): the recorded
 //! traffic's message bodies, generated messages of every type in the pool, their mutations,
 //! hand-written wire bytes, and a test schema with what the embedded protos do not use.
 
@@ -10,7 +10,7 @@ use prost::{
 };
 use prost_reflect::{DynamicMessage, Kind, MapKey, MessageDescriptor, Value};
 
-use super::{RenderOptions, Schema, any};
+use crate::schema::{RenderOptions, Schema, any};
 use crate::{
     output::{
         rows::{Row, body_descriptor},

@@ -7,8 +7,8 @@
 use prost::Message as _;
 use prost_reflect::MessageDescriptor;
 
-use super::*;
-use crate::schema::{decode, to_text, wire_testkit::*};
+use super::testkit::*;
+use crate::schema::{RenderOptions, decode, to_text, wire_text};
 
 /// Both paths on one input. Returns whether the fast path was taken; panics if it was taken
 /// and disagrees with the slow path, or the slow path did not use the schema.
