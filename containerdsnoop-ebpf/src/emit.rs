@@ -21,33 +21,11 @@ use aya_ebpf::helpers::generated::bpf_loop;
 use crate::{
     kernel::{MAX_CALL_BYTES, layout, read_u64},
     maps::{
-        EVENTS, SCRATCH, SOCK_STATE, STASH_KERNEL_IOV, STASH_UNSUPPORTED, STASH_USER_BUF,
+        Cursor, EVENTS, SCRATCH, SOCK_STATE, STASH_KERNEL_IOV, STASH_UNSUPPORTED, STASH_USER_BUF,
         STASH_USER_IOV, Scratch, Stash, count_drop,
     },
     socket,
 };
-
-/// The record loop's state. It lives in the scratch map value and is read and written with
-/// volatile accesses: the verifier does not track map memory, so every iteration starts from
-/// the same (unknown) state and the paths through one iteration converge at the next. Kept in
-/// registers instead, each branch would double the paths explored and the program would exceed
-/// the verifier's 1M-instruction budget.
-#[repr(C)]
-pub struct Cursor {
-    sent: u64,
-    capture_len: u64,
-    /// Bytes of the call already covered by records.
-    done: u64,
-    /// The current segment: `[seg_ptr, seg_ptr + seg_left)`.
-    seg_ptr: u64,
-    seg_left: u64,
-    /// Index of the next iovec to read.
-    seg_next: u64,
-    call_pos: u64,
-    base_flags: u64,
-    /// Set when the loop must stop after the current record.
-    finished: u64,
-}
 
 macro_rules! get {
     ($c:expr, $f:ident) => {

@@ -26,8 +26,30 @@ pub static SCRATCH: Array<Scratch> = Array::with_max_entries(1024, 0);
 pub struct Scratch {
     pub hdr: ChunkHeader,
     pub data: [u8; CHUNK_DATA_MAX],
-    /// Loop state of the call being emitted (not sent). See `emit::Cursor`.
-    pub cursor: crate::emit::Cursor,
+    /// Loop state of the call being emitted (not sent).
+    pub cursor: Cursor,
+}
+
+/// The record loop's state. It lives in the scratch map value and is read and written with
+/// volatile accesses: the verifier does not track map memory, so every iteration starts from
+/// the same (unknown) state and the paths through one iteration converge at the next. Kept in
+/// registers instead, each branch would double the paths explored and the program would exceed
+/// the verifier's 1M-instruction budget.
+#[repr(C)]
+pub struct Cursor {
+    pub(crate) sent: u64,
+    pub(crate) capture_len: u64,
+    /// Bytes of the call already covered by records.
+    pub(crate) done: u64,
+    /// The current segment: `[seg_ptr, seg_ptr + seg_left)`.
+    pub(crate) seg_ptr: u64,
+    pub(crate) seg_left: u64,
+    /// Index of the next iovec to read.
+    pub(crate) seg_next: u64,
+    pub(crate) call_pos: u64,
+    pub(crate) base_flags: u64,
+    /// Set when the loop must stop after the current record.
+    pub(crate) finished: u64,
 }
 
 /// Per socket (by inode): next stream position and records lost since the last delivered.

@@ -568,8 +568,9 @@ for path, payload in (("\0{name}", b"abstract-selected"), ("\0other-{name}", b"a
         vec![b"abstract-selected".to_vec(), b"detceles-tcartsba".to_vec()]
     );
     assert!(
-        t.stderr
-            .contains(&format!("containerdsnoop: warning: {pattern}: abstract socket name")),
+        t.stderr.contains(&format!(
+            "containerdsnoop: warning: {pattern}: abstract socket name"
+        )),
         "{}",
         t.stderr
     );

@@ -44,14 +44,7 @@ fn start_tracer() -> Tracer {
     let shims = support::containerd::shim_sockets();
     let mut t = Tracer::spawn(
         Path::new(TRACER),
-        &[
-            "-o",
-            "json",
-            &ctrd,
-            &ctrd_ttrpc,
-            &dockerd,
-            &shims,
-        ],
+        &["-o", "json", &ctrd, &ctrd_ttrpc, &dockerd, &shims],
     )
     .expect("spawn tracer");
     t.wait_ready(Duration::from_secs(30))

@@ -217,7 +217,10 @@ mod tests {
     fn abstract_and_generationless_selections_warn() {
         let abs = parse_selector("@abs").expect("selector");
         let l = lines(&abs, &Resolution::default(), &|_| None);
-        assert!(l[0].starts_with("warning: @abs: abstract socket name: selected by name"), "{l:?}");
+        assert!(
+            l[0].starts_with("warning: @abs: abstract socket name: selected by name"),
+            "{l:?}"
+        );
         let sel = parse_selector("/ovl/demo.sock").expect("selector");
         let loose = Resolution {
             dir: Some(DIR),
@@ -225,7 +228,10 @@ mod tests {
             ..Resolution::default()
         };
         let l = lines(&sel, &loose, &|_| None);
-        assert_eq!(l[0], "/ovl/demo.sock: socket file (device 0:34, inode 5521)");
+        assert_eq!(
+            l[0],
+            "/ovl/demo.sock: socket file (device 0:34, inode 5521)"
+        );
         assert!(
             l[1].starts_with(
                 "warning: /ovl/demo.sock: the file system of inode 5521 on device 0:34 does not"

@@ -1,8 +1,8 @@
-//! Finding frame boundaries in a byte stream that starts at an unknown point: after a mid-connection
-//! attach, or after the capture lost bytes (KERNEL.md §6.4). A candidate 9-byte header must be
-//! plausible for its type (`frame::plausible`, the rule detection uses too), and several
-//! consecutive candidates must chain (`next = here + 9 +
-//! len`) before the position is trusted. Bytes held while searching are bounded by
+//! Finding frame boundaries in a byte stream that starts at an unknown point: after a
+//! mid-connection attach, or after the capture lost bytes. A candidate 9-byte header (RFC 9113
+//! §4.1) must be plausible for its type (`frame::plausible`, the rule detection uses too), and
+//! several consecutive candidates must chain (`next = here + 9 + len`) before the position is
+//! trusted. Bytes held while searching are bounded by
 //! [`RESYNC_WINDOW`].
 
 use std::collections::VecDeque;

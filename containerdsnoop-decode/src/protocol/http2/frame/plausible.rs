@@ -1,6 +1,6 @@
-//! The one rule for "could these 9 bytes be the header of a frame a gRPC peer sends" (KERNEL.md
-//! §6.4), used wherever frame boundaries are not known: protocol detection
-//! (`protocol::detect`) and resynchronisation (`http2::resync`). Stricter than RFC 9113 where
+//! The one rule for "could these 9 bytes be the header of a frame a gRPC peer sends" (the header
+//! of RFC 9113 §4.1; what each frame type may carry, §6), used wherever frame boundaries are not
+//! known: protocol detection (`protocol::detect`) and resynchronisation (`http2::resync`). Stricter than RFC 9113 where
 //! gRPC allows it, since every rejected header makes random bytes less likely to pass.
 
 use super::head::{HEADER_LEN, Head, Kind, flags};
