@@ -23,6 +23,12 @@ use libfuzzer_sys::fuzz_target;
 #[derive(Clone, Default)]
 struct Shared(Rc<RefCell<Vec<u8>>>);
 
+impl Shared {
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.borrow_mut())
+    }
+}
+
 impl Write for Shared {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
         self.0.borrow_mut().extend_from_slice(b);
@@ -33,24 +39,42 @@ impl Write for Shared {
     }
 }
 
-fn run(chunks: &[containerdsnoop_decode::record::Chunk], json: bool, failed_only: bool) -> Vec<u8> {
-    let out = Shared::default();
-    let printer: Box<dyn Sink> = if json {
-        Box::new(JsonPrinter::new(Box::new(out.clone()), Clock::identity()))
-    } else {
-        Box::new(TablePrinter::new(
-            Box::new(out.clone()),
+/// Which printers one pipeline run feeds.
+#[derive(Clone, Copy)]
+enum Printers {
+    /// The table and the JSON printer side by side: one decode, two outputs (the table
+    /// printer ignores the request headers the JSON printer asks the pipeline to keep).
+    TableAndJson,
+    Json,
+}
+
+/// Runs `chunks` through one pipeline; the outputs in the order of `printers` (table first).
+fn run(
+    chunks: &[containerdsnoop_decode::record::Chunk],
+    printers: Printers,
+    failed_only: bool,
+) -> Vec<Vec<u8>> {
+    let table = Shared::default();
+    let json = Shared::default();
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    if let Printers::TableAndJson = printers {
+        sinks.push(Box::new(TablePrinter::new(
+            Box::new(table.clone()),
             Clock::identity(),
             None,
-        ))
-    };
+        )));
+    }
+    sinks.push(Box::new(JsonPrinter::new(
+        Box::new(json.clone()),
+        Clock::identity(),
+    )));
     let mut p = Pipeline::new(
         Renderer::new(schema().clone(), RenderOptions::default()),
         Plan {
             failed_only,
             ..Plan::default()
         },
-        vec![printer],
+        sinks,
     );
     for c in chunks {
         if let Err(e) = p.push(c) {
@@ -73,14 +97,20 @@ fn run(chunks: &[containerdsnoop_decode::record::Chunk], json: bool, failed_only
     if let Some(held) = p.failed_held() {
         assert_eq!(held, (0, 0), "-x still holds rows after the end");
     }
-    out.0.borrow().clone()
+    drop(p);
+    let mut outs = Vec::new();
+    if let Printers::TableAndJson = printers {
+        outs.push(table.take());
+    }
+    outs.push(json.take());
+    outs
 }
 
 fuzz_target!(|data: &[u8]| {
     let chunks = chunks::to_chunks(&chunks::decode_ops(data));
-    let table = run(&chunks, false, false);
+    let [table, json] = <[Vec<u8>; 2]>::try_from(run(&chunks, Printers::TableAndJson, false))
+        .unwrap_or_else(|_| unreachable!("two printers, two outputs"));
     assert_terminal_safe_bytes("table", &table);
-    let json = run(&chunks, true, false);
     assert_terminal_safe_bytes("json", &json);
     let json = String::from_utf8_lossy(&json);
     let mut lines: std::collections::HashMap<&str, usize> = Default::default();
@@ -90,7 +120,7 @@ fuzz_target!(|data: &[u8]| {
         }
         *lines.entry(line).or_default() += 1;
     }
-    let failed = run(&chunks, true, true);
+    let failed = run(&chunks, Printers::Json, true).concat();
     for line in String::from_utf8_lossy(&failed).lines() {
         match lines.get_mut(line) {
             Some(n) if *n > 0 => *n -= 1,

@@ -218,6 +218,9 @@ fn fuzz_one(fuzz_dir: &Path, target: &str, seconds: u64) -> anyhow::Result<Outco
         .arg(format!("-timeout={TIMEOUT_SECONDS}"))
         .arg(format!("-rss_limit_mb={RSS_LIMIT_MB}"))
         .arg("-print_final_stats=1")
+        // NEW_FUNC lines run llvm-symbolizer for each newly covered function: in a short run
+        // that costs more CPU than some targets' whole fuzzing.
+        .arg("-print_funcs=0")
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
 
