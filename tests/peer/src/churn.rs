@@ -120,22 +120,18 @@ pub fn run(a: Args) -> Result<()> {
     };
     let a_dir = a.dir.join("a.d");
     for round in 0..a.rounds {
-        let (i, j) = (next(), next());
-        let e = exchange(
-            &a.dir.join("a.sock"),
-            payload("SELECTED-A", i, a.bytes),
-            payload("SELECTED-A", j, a.bytes),
-        )?;
-        freed.insert(e.file_ino);
-        selected.push(record(&e, "A"));
-        let (i, j) = (next(), next());
-        let e = exchange(
-            &a.dir.join("b.sock"),
-            payload("SELECTED-B", i, a.bytes),
-            payload("SELECTED-B", j, a.bytes),
-        )?;
-        freed.insert(e.file_ino);
-        selected.push(record(&e, "B"));
+        // The two tracers' sockets, re-created at their paths.
+        for (name, who) in [("a.sock", "A"), ("b.sock", "B")] {
+            let (i, j) = (next(), next());
+            let tag = format!("SELECTED-{who}");
+            let e = exchange(
+                &a.dir.join(name),
+                payload(&tag, i, a.bytes),
+                payload(&tag, j, a.bytes),
+            )?;
+            freed.insert(e.file_ino);
+            selected.push(record(&e, who));
+        }
         // The selected directory, re-created: used once tracer A has seen it.
         fs::create_dir(&a_dir).with_context(|| format!("mkdir {}", a_dir.display()))?;
         let dir_ino = fs::metadata(&a_dir)?.ino();
