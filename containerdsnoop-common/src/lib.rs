@@ -114,6 +114,9 @@ const _: () = assert!(CHUNK_HEADER_LEN.is_multiple_of(8));
 ///   first `match_len` bytes (0 for `dir/*`: every entry).
 /// - [`PATTERN_ABSTRACT`]: `unix_address.name`'s `sun_path` of an abstract socket (first byte
 ///   NUL), which has no file and so no identity.
+/// - [`PATTERN_AWAITED_DIR`]: the name of a selected directory that did not exist at the last
+///   rescan, compared with the name of a socket's directory whose own parent is selected in
+///   `AWAITED_DIRS`; on a match, the socket's name is compared with the patterns in `entries`.
 ///
 /// A name matches when `len >= match_len`, its first `match_len` bytes equal `bytes` (compared a
 /// word at a time under `mask`, 0xff for the first `match_len` bytes and 0 after), and, when
@@ -126,7 +129,9 @@ pub struct PathPattern {
     pub match_len: u32,
     pub exact: u32,
     pub kind: u32,
-    pub _pad: u32,
+    /// [`PATTERN_AWAITED_DIR`] only: bit mask of the [`PATTERN_BASENAME`] patterns the names of
+    /// that directory's entries are compared with (0 for other kinds).
+    pub entries: u32,
 }
 const _: () = assert!(core::mem::size_of::<PathPattern>() == 240);
 
@@ -136,6 +141,8 @@ pub const PATTERN_NONE: u32 = 0;
 pub const PATTERN_BASENAME: u32 = 1;
 /// [`PathPattern::kind`]: compared with abstract socket names.
 pub const PATTERN_ABSTRACT: u32 = 2;
+/// [`PathPattern::kind`]: the name of a selected directory not created yet (see above).
+pub const PATTERN_AWAITED_DIR: u32 = 3;
 
 /// The identity of a file as the kernel sees it, exact for as long as the tracer runs:
 /// `inode->i_sb->s_dev` (kernel `dev_t`, `MKDEV(major, minor)` = `major << 20 | minor`, not the

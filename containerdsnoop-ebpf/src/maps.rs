@@ -85,6 +85,18 @@ pub static SELECTED_FILES: HashMap<FileKey, u32> = HashMap::with_max_entries(MAX
 #[map]
 pub static SELECTED_DIRS: HashMap<FileKey, u32> = HashMap::with_max_entries(MAX_SELECTED_DIRS, 0);
 
+/// Existing directories whose selected subdirectory does not exist yet (by identity) -> bit
+/// mask of the `PATTERN_AWAITED_DIR` patterns naming those subdirectories. A socket bound in
+/// such a subdirectory as soon as it is created is selected from its first byte, before the
+/// rescan that selects the new directory itself (see `socket::select_awaited`).
+#[map]
+pub static AWAITED_DIRS: HashMap<FileKey, u32> = HashMap::with_max_entries(MAX_PATTERNS, 0);
+
+/// `[0]`: the number of `AWAITED_DIRS` entries; only while it is non-zero is a socket's
+/// grandparent looked up. Written by user space.
+#[map]
+pub static AWAITED_COUNT: Array<u32> = Array::with_max_entries(1, 0);
+
 /// `[0]`: how many keys of `SELECTED_FILES` and `SELECTED_DIRS` have no generation (file systems
 /// whose generation user space cannot read); only while it is non-zero are keys looked up a
 /// second time without the generation. Written by user space.

@@ -34,13 +34,16 @@
 
 use aya_ebpf::helpers::bpf_probe_read_kernel_buf;
 use containerdsnoop_common::{
-    ChunkHeader, FileKey, MAX_PATTERNS, PATH_LEN, PATTERN_ABSTRACT, PATTERN_BASENAME, SUN_PATH_MAX,
-    flags,
+    ChunkHeader, FileKey, MAX_PATTERNS, PATH_LEN, PATTERN_ABSTRACT, PATTERN_AWAITED_DIR,
+    PATTERN_BASENAME, SUN_PATH_MAX, flags,
 };
 
 use crate::{
     kernel::{HAS_ABSTRACT, PATTERN_COUNT, layout, read_u16, read_u32, read_u64},
-    maps::{GENERATIONLESS, PATTERNS, SELECTED_DIRS, SELECTED_FILES, SELECTION},
+    maps::{
+        AWAITED_COUNT, AWAITED_DIRS, GENERATIONLESS, PATTERNS, SELECTED_DIRS, SELECTED_FILES,
+        SELECTION,
+    },
 };
 
 const AF_UNIX: u16 = 1;
@@ -161,7 +164,34 @@ fn select_file(dentry: u64, hdr: &mut ChunkHeader) -> Option<u8> {
     }
     let parent = read_u64(dentry + layout!(dentry_d_parent) as u64)?;
     let dir = file_key(parent)?;
-    let mask = lookup(&SELECTED_DIRS, dir)?;
+    let Some(mask) = lookup(&SELECTED_DIRS, dir) else {
+        return select_awaited(dentry, parent, hdr);
+    };
+    let len = read_name(dentry, hdr)?;
+    match_patterns(hdr, len, mask, PATTERN_BASENAME)
+}
+
+/// A socket in a selected directory created since the last rescan: its directory's parent is
+/// in `AWAITED_DIRS`, its directory's name matches one of that entry's `PATTERN_AWAITED_DIR`
+/// patterns, and its own name one of that pattern's `entries`. Exact, like the rest: the
+/// parent is known by identity and both names are compared whole (or by the user's prefix).
+#[inline(always)]
+fn select_awaited(dentry: u64, parent: u64, hdr: &mut ChunkHeader) -> Option<u8> {
+    if AWAITED_COUNT.get(0).copied().unwrap_or(0) == 0 {
+        return None;
+    }
+    let grandparent = read_u64(parent + layout!(dentry_d_parent) as u64)?;
+    let awaited = lookup(&AWAITED_DIRS, file_key(grandparent)?)?;
+    let dir_len = read_name(parent, hdr)?;
+    let slot = match_patterns(hdr, dir_len, awaited, PATTERN_AWAITED_DIR)?;
+    let entries = PATTERNS.get(slot as u32)?.entries;
+    let len = read_name(dentry, hdr)?;
+    match_patterns(hdr, len, entries, PATTERN_BASENAME)
+}
+
+/// Copies `dentry->d_name` (at most `PATH_LEN` bytes) into `hdr.path`; returns its length.
+#[inline(always)]
+fn read_name(dentry: u64, hdr: &mut ChunkHeader) -> Option<u32> {
     let len = read_u32(dentry + layout!(dentry_d_name_len) as u64)?;
     let name = read_u64(dentry + layout!(dentry_d_name_name) as u64)?;
     let mut n = len;
@@ -174,7 +204,7 @@ fn select_file(dentry: u64, hdr: &mut ChunkHeader) -> Option<u8> {
         // SAFETY: bpf_probe_read_kernel never faults.
         unsafe { bpf_probe_read_kernel_buf(name as *const u8, dst) }.ok()?;
     }
-    match_patterns(hdr, len, mask, PATTERN_BASENAME)
+    Some(len)
 }
 
 /// Compares the `len`-byte name now in `hdr.path` with the patterns of `kind` in `mask`.

@@ -179,3 +179,63 @@ fn issue_19_churn_on_ext4_selects_no_reused_inode() {
 fn issue_19_churn_on_tmpfs_selects_nothing_unselected() {
     churn_on(Path::new("/dev/shm"), "tmpfs", false);
 }
+
+/// Binds `path`, connects and sends `c2s` and its reply at once; returns (client, server)
+/// sockfs inode numbers.
+fn quick_exchange(path: &Path, c2s: &[u8]) -> (u64, u64) {
+    use std::io::{Read as _, Write as _};
+    use std::os::unix::{
+        fs::MetadataExt as _,
+        net::{UnixListener, UnixStream},
+    };
+    let listener = UnixListener::bind(path).expect("bind");
+    let mut client = UnixStream::connect(path).expect("connect");
+    let (mut server, _) = listener.accept().expect("accept");
+    client.write_all(c2s).expect("send");
+    let mut got = vec![0; c2s.len()];
+    server.read_exact(&mut got).expect("recv");
+    server.write_all(b"reply").expect("reply");
+    let mut back = [0; 5];
+    client.read_exact(&mut back).expect("recv reply");
+    let ino = |fd: &UnixStream| {
+        let p = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd));
+        fs::metadata(p).expect("fd").ino()
+    };
+    (ino(&client), ino(&server))
+}
+
+/// A selected directory created while tracing, and a socket bound and used in it at once,
+/// before any rescan could have seen the directory: every byte is traced, because the
+/// directory's parent is awaited with its name (this is what the containerd 2.1 CI run lost
+/// when `/run/containerd/s` appeared for its first shim). A directory of another name beside
+/// it is not traced.
+#[test]
+fn issue_19_a_directory_created_while_tracing_is_traced_from_its_first_byte() {
+    support::require!(Need::Root);
+    let dir = support::temp_dir("awaited").expect("temp dir");
+    let sel = |p: &str| dir.join(p).display().to_string();
+    let tracer = Tracer::started(
+        Path::new(TRACER),
+        &["--raw", "-o", "json", &sel("s/*"), &sel("t/x.sock")],
+    );
+    let mut expected = Expected::new();
+    for (sub, name, payload) in [
+        ("s", "a.sock", &b"SELECTED-PREFIX"[..]),
+        ("t", "x.sock", b"SELECTED-EXACT"),
+        ("u", "x.sock", b"UNSELECTED-NEIGHBOUR"),
+    ] {
+        fs::create_dir(dir.join(sub)).expect("mkdir");
+        let (client, server) = quick_exchange(&dir.join(sub).join(name), payload);
+        if sub != "u" {
+            expected.insert(client, payload.to_vec());
+            expected.insert(server, b"reply".to_vec());
+        }
+    }
+    let (out, err) = tracer.stop_ok();
+    assert_exact(&out, &expected, "awaited directories");
+    assert!(
+        err.contains("in it are traced from their first byte once it is created"),
+        "{err}"
+    );
+    support::remove_temp_dir(&dir);
+}

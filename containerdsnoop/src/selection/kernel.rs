@@ -19,6 +19,8 @@ pub struct SelectionMaps {
     dirs: HashMap<MapData, FileKey, u32>,
     patterns: Array<MapData, PathPattern>,
     generationless: Array<MapData, u32>,
+    awaited: HashMap<MapData, FileKey, u32>,
+    awaited_count: Array<MapData, u32>,
 }
 
 fn take<T: TryFrom<aya::maps::Map, Error = MapError>>(
@@ -38,6 +40,8 @@ impl SelectionMaps {
             dirs: take(ebpf, "SELECTED_DIRS")?,
             patterns: take(ebpf, "PATTERNS")?,
             generationless: take(ebpf, "GENERATIONLESS")?,
+            awaited: take(ebpf, "AWAITED_DIRS")?,
+            awaited_count: take(ebpf, "AWAITED_COUNT")?,
         })
     }
 
@@ -69,6 +73,18 @@ impl SelectionMaps {
                 }
                 Update::RemoveFile(k) => removal(self.files.remove(k), "socket file", k),
                 Update::RemoveDir(k) => removal(self.dirs.remove(k), "directory", k),
+                Update::Awaited(k, mask) => (self.awaited.insert(k, mask, 0)).map_err(|e| {
+                    format!(
+                        "cannot await directory inode {} in the kernel: {e}; sockets bound as soon \
+                         as the selected directory below it is created are traced only from the \
+                         next check on",
+                        k.ino
+                    )
+                }),
+                Update::RemoveAwaited(k) => removal(self.awaited.remove(k), "awaited directory", k),
+                Update::AwaitedCount(n) => self.awaited_count.set(0, n, 0).map_err(|e| {
+                    format!("cannot write the count of awaited directories in the kernel: {e}")
+                }),
                 Update::Generationless(n) => self.generationless.set(0, n, 0).map_err(|e| {
                     format!(
                         "cannot write the count of generationless identities in the kernel: {e}; \

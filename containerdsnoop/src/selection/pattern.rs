@@ -110,7 +110,7 @@ pub(crate) fn name_pattern(bytes: &[u8], exact: bool, kind: u32) -> PathPattern 
         } else {
             kind
         },
-        _pad: 0,
+        entries: 0,
     };
     let n = bytes.len().min(PATH_LEN);
     pattern.bytes[..n].copy_from_slice(&bytes[..n]);

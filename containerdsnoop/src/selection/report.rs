@@ -113,9 +113,14 @@ fn resolution_lines(sel: &Selector, res: &Resolution, listeners: Listeners<'_>) 
             Some(Target::Missing) | None if res.dir.is_some() => vec![format!(
                 "{text}: does not exist yet; traced from its first byte once a server binds it"
             )],
+            Some(Target::Missing) | None if res.awaited.is_some() => vec![format!(
+                "{text}: does not exist yet, nor does its directory {}; traced from its first \
+                 byte once a server binds it there",
+                dir.display()
+            )],
             Some(Target::Missing) | None => vec![format!(
-                "{text}: does not exist yet, nor does its directory {}; traced once they exist \
-                 (checked every 250 ms)",
+                "{text}: does not exist yet, nor does its directory {} or that directory's \
+                 parent; traced once they exist (checked every 250 ms)",
                 dir.display()
             )],
         },
@@ -127,10 +132,17 @@ fn resolution_lines(sel: &Selector, res: &Resolution, listeners: Listeners<'_>) 
                     String::from_utf8_lossy(prefix).into_owned()
                 ),
             };
+            if res.dir.is_none() && res.awaited.is_some() {
+                return vec![format!(
+                    "{text}: directory {} does not exist yet; {names} in it are traced from \
+                     their first byte once it is created",
+                    dir.display()
+                )];
+            }
             if res.dir.is_none() {
                 return vec![format!(
-                    "{text}: directory {} does not exist yet; {names} in it are traced once it \
-                     exists (checked every 250 ms)",
+                    "{text}: directory {} does not exist yet, nor does its parent; {names} in \
+                     it are traced once they exist (checked every 250 ms)",
                     dir.display()
                 )];
             }
@@ -281,7 +293,7 @@ mod tests {
             ]
         );
         let l = lines(&sel, &no_dir, &|_| None);
-        assert!(l[0].contains("nor does its directory /tmp;"), "{l:?}");
+        assert!(l[0].contains("nor does its directory /tmp or"), "{l:?}");
         // sock_diag unavailable: no claim about listeners either way.
         let unknown = lines(&sel, &sock(Target::Socket(SOCK)), &|_| None);
         assert_eq!(
@@ -329,8 +341,9 @@ mod tests {
         assert_eq!(
             l,
             vec![
-                "/run/x/shim-*: directory /run/x does not exist yet; sockets named \"shim-\"... \
-                 in it are traced once it exists (checked every 250 ms)"
+                "/run/x/shim-*: directory /run/x does not exist yet, nor does its parent; \
+                 sockets named \"shim-\"... in it are traced once they exist (checked every \
+                 250 ms)"
             ]
         );
     }

@@ -48,6 +48,10 @@ pub struct Resolution {
     /// process's `/proc/PID/root` once the tracer has dropped its capabilities): what it named
     /// before stays selected, since it is not known to be gone.
     pub unchecked: bool,
+    /// The directory (an exact path's, or a prefix's) does not exist yet, but its parent does:
+    /// the parent's identity and the directory's name, so that a socket bound there as soon as
+    /// the directory is created is selected from its first byte.
+    pub awaited: Option<(FileKey, Vec<u8>)>,
 }
 
 fn kind_name(t: fs::FileType) -> &'static str {
@@ -95,6 +99,12 @@ fn dir_key(dir: &Path) -> (Option<FileKey>, bool) {
     }
 }
 
+/// The parent's identity and the name of `dir`, which does not exist.
+fn awaited(dir: &Path) -> Option<(FileKey, Vec<u8>)> {
+    let name = dir.file_name()?.as_encoded_bytes().to_vec();
+    Some((dir_key(dir.parent()?).0?, name))
+}
+
 /// Most symlinks followed from a selected path (the kernel's own limit is 40).
 const MAX_LINKS: usize = 8;
 
@@ -140,10 +150,11 @@ pub fn resolve_quick(selector: &Selector) -> Resolution {
 fn resolve_with(selector: &Selector, list: bool) -> Resolution {
     match selector {
         Selector::Exact { path, dir, .. } => {
-            let (dir, dir_certain) = dir_key(dir);
+            let (dir_key, dir_certain) = dir_key(dir);
             let target = target_of(path);
             Resolution {
-                dir,
+                awaited: dir_key.is_none().then(|| awaited(dir)).flatten(),
+                dir: dir_key,
                 unchecked: !dir_certain || matches!(target, Target::Error(_)),
                 target: Some(target),
                 sockets: Vec::new(),
@@ -179,6 +190,7 @@ fn resolve_with(selector: &Selector, list: bool) -> Resolution {
                 sockets,
                 link_target: None,
                 unchecked: !dir_certain,
+                awaited: dir_key.is_none().then(|| awaited(dir)).flatten(),
             }
         }
         Selector::Abstract { .. } => Resolution::default(),

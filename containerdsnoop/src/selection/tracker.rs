@@ -9,7 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use containerdsnoop_common::{FileKey, MAX_PATTERNS, PATTERN_BASENAME, PathPattern};
+use containerdsnoop_common::{
+    FileKey, MAX_PATTERNS, PATTERN_AWAITED_DIR, PATTERN_BASENAME, PathPattern,
+};
 
 use super::{
     notice::{changes, removed},
@@ -32,6 +34,13 @@ pub enum Update {
     Pattern(u32, Box<PathPattern>),
     /// `GENERATIONLESS[0] = count`: how many keys of both maps match any generation.
     Generationless(u32),
+    /// `AWAITED_DIRS[key] = mask`: directory `key` holds a selected subdirectory not created
+    /// yet, named by the `PATTERN_AWAITED_DIR` patterns in `mask`.
+    Awaited(FileKey, u32),
+    /// Delete `AWAITED_DIRS[key]`.
+    RemoveAwaited(FileKey),
+    /// `AWAITED_COUNT[0] = count`.
+    AwaitedCount(u32),
 }
 
 pub struct Tracker {
@@ -44,8 +53,12 @@ pub struct Tracker {
     files: BTreeMap<FileKey, u32>,
     dirs: BTreeMap<FileKey, u32>,
     generationless: u32,
+    awaited: BTreeMap<FileKey, u32>,
     /// Per selector: the spare pattern slot holding its symlink target's name, and that name.
     aliases: Vec<Option<(u32, Vec<u8>)>>,
+    /// Per selector: the spare pattern slot holding the name of its directory while that does
+    /// not exist (`u32::MAX`: none was left).
+    awaits: Vec<Option<u32>>,
     /// Spare pattern slots (after the selectors') not given out yet.
     spare: Vec<u32>,
 }
@@ -55,6 +68,7 @@ pub struct Tracker {
 struct Wanted {
     files: BTreeMap<FileKey, u32>,
     dirs: BTreeMap<FileKey, u32>,
+    awaited: BTreeMap<FileKey, u32>,
 }
 
 impl Tracker {
@@ -69,6 +83,8 @@ impl Tracker {
             files: BTreeMap::new(),
             dirs: BTreeMap::new(),
             generationless: 0,
+            awaited: BTreeMap::new(),
+            awaits: vec![None; aliases.len()],
             aliases,
             spare,
         }
@@ -111,6 +127,33 @@ impl Tracker {
             self.aliases[i] = Some((slot, name));
         }
         *wanted.dirs.entry(dir).or_insert(0) |= 1 << slot;
+    }
+
+    /// Gives selector `i`'s missing directory a spare pattern slot holding the directory's name
+    /// (once: the name is the selector's), and wants the directory's parent awaited with it.
+    fn await_dir(
+        &mut self,
+        i: usize,
+        (parent, name): (FileKey, Vec<u8>),
+        wanted: &mut Wanted,
+        updates: &mut Vec<Update>,
+    ) {
+        let slot = match self.awaits[i] {
+            Some(slot) => slot,
+            None => {
+                let slot = self.spare.pop().unwrap_or(u32::MAX);
+                if slot != u32::MAX {
+                    let mut pattern = name_pattern(&name, true, PATTERN_AWAITED_DIR);
+                    pattern.entries = 1 << i;
+                    updates.push(Update::Pattern(slot, Box::new(pattern)));
+                }
+                self.awaits[i] = Some(slot);
+                slot
+            }
+        };
+        if slot != u32::MAX {
+            *wanted.awaited.entry(parent).or_insert(0) |= 1 << slot;
+        }
     }
 
     pub fn selectors(&self) -> &[Selector] {
@@ -179,6 +222,20 @@ impl Tracker {
             if let Some(Target::Socket(key)) = &now.target {
                 wanted.files.entry(*key).or_insert(i as u32);
             }
+            if let Some(awaited) = now.awaited.clone()
+                && self.selectors[i].kernel_pattern().kind == PATTERN_BASENAME
+            {
+                self.await_dir(i, awaited, &mut wanted, &mut updates);
+            }
+        }
+        let awaited = wanted.awaited.len() as u32;
+        if awaited > self.awaited.len() as u32 {
+            updates.push(Update::AwaitedCount(awaited));
+        }
+        for (k, mask) in &wanted.awaited {
+            if self.awaited.get(k) != Some(mask) {
+                updates.push(Update::Awaited(*k, *mask));
+            }
         }
         let generationless = (wanted.files.keys().chain(wanted.dirs.keys()))
             .filter(|k| k.generation_known == 0)
@@ -214,11 +271,20 @@ impl Tracker {
                 notices.push(removed(self.owner_text(*mask), "directory", k));
             }
         }
+        for k in self.awaited.keys() {
+            if !wanted.awaited.contains_key(k) {
+                updates.push(Update::RemoveAwaited(*k));
+            }
+        }
+        if awaited < self.awaited.len() as u32 {
+            updates.push(Update::AwaitedCount(awaited));
+        }
         if generationless < self.generationless {
             updates.push(Update::Generationless(generationless));
         }
         self.files = wanted.files;
         self.dirs = wanted.dirs;
+        self.awaited = wanted.awaited;
         self.generationless = generationless;
         (updates, notices)
     }
@@ -315,6 +381,56 @@ mod tests {
         );
     }
 
+    /// A prefix directory that does not exist yet: its parent is awaited with the directory's
+    /// name in a spare slot whose entries are the selector's pattern, until the directory is
+    /// there; then the directory itself is selected and the parent no longer awaited.
+    #[test]
+    fn a_missing_directory_is_awaited_in_its_parent() {
+        let sel = parse_selector("/run/containerd/s/*").expect("selector");
+        let mut t = Tracker::new(vec![sel]);
+        let parent = key(1, 40);
+        let missing = Resolution {
+            awaited: Some((parent, b"s".to_vec())),
+            ..Resolution::default()
+        };
+        let (u, _) = t.scan(|_| missing.clone());
+        let mut pattern = name_pattern(b"s", true, PATTERN_AWAITED_DIR);
+        pattern.entries = 1;
+        let slot = 1; // the first spare slot after the selector's
+        assert_eq!(
+            u,
+            vec![
+                Update::Pattern(slot, Box::new(pattern)),
+                Update::AwaitedCount(1),
+                Update::Awaited(parent, 1 << slot),
+            ]
+        );
+        assert_eq!(t.scan(|_| missing.clone()), (vec![], vec![]));
+        let there = Resolution {
+            dir: Some(key(1, 41)),
+            ..Resolution::default()
+        };
+        let (u, _) = t.scan(|_| there.clone());
+        assert_eq!(
+            u,
+            vec![
+                Update::Dir(key(1, 41), 1),
+                Update::RemoveAwaited(parent),
+                Update::AwaitedCount(0),
+            ]
+        );
+        // Gone again: awaited again, in the same slot (no new pattern write).
+        let (u, _) = t.scan(|_| missing.clone());
+        assert_eq!(
+            u,
+            vec![
+                Update::AwaitedCount(1),
+                Update::Awaited(parent, 1 << slot),
+                Update::RemoveDir(key(1, 41)),
+            ]
+        );
+    }
+
     /// Keys whose generation is unknown are counted for the kernel: the count rises before
     /// such a key is added and falls after it is removed.
     #[test]
@@ -358,6 +474,7 @@ mod tests {
             sockets: vec![],
             link_target: Some((key(1, 9), name.to_vec())),
             unchecked: false,
+            awaited: None,
         };
         let link = |s: &Selector, name: &'static [u8]| match s.text() {
             "/run/docker.sock" => res(name),

@@ -235,15 +235,15 @@ disabled_plugins = [
     )
 }
 
-/// The shims' socket pattern, `/run/containerd/s/*`, with its directory created first.
+/// The shims' socket pattern, `/run/containerd/s/*`, with the directory's parent present.
 ///
-/// A prefix directory that appears while the tracer runs is selected by the next rescan (at
-/// most 250 ms later), and containerd binds its first shim's socket there and sends that shim
-/// its first requests within that window: the tracer then joins that connection late (this was
-/// the containerd 2.1 CI run whose ttrpc connection decoded as `late_join`, with a stream-17
-/// answer and no method; see docs/selection.md). The directory exists on any node that has run
-/// a container; the tests make it exist too, so that they check decoding, not that window.
+/// containerd creates `/run/containerd/s` for its first shim, binds the shim's socket there and
+/// sends it its first requests at once. The tracer selects a directory that appears while it
+/// runs from its first byte only when the directory's parent exists (it awaits the name there;
+/// see docs/selection.md); before, the containerd 2.1 CI run joined such a connection late.
+/// `/run/containerd` is there on any node that runs containerd; the tests make it exist, and
+/// leave `s` to containerd, so that this path is exercised.
 pub fn shim_sockets() -> String {
-    std::fs::create_dir_all("/run/containerd/s").expect("mkdir /run/containerd/s");
+    std::fs::create_dir_all("/run/containerd").expect("mkdir /run/containerd");
     "/run/containerd/s/*".to_string()
 }
