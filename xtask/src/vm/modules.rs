@@ -13,12 +13,15 @@ use anyhow::{Context as _, bail};
 
 use super::packages::{self, KernelImage};
 
-/// What the guest loads (with their dependencies, which come first).
+/// What the guest loads (with their dependencies and the `softdep=pre:` modules that can be
+/// found, which come first: ext4 before 6.15 needs the crypto API's crc32c to mount).
 const WANTED: [&str; 2] = ["brd", "ext4"];
 
 /// Where modules live in the kernel packages: `/lib/modules` (bullseye, bookworm) or
 /// `/usr/lib/modules` (sid's linux-modules-*). Only these subtrees are unpacked.
-const MEMBERS: [&str; 6] = [
+const MEMBERS: [&str; 8] = [
+    "./lib/modules/*/kernel/crypto/",
+    "./usr/lib/modules/*/kernel/crypto/",
     "./lib/modules/*/kernel/fs/",
     "./lib/modules/*/kernel/lib/",
     "./lib/modules/*/kernel/drivers/block/",
@@ -75,11 +78,26 @@ fn build_cache(cache: &Path, image: &KernelImage, dir: &Path) -> anyhow::Result<
         .with_context(|| format!("unpacking modules of {name}"))?;
     let mut found = BTreeMap::new();
     index(&raw, &mut found)?;
+    let aliases = crypto_aliases(&found)?;
     let order = load_order(&WANTED, |m| {
         let path = found
             .get(m)
             .with_context(|| format!("{name} has no module {m}"))?;
-        Ok(depends(&decompress(path)?))
+        let elf = decompress(path)?;
+        let mut deps = depends(&elf);
+        // A soft dependency is a module or an alias (`crypto-crc32c`); one not found is left
+        // out (a later kernel has it built in).
+        for soft in modinfo(&elf, "softdep=") {
+            for d in soft.split_whitespace().skip_while(|w| *w != "pre:").skip(1) {
+                let d = d.replace('-', "_");
+                if found.contains_key(&d) {
+                    deps.push(d);
+                } else if let Some(m) = aliases.get(&d) {
+                    deps.push(m.clone());
+                }
+            }
+        }
+        Ok(deps)
     })?;
     let tmp = dir.with_extension("partial");
     let _ = fs::remove_dir_all(&tmp);
@@ -143,18 +161,40 @@ fn load_order(
     Ok(order)
 }
 
+/// The values of a module's `.modinfo` strings with `key` (`depends=`, `alias=`).
+fn modinfo(elf: &[u8], key: &str) -> Vec<String> {
+    elf.split(|&b| b == 0)
+        .filter_map(|s| s.strip_prefix(key.as_bytes()))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
 /// The `depends=` entry of a module's `.modinfo` strings (names normalised to `_`).
 fn depends(elf: &[u8]) -> Vec<String> {
-    elf.split(|&b| b == 0)
-        .find_map(|s| s.strip_prefix(b"depends="))
+    modinfo(elf, "depends=")
+        .first()
         .map(|list| {
-            String::from_utf8_lossy(list)
-                .split(',')
+            list.split(',')
                 .filter(|d| !d.is_empty())
                 .map(|d| d.replace('-', "_"))
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The aliases of the crypto modules (`crypto_crc32c` -> `crc32c_generic`), normalised to `_`.
+fn crypto_aliases(found: &BTreeMap<String, PathBuf>) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for (name, path) in found {
+        if !path.components().any(|c| c.as_os_str() == "crypto") {
+            continue;
+        }
+        for a in modinfo(&decompress(path)?, "alias=") {
+            out.entry(a.replace('-', "_"))
+                .or_insert_with(|| name.clone());
+        }
+    }
+    Ok(out)
 }
 
 fn decompress(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -194,6 +234,7 @@ mod tests {
         assert_eq!(depends(elf), ["jbd2", "crc16", "mbcache"]);
         assert!(depends(b"\0depends=\0").is_empty());
         assert!(depends(b"nothing").is_empty());
+        assert_eq!(modinfo(elf, "softdep="), ["pre: crc32c"]);
     }
 
     #[test]
