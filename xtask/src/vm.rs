@@ -9,9 +9,11 @@
 //! verdict is made here, on the host.
 
 mod check;
+mod churn_check;
 mod close_check;
 mod guest;
 mod initramfs;
+mod modules;
 mod packages;
 mod qemu;
 mod traffic;
@@ -111,7 +113,7 @@ pub fn run_counted(args: VmTestArgs) -> anyhow::Result<(usize, usize)> {
 
     let work = cache.join("run");
     std::fs::create_dir_all(&work)?;
-    let initrd = work.join("initramfs.cpio.gz");
+    let base_initrd = work.join("initramfs.cpio.gz");
     let image = initramfs::Contents {
         busybox: &busybox,
         init_script: &workspace.join("tests/vm/init.sh"),
@@ -120,10 +122,10 @@ pub fn run_counted(args: VmTestArgs) -> anyhow::Result<(usize, usize)> {
         peer: &binaries.peer,
         helper: &binaries.helper,
     };
-    let size = initramfs::write(&image, &initrd)?;
+    let size = initramfs::write(&image, &base_initrd)?;
     eprintln!(
         "vm-test: initramfs {} ({:.1} MiB); setup took {:.1}s",
-        initrd.display(),
+        base_initrd.display(),
         size as f64 / (1 << 20) as f64,
         started.elapsed().as_secs_f64()
     );
@@ -133,6 +135,17 @@ pub fn run_counted(args: VmTestArgs) -> anyhow::Result<(usize, usize)> {
     for image in &kernel_images {
         let dir = work.join(&image.label);
         std::fs::create_dir_all(&dir)?;
+        // The churn check's ext4 RAM disk needs this kernel's modules; without them it runs on
+        // tmpfs, and its result says so.
+        let modules = modules::ext4(&cache, image).unwrap_or_else(|e| {
+            eprintln!(
+                "vm-test [{}]: no ext4 modules, the churn check runs on tmpfs: {e:#}",
+                image.label
+            );
+            Vec::new()
+        });
+        let initrd = dir.join("initramfs.cpio.gz");
+        initramfs::write_with_modules(&base_initrd, &modules, &initrd)?;
         let boot = qemu::Boot {
             label: &image.label,
             vmlinuz: &image.vmlinuz,

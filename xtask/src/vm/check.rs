@@ -239,6 +239,16 @@ pub fn check_run(label: &str, package: &str, run: &Run, h2: &Trace) -> Report {
             report.push(session, test, result);
         }
     }
+    // Issue #19: exact selection while inode numbers are reused (churn_session).
+    for (session, runs) in [
+        ("churn-kprobe", true),
+        ("churn-tracepoint", tracepoint_runs),
+    ] {
+        if runs {
+            let shipped = super::churn_check::Shipped::from_channel(&ch, session);
+            report.push(session, "churn", super::churn_check::verdict(&shipped));
+        }
+    }
     report
 }
 

@@ -1,6 +1,7 @@
 //! The guest's whole root file system: a gzip'd cpio (newc) archive with busybox, the test
 //! script as `/init`, the binaries under test and the shared libraries they load (found with
-//! `ldd`, stored under the paths the dynamic loader looks for them).
+//! `ldd`, stored under the paths the dynamic loader looks for them); per kernel, a second
+//! archive after it with that kernel's modules for the churn check.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -10,6 +11,8 @@ use std::process::Command;
 
 use anyhow::{Context as _, bail};
 use flate2::{Compression, write::GzEncoder};
+
+use super::modules::Module;
 
 pub struct Contents<'a> {
     pub busybox: &'a Path,
@@ -83,6 +86,28 @@ pub fn write(c: &Contents<'_>, out: &Path) -> anyhow::Result<u64> {
     let gz = gz.finish()?;
     fs::write(out, &gz).with_context(|| format!("write {}", out.display()))?;
     Ok(gz.len() as u64)
+}
+
+/// Writes `base` followed by a second archive with `modules` as `/test/modules/NN-name.ko`
+/// to `out` (the kernel unpacks concatenated archives in turn): one kernel's initramfs.
+pub fn write_with_modules(base: &Path, modules: &[Module], out: &Path) -> anyhow::Result<()> {
+    let mut bytes = read(base)?;
+    if !modules.is_empty() {
+        let mut a = Archive::default();
+        a.dir("test");
+        a.dir("test/modules");
+        for (i, m) in modules.iter().enumerate() {
+            a.file(
+                &format!("test/modules/{:02}-{}.ko", i + 1, m.name),
+                0o644,
+                &m.elf,
+            );
+        }
+        let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+        gz.write_all(&a.finish())?;
+        bytes.extend_from_slice(&gz.finish()?);
+    }
+    fs::write(out, &bytes).with_context(|| format!("write {}", out.display()))
 }
 
 fn read(p: &Path) -> anyhow::Result<Vec<u8>> {

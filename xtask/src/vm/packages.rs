@@ -149,6 +149,29 @@ pub fn kernel(cache: &Path, label: &str) -> anyhow::Result<KernelImage> {
     )
 }
 
+/// Downloads package `name` of kernel series `label` (from the lists that series comes from)
+/// and unpacks its `members` into `dest`: what `super::modules` takes modules from.
+pub(super) fn unpack_series_package(
+    cache: &Path,
+    label: &str,
+    name: &str,
+    dest: &Path,
+    members: &[&str],
+) -> anyhow::Result<()> {
+    let (_, _, lists) = series(label)?;
+    let private = match lists {
+        Lists::Private => Some(crate::apt::Apt::open(&crate::apt::default_dir())?),
+        Lists::System => None,
+    };
+    download_and_unpack(
+        private.as_ref(),
+        &cache.join("kernels"),
+        name,
+        dest,
+        members,
+    )
+}
+
 /// `/boot/vmlinuz-<ver>`, or `/usr/lib/modules/<ver>/vmlinuz` (linux-binary packages).
 fn unpacked_kernel(label: &str, package: &str, dir: &Path) -> Option<KernelImage> {
     let in_boot = || {
