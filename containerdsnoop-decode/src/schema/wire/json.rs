@@ -98,15 +98,15 @@ type Entry<'a> = (Cow<'a, str>, Scalar<'a>, bool);
 
 /// A map's entries in the slow path's order: by key string, the last of equal keys kept, each
 /// with its redaction.
-fn sorted_entries<'f, 'a>(
+fn sorted_entries<'a>(
     walk: &Walk<'_>,
-    field: &'f Field<'a>,
+    field: &Field<'a>,
     field_secret: bool,
-) -> Option<(&'f Kind, Vec<Entry<'a>>)> {
+) -> Option<(Kind, Vec<Entry<'a>>)> {
     let mut entries = field.entries()?;
     let mut out = Vec::new();
     while let Some((key, value)) = entries.next() {
-        let secret = walk.entry_secret(field_secret, entries.value_kind, key);
+        let secret = walk.entry_secret(field_secret, &entries.value_kind, key);
         out.push((key.key_string()?, value, secret));
     }
     if entries.bad {
@@ -171,10 +171,9 @@ impl<'a> Writer<'a> for Check {
                     // Order does not matter here; every entry (even one a later key replaces)
                     // must decode for the slow path's decode to succeed.
                     let mut entries = field.entries().ok_or(GiveUp)?;
-                    let value_kind = entries.value_kind;
-                    for (k, v) in entries.by_ref() {
+                    while let Some((k, v)) = entries.next() {
                         k.key_string().ok_or(GiveUp)?;
-                        value(value_kind, v)?;
+                        value(&entries.value_kind, v)?;
                     }
                     if entries.bad {
                         return Err(GiveUp);
@@ -345,7 +344,7 @@ impl Serialize for MapJson<'_, '_> {
                 &**key,
                 &ValueJson {
                     walk: self.walk,
-                    kind: value_kind,
+                    kind: &value_kind,
                     value: *value,
                     secret: *secret,
                     at: self.at,

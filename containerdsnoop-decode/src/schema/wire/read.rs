@@ -264,9 +264,9 @@ impl<'a> Iterator for ListItems<'_, 'a> {
 
 /// The `(key, value)` entries of a map field's run, absent keys and values as their defaults.
 /// Stops as [`ListItems`] does; an entry with another field or a key or value twice is bad.
-pub(super) struct MapEntries<'k, 'a> {
-    pub(super) key_kind: &'k Kind,
-    pub(super) value_kind: &'k Kind,
+pub(super) struct MapEntries<'a> {
+    pub(super) key_kind: Kind,
+    pub(super) value_kind: Kind,
     number: u32,
     pending: Option<WireType>,
     /// What is left after the run read so far.
@@ -275,18 +275,17 @@ pub(super) struct MapEntries<'k, 'a> {
     pub(super) bad: bool,
 }
 
-impl<'k, 'a> MapEntries<'k, 'a> {
-    /// The run of map field `number` whose entries hold a `key_kind` key and a `value_kind`
-    /// value.
+impl<'a> MapEntries<'a> {
+    /// The run of map field `number` whose entries are `entry` messages.
     pub(super) fn new(
-        (key_kind, value_kind): &'k (Kind, Kind),
+        entry: &MessageDescriptor,
         number: u32,
         wire: WireType,
         buf: &'a [u8],
     ) -> Self {
         MapEntries {
-            key_kind,
-            value_kind,
+            key_kind: entry.map_entry_key_field().kind(),
+            value_kind: entry.map_entry_value_field().kind(),
             number,
             pending: Some(wire),
             buf,
@@ -301,22 +300,22 @@ impl<'k, 'a> MapEntries<'k, 'a> {
             let (number, entry_wire) = decode_key(&mut entry).ok()?;
             match number {
                 1 if key.is_none() => {
-                    key = Some(read_value(self.key_kind, entry_wire, &mut entry)?)
+                    key = Some(read_value(&self.key_kind, entry_wire, &mut entry)?)
                 }
                 2 if value.is_none() => {
-                    value = Some(read_value(self.value_kind, entry_wire, &mut entry)?);
+                    value = Some(read_value(&self.value_kind, entry_wire, &mut entry)?);
                 }
                 _ => return None,
             }
         }
         Some((
-            key.or_else(|| default_of(self.key_kind))?,
-            value.or_else(|| default_of(self.value_kind))?,
+            key.or_else(|| default_of(&self.key_kind))?,
+            value.or_else(|| default_of(&self.value_kind))?,
         ))
     }
 }
 
-impl<'a> Iterator for MapEntries<'_, 'a> {
+impl<'a> Iterator for MapEntries<'a> {
     type Item = (Scalar<'a>, Scalar<'a>);
 
     fn next(&mut self) -> Option<Self::Item> {

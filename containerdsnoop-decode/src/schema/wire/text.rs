@@ -235,7 +235,7 @@ impl<'a> Text<'_, 'a> {
             if !self.full {
                 push_text(
                     self.out,
-                    entries.key_kind,
+                    &entries.key_kind,
                     key,
                     false,
                     self.opts.max_bytes_preview,
@@ -243,8 +243,8 @@ impl<'a> Text<'_, 'a> {
                 self.mark();
             }
             self.push(" ");
-            let secret = walk.entry_secret(field_secret, entries.value_kind, key);
-            self.named(walk, "value", entries.value_kind, value, secret, at)?;
+            let secret = walk.entry_secret(field_secret, &entries.value_kind, key);
+            self.named(walk, "value", &entries.value_kind, value, secret, at)?;
             self.push("}");
             self.entries.push((sort_key, start, self.out.len()));
         }

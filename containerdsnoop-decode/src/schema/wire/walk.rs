@@ -195,8 +195,6 @@ pub(super) struct Field<'a> {
     pub(super) fd: FieldDescriptor,
     pub(super) kind: Kind,
     pub(super) slot: Slot<'a>,
-    /// A map's key and value kinds (built once: `kind()` builds a value each call).
-    map: Option<(Kind, Kind)>,
 }
 
 impl<'a> Field<'a> {
@@ -210,10 +208,10 @@ impl<'a> Field<'a> {
     }
 
     /// The entries of a map field (None for others).
-    pub(super) fn entries(&self) -> Option<MapEntries<'_, 'a>> {
-        match (self.slot, &self.map) {
-            (Slot::Map(wire, run), Some(kinds)) => {
-                Some(MapEntries::new(kinds, self.fd.number(), wire, run))
+    pub(super) fn entries(&self) -> Option<MapEntries<'a>> {
+        match (self.slot, &self.kind) {
+            (Slot::Map(wire, run), Kind::Message(entry)) => {
+                Some(MapEntries::new(entry, self.fd.number(), wire, run))
             }
             _ => None,
         }
@@ -262,13 +260,10 @@ impl<'d, 'a> Fields<'d, 'a> {
             let buf = &mut self.keys.rest;
             // `kind()` builds a value each call; `is_map`/`is_list` would build it twice more.
             let kind = fd.kind();
-            let (slot, map) = if fd.cardinality() == Cardinality::Repeated {
+            let slot = if fd.cardinality() == Cardinality::Repeated {
                 let start = *buf;
                 let map = match &kind {
-                    Kind::Message(entry) if entry.is_map_entry() => Some((
-                        entry.map_entry_key_field().kind(),
-                        entry.map_entry_value_field().kind(),
-                    )),
+                    Kind::Message(entry) if entry.is_map_entry() => Some(entry),
                     _ => None,
                 };
                 if !self.scan {
@@ -278,15 +273,10 @@ impl<'d, 'a> Fields<'d, 'a> {
                         Some(_) => Slot::Map(wire, start),
                         None => Slot::List(wire, start),
                     };
-                    return Some(Some(Field {
-                        fd,
-                        kind,
-                        slot,
-                        map,
-                    }));
+                    return Some(Some(Field { fd, kind, slot }));
                 }
-                let count = if let Some(kinds) = &map {
-                    let mut entries = MapEntries::new(kinds, fd.number(), wire, buf);
+                let count = if let Some(entry) = map {
+                    let mut entries = MapEntries::new(entry, fd.number(), wire, buf);
                     let count = entries.by_ref().count();
                     (!entries.bad).then_some(())?;
                     *buf = entries.buf;
@@ -303,22 +293,17 @@ impl<'d, 'a> Fields<'d, 'a> {
                 }
                 let run = &start[..start.len() - buf.len()];
                 match map {
-                    Some(_) => (Slot::Map(wire, run), map),
-                    None => (Slot::List(wire, run), None),
+                    Some(_) => Slot::Map(wire, run),
+                    None => Slot::List(wire, run),
                 }
             } else {
                 let value = read_value(&kind, wire, buf)?;
                 if !fd.supports_presence() && is_default(&fd, value)? {
                     continue;
                 }
-                (Slot::One(value), None)
+                Slot::One(value)
             };
-            return Some(Some(Field {
-                fd,
-                kind,
-                slot,
-                map,
-            }));
+            return Some(Some(Field { fd, kind, slot }));
         }
     }
 
@@ -331,9 +316,13 @@ impl<'d, 'a> Fields<'d, 'a> {
     /// Whether the string or bytes values of `field` (a map's values) are redacted; other kinds
     /// never are, so their names are not looked at (this runs for every field written).
     pub(super) fn secret(&self, field: &Field<'_>) -> bool {
-        let kind = field.map.as_ref().map_or(&field.kind, |(_, value)| value);
-        self.redact
-            && is_text(kind)
-            && redact::is_secret_field(self.desc.full_name(), field.fd.name())
+        if !self.redact {
+            return false;
+        }
+        let text = match (field.slot, &field.kind) {
+            (Slot::Map(..), Kind::Message(entry)) => is_text(&entry.map_entry_value_field().kind()),
+            (_, kind) => is_text(kind),
+        };
+        text && redact::is_secret_field(self.desc.full_name(), field.fd.name())
     }
 }
