@@ -216,7 +216,10 @@ fn fuzz_one(fuzz_dir: &Path, target: &str, seconds: u64) -> anyhow::Result<Outco
     let log = artifacts.join("last-run.log");
 
     let mut cmd = nightly(fuzz_dir);
-    cmd.args(["fuzz", "run"]).args(BUILD_FLAGS).arg(target).arg(&corpus);
+    cmd.args(["fuzz", "run"])
+        .args(BUILD_FLAGS)
+        .arg(target)
+        .arg(&corpus);
     let regressions = fuzz_dir.join("regressions").join(target);
     if regressions.is_dir() {
         cmd.arg(&regressions);

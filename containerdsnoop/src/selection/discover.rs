@@ -343,7 +343,7 @@ mod tests {
         let listener = UnixListener::bind(&path).expect("bind");
         let _client = UnixStream::connect(&path).expect("connect");
         let (_server, _) = listener.accept().expect("accept");
-        let key = identity::key_at(&path, &std::fs::metadata(&path).expect("stat"));
+        let key = identity::key_at(&path, &std::fs::metadata(&path).expect("stat")).expect("key");
         let found = match open_connections(&[key], &[]) {
             Ok(f) => f,
             Err(e) => {
@@ -376,7 +376,8 @@ mod tests {
         let key = identity::key_at(
             &dir.join("l.sock"),
             &std::fs::metadata(dir.join("l.sock")).expect("stat"),
-        );
+        )
+        .expect("key");
         let table = match listeners(&[key]) {
             Ok(t) => t,
             Err(e) => {

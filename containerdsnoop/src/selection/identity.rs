@@ -37,25 +37,35 @@ pub fn dev_text(kernel_dev: u32) -> String {
 /// is taken from the mount the path is on (statx `STATX_MNT_ID`, then `major:minor` in the
 /// mountinfo of the mount namespace the path is resolved in), falling back to the converted
 /// `st_dev`.
-pub fn key_at(path: &Path, meta: &fs::Metadata) -> FileKey {
+pub fn key_at(path: &Path, meta: &fs::Metadata) -> Option<FileKey> {
     let dev = superblock_dev(path).unwrap_or_else(|| kernel_dev(meta.dev()));
     key_on(path, meta, dev)
 }
 
 /// [`key_at`] for a file known to be on the device `dev` (an entry of a directory on it).
-pub fn key_on(path: &Path, meta: &fs::Metadata, dev: u32) -> FileKey {
-    // The handle is encoded by a second lookup of `path`: if the file was replaced in between,
-    // its inode number differs from `meta`'s, and the lookup is made once more.
-    for _ in 0..2 {
-        match handle_identity(path) {
-            Some((ino, generation)) if ino == meta.ino() => {
-                return FileKey::exact(dev, ino, generation);
-            }
-            Some(_) => continue,
-            None => break,
+///
+/// `None` when the file is gone or replaced while it is looked at (the handle is encoded by a
+/// second lookup of `path`): an identity is only ever taken whole from one file. Guessing one
+/// then, without its generation, would select whatever file is given the same inode number
+/// next (ext4 gives it to the very next file created), until the next rescan.
+pub fn key_on(path: &Path, meta: &fs::Metadata, dev: u32) -> Option<FileKey> {
+    match handle_identity(path) {
+        Handle::Known(ino, generation) if ino == meta.ino() => {
+            Some(FileKey::exact(dev, ino, generation))
         }
+        Handle::Known(..) | Handle::Gone => None,
+        Handle::Unknown => Some(FileKey::any_generation(dev, meta.ino())),
     }
-    FileKey::any_generation(dev, meta.ino())
+}
+
+/// What the file handle of a path says.
+enum Handle {
+    /// Inode number and generation.
+    Known(u64, u32),
+    /// The path names nothing any more (`ENOENT`, `ENOTDIR`).
+    Gone,
+    /// No handle, or one of a layout not known here: the generation cannot be read.
+    Unknown,
 }
 
 /// `MAX_HANDLE_SZ`: the largest file handle the kernel encodes.
@@ -69,9 +79,11 @@ struct FileHandle {
     f_handle: [u8; MAX_HANDLE_SZ],
 }
 
-/// `(inode number, generation)` of the file at `path` (symlinks followed), from its file handle.
-fn handle_identity(path: &Path) -> Option<(u64, u32)> {
-    let c_path = CString::new(path.as_os_str().as_bytes()).ok()?;
+/// The inode number and generation of the file at `path` (symlinks followed), from its handle.
+fn handle_identity(path: &Path) -> Handle {
+    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
+        return Handle::Gone;
+    };
     let mut handle = FileHandle {
         handle_bytes: MAX_HANDLE_SZ as u32,
         handle_type: 0,
@@ -91,10 +103,16 @@ fn handle_identity(path: &Path) -> Option<(u64, u32)> {
         )
     };
     if rc != 0 {
-        return None;
+        return match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::ENOENT | libc::ENOTDIR) => Handle::Gone,
+            _ => Handle::Unknown,
+        };
     }
     let len = (handle.handle_bytes as usize).min(MAX_HANDLE_SZ);
-    handle_fields(handle.handle_type, &handle.f_handle[..len])
+    match handle_fields(handle.handle_type, &handle.f_handle[..len]) {
+        Some((ino, generation)) => Handle::Known(ino, generation),
+        None => Handle::Unknown,
+    }
 }
 
 /// `(inode number, generation)` in a file handle of a known encoding (words in host order):
@@ -227,11 +245,32 @@ mod tests {
         for path in ["/", "/proc", "/tmp", "/dev/shm"] {
             let Ok(m) = fs::metadata(path) else { continue };
             assert_eq!(
-                key_at(Path::new(path), &m).dev,
+                key_at(Path::new(path), &m).expect("key").dev,
                 kernel_dev(m.dev()),
                 "{path}"
             );
         }
+    }
+
+    /// A file that is gone by the time its handle is asked for has no identity (it used to get
+    /// one without its generation, which then selected the next file given its number).
+    #[test]
+    fn a_file_removed_while_looked_at_has_no_identity() {
+        let dir = std::env::temp_dir().join(format!("csn-gone-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("mkdir");
+        let sock = dir.join("a.sock");
+        let listener = UnixListener::bind(&sock).expect("bind");
+        let meta = fs::metadata(&sock).expect("stat");
+        assert!(key_at(&sock, &meta).is_some());
+        drop(listener);
+        fs::remove_file(&sock).expect("rm");
+        assert_eq!(key_at(&sock, &meta), None, "removed after its stat");
+        // Replaced after its stat: another file's handle is not taken for this one.
+        let _again = UnixListener::bind(&sock).expect("bind");
+        let other = fs::metadata(&dir).expect("stat dir");
+        assert_eq!(key_on(&sock, &other, 1), None);
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -267,7 +306,7 @@ mod tests {
             let _ = fs::remove_dir_all(&dir);
             fs::create_dir_all(&dir).expect("mkdir");
             let sock = dir.join("a.sock");
-            let key = |p: &Path| key_at(p, &fs::metadata(p).expect("stat"));
+            let key = |p: &Path| key_at(p, &fs::metadata(p).expect("stat")).expect("key");
             let mut reused = 0;
             let mut keys = std::collections::BTreeSet::new();
             for _ in 0..50 {

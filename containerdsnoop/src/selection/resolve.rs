@@ -73,7 +73,11 @@ fn kind_name(t: fs::FileType) -> &'static str {
 /// What `path` names, following symlinks.
 pub fn target_of(path: &Path) -> Target {
     match fs::metadata(path) {
-        Ok(m) if m.file_type().is_socket() => Target::Socket(key_at(path, &m)),
+        Ok(m) if m.file_type().is_socket() => match key_at(path, &m) {
+            Some(k) => Target::Socket(k),
+            // Gone or replaced while looked at: the next rescan sees what is there.
+            None => Target::Missing,
+        },
         Ok(m) => Target::NotSocket(kind_name(m.file_type())),
         Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::symlink_metadata(path) {
             Ok(_) => Target::NotSocket("a dangling symlink"),
@@ -87,7 +91,7 @@ pub fn target_of(path: &Path) -> Target {
 /// otherwise than "no such file" or "not a directory").
 fn dir_key(dir: &Path) -> (Option<FileKey>, bool) {
     match fs::metadata(dir) {
-        Ok(m) if m.is_dir() => (Some(key_at(dir, &m)), true),
+        Ok(m) if m.is_dir() => (key_at(dir, &m), true),
         Ok(_) => (None, true),
         Err(e) => (
             None,
@@ -179,7 +183,9 @@ fn resolve_with(selector: &Selector, list: bool) -> Resolution {
                     if let Ok(m) = fs::symlink_metadata(entry.path())
                         && m.file_type().is_socket()
                     {
-                        sockets.push((entry.path(), key_on(&entry.path(), &m, dir_key.dev)));
+                        if let Some(k) = key_on(&entry.path(), &m, dir_key.dev) {
+                            sockets.push((entry.path(), k));
+                        }
                     }
                 }
             }
@@ -226,7 +232,7 @@ mod tests {
             panic!("{first:?}")
         };
         let m = fs::metadata(&sock).expect("stat");
-        assert_eq!(k, key_at(&sock, &m));
+        assert_eq!(Some(k), key_at(&sock, &m));
         assert_eq!(k.ino, m.ino());
         for text in &spellings {
             let r = resolve(&parse_selector(text).expect("selector"));
@@ -261,7 +267,8 @@ mod tests {
         let real = key_at(
             &dir.join("real"),
             &fs::metadata(dir.join("real")).expect("stat"),
-        );
+        )
+        .expect("key");
         // Dangling (the socket does not exist yet) is fine: its entry is what is selected.
         for link in ["one", "two"] {
             assert_eq!(
