@@ -182,10 +182,9 @@ fn resolve_with(selector: &Selector, list: bool) -> Resolution {
                     // An entry is on its directory's file system (mount points aside).
                     if let Ok(m) = fs::symlink_metadata(entry.path())
                         && m.file_type().is_socket()
+                        && let Some(k) = key_on(&entry.path(), &m, dir_key.dev)
                     {
-                        if let Some(k) = key_on(&entry.path(), &m, dir_key.dev) {
-                            sockets.push((entry.path(), k));
-                        }
+                        sockets.push((entry.path(), k));
                     }
                 }
             }
