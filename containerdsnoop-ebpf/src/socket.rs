@@ -14,10 +14,12 @@
 //! cannot read are looked up a second time without it, only while such keys exist
 //! (`GENERATIONLESS`), and user space removes every identity it sees replaced or gone. A selected
 //! directory that does not exist yet is awaited in its parent (`AWAITED_DIRS`, see
-//! [`select_awaited`]), so that a socket bound in it as soon as it is created is selected too. A directory plus a name is
-//! how a socket re-created by a restarting daemon (a new inode) is selected from its first byte,
-//! before user space has seen the new file; and how `dir/*` selects shims as they come. Sockets
-//! without a file (abstract names) are compared by name, only when an abstract pattern exists.
+//! [`select_awaited`]), so that a socket bound in it as soon as it is created is selected too.
+//!
+//! A directory plus a name is how a socket re-created by a restarting daemon (a new inode) is
+//! selected from its first byte, before user space has seen the new file; and how `dir/*`
+//! selects shims as they come. Sockets without a file (abstract names) are compared by name,
+//! only when an abstract pattern exists.
 //!
 //! Kernel structures read (offsets from BTF, see `KernelLayout`):
 //! - `struct sock { struct sock_common __sk_common { ... unsigned short skc_family; ... };

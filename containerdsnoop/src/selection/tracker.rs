@@ -52,7 +52,6 @@ pub struct Tracker {
     /// What the kernel holds now.
     files: BTreeMap<FileKey, u32>,
     dirs: BTreeMap<FileKey, u32>,
-    generationless: u32,
     awaited: BTreeMap<FileKey, u32>,
     /// Per selector: the spare pattern slot holding its symlink target's name, and that name.
     aliases: Vec<Option<(u32, Vec<u8>)>>,
@@ -82,7 +81,6 @@ impl Tracker {
             last,
             files: BTreeMap::new(),
             dirs: BTreeMap::new(),
-            generationless: 0,
             awaited: BTreeMap::new(),
             awaits: vec![None; aliases.len()],
             aliases,
@@ -228,66 +226,77 @@ impl Tracker {
                 self.await_dir(i, awaited, &mut wanted, &mut updates);
             }
         }
-        let awaited = wanted.awaited.len() as u32;
-        if awaited > self.awaited.len() as u32 {
-            updates.push(Update::AwaitedCount(awaited));
-        }
-        for (k, mask) in &wanted.awaited {
-            if self.awaited.get(k) != Some(mask) {
-                updates.push(Update::Awaited(*k, *mask));
+        // The counts the kernel reads before the extra lookups: a larger one first, so that a
+        // new key is never looked up without it; a smaller one last, after its keys are gone.
+        let counts = [
+            (
+                self.awaited.len(),
+                wanted.awaited.len(),
+                Update::AwaitedCount as fn(u32) -> Update,
+            ),
+            (
+                generationless(&self.files, &self.dirs),
+                generationless(&wanted.files, &wanted.dirs),
+                Update::Generationless,
+            ),
+        ];
+        for (held, want, update) in counts {
+            if want > held {
+                updates.push(update(want as u32));
             }
         }
-        let generationless = (wanted.files.keys().chain(wanted.dirs.keys()))
-            .filter(|k| k.generation_known == 0)
-            .count() as u32;
-        // A larger count first, so that a new generationless key is never looked up without
-        // it; a smaller one last, after the keys it counted are gone.
-        if generationless > self.generationless {
-            updates.push(Update::Generationless(generationless));
+        let awaited = changed(&self.awaited, &wanted.awaited);
+        let files = changed(&self.files, &wanted.files);
+        let dirs = changed(&self.dirs, &wanted.dirs);
+        updates.extend(awaited.0.into_iter().map(|(k, m)| Update::Awaited(k, m)));
+        updates.extend(files.0.into_iter().map(|(k, p)| Update::File(k, p)));
+        updates.extend(dirs.0.into_iter().map(|(k, m)| Update::Dir(k, m)));
+        for (k, p) in files.1 {
+            updates.push(Update::RemoveFile(k));
+            notices.push(removed(
+                self.selectors[p as usize].text(),
+                "socket file",
+                &k,
+            ));
         }
-        for (k, p) in &wanted.files {
-            if self.files.get(k) != Some(p) {
-                updates.push(Update::File(*k, *p));
+        for (k, mask) in dirs.1 {
+            updates.push(Update::RemoveDir(k));
+            notices.push(removed(self.owner_text(mask), "directory", &k));
+        }
+        updates.extend(awaited.1.into_iter().map(|(k, _)| Update::RemoveAwaited(k)));
+        for (held, want, update) in counts {
+            if want < held {
+                updates.push(update(want as u32));
             }
-        }
-        for (k, mask) in &wanted.dirs {
-            if self.dirs.get(k) != Some(mask) {
-                updates.push(Update::Dir(*k, *mask));
-            }
-        }
-        for (k, p) in &self.files {
-            if !wanted.files.contains_key(k) {
-                updates.push(Update::RemoveFile(*k));
-                notices.push(removed(
-                    self.selectors[*p as usize].text(),
-                    "socket file",
-                    k,
-                ));
-            }
-        }
-        for (k, mask) in &self.dirs {
-            if !wanted.dirs.contains_key(k) {
-                updates.push(Update::RemoveDir(*k));
-                notices.push(removed(self.owner_text(*mask), "directory", k));
-            }
-        }
-        for k in self.awaited.keys() {
-            if !wanted.awaited.contains_key(k) {
-                updates.push(Update::RemoveAwaited(*k));
-            }
-        }
-        if awaited < self.awaited.len() as u32 {
-            updates.push(Update::AwaitedCount(awaited));
-        }
-        if generationless < self.generationless {
-            updates.push(Update::Generationless(generationless));
         }
         self.files = wanted.files;
         self.dirs = wanted.dirs;
         self.awaited = wanted.awaited;
-        self.generationless = generationless;
         (updates, notices)
     }
+}
+
+/// How many keys of `files` and `dirs` have no generation.
+fn generationless(files: &BTreeMap<FileKey, u32>, dirs: &BTreeMap<FileKey, u32>) -> usize {
+    (files.keys().chain(dirs.keys()))
+        .filter(|k| k.generation_known == 0)
+        .count()
+}
+
+/// From the map the kernel holds to the one a scan wants: the entries to write (new, or with a
+/// new value) and the entries to delete.
+type Change = (Vec<(FileKey, u32)>, Vec<(FileKey, u32)>);
+
+fn changed(held: &BTreeMap<FileKey, u32>, wanted: &BTreeMap<FileKey, u32>) -> Change {
+    let write = (wanted.iter())
+        .filter(|(k, v)| held.get(k) != Some(v))
+        .map(|(k, v)| (*k, *v))
+        .collect();
+    let delete = (held.iter())
+        .filter(|(k, _)| !wanted.contains_key(k))
+        .map(|(k, v)| (*k, *v))
+        .collect();
+    (write, delete)
 }
 
 #[cfg(test)]
