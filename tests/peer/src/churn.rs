@@ -14,6 +14,7 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{Read as _, Write as _};
+use std::os::fd::AsFd as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
+use crate::shape::inode;
 use crate::util::{remove_stale, wait_for_file};
 
 #[derive(Debug, clap::Args)]
@@ -67,17 +69,7 @@ fn exchange(path: &Path, c2s: Vec<u8>, s2c: Vec<u8>) -> Result<Exchange> {
     let file_ino = fs::symlink_metadata(path)?.ino();
     let mut client = UnixStream::connect(path)?;
     let (mut server, _) = listener.accept()?;
-    let ino = |s: &UnixStream| -> Result<u64> {
-        let fd = std::os::fd::AsRawFd::as_raw_fd(s);
-        // SAFETY: all-zero is a valid `struct stat`; fstat writes into it.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: `fd` is an open socket owned by `s`.
-        if unsafe { libc::fstat(fd, &mut st) } != 0 {
-            anyhow::bail!("fstat: {}", std::io::Error::last_os_error());
-        }
-        Ok(st.st_ino)
-    };
-    let (client_ino, server_ino) = (ino(&client)?, ino(&server)?);
+    let (client_ino, server_ino) = (inode(client.as_fd())?, inode(server.as_fd())?);
     client.write_all(&c2s)?;
     let mut got = vec![0; c2s.len()];
     server.read_exact(&mut got)?;
